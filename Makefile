@@ -1,0 +1,103 @@
+# pathkernel - build the C module, run the specs, the sanitizer build, the
+# demo and the benchmarks. `make help` lists the targets.
+
+LUA      ?= lua5.4
+BUSTED   ?= /usr/bin/busted
+CC       ?= cc
+PKGCONF  ?= pkg-config
+
+# LuaRocks passes these; the defaults suit a Debian checkout
+LUA_INCDIR  ?= $(patsubst -I%,%,$(firstword $(shell $(PKGCONF) --cflags-only-I lua5.4 2>/dev/null) -I/usr/include/lua5.4))
+LIBFLAG     ?= -shared
+INST_LIBDIR ?= /usr/local/lib/lua/5.4/pathkernel
+INST_LUADIR ?= /usr/local/share/lua/5.4
+
+WARN    = -std=c99 -Wall -Wextra -Wpedantic -Wmissing-prototypes -Wshadow
+ifdef CI
+WARN   += -Werror
+endif
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -Ic
+LIBS    = -llapacke -llapack -lblas -lm
+
+SRC      = $(wildcard c/*.c)
+HDR      = $(wildcard c/*.h)
+CORE_SRC = $(filter-out c/lua_%.c,$(SRC))
+
+BUILD    = build
+MODULE   = $(BUILD)/pathkernel/core.so
+ASAN_DIR = build-asan
+ASAN_MOD = $(ASAN_DIR)/pathkernel/core.so
+ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+LUA_PATH_HERE  = $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua
+LUA_CPATH_HERE = $(CURDIR)/$(BUILD)/?.so
+
+.PHONY: all env deps test check demo bench install uninstall clean help
+
+all: $(MODULE)
+
+OBJ      = $(patsubst c/%.c,$(BUILD)/obj/%.o,$(SRC))
+ASAN_OBJ = $(patsubst c/%.c,$(ASAN_DIR)/obj/%.o,$(SRC))
+
+$(MODULE): $(OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LIBFLAG) -o $@ $(OBJ) $(LIBS)
+
+$(BUILD)/obj/%.o: c/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(ASAN_MOD): $(ASAN_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared -fsanitize=address,undefined -o $@ $(ASAN_OBJ) $(LIBS)
+
+$(ASAN_DIR)/obj/%.o: c/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(WARN) $(ASAN_FLAGS) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -Ic -c -o $@ $<
+
+# eval "$(make -s env)" points lua5.4 at this checkout
+env:
+	@echo 'export LUA_PATH="$(LUA_PATH_HERE);;"'
+	@echo 'export LUA_CPATH="$(LUA_CPATH_HERE);;"'
+
+deps:
+	@sh .ci/deps
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	$(LUA) $(BUSTED) $(BUSTED_ARGS)
+
+# The specs again with the module under AddressSanitizer and UBSan; the
+# interpreter is not instrumented, so the ASan runtime is preloaded.
+check: deps $(ASAN_MOD)
+	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/.ci/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(LUA) $(BUSTED) --cpath="$(CURDIR)/$(ASAN_DIR)/?.so" $(BUSTED_ARGS)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;" $(LUA) examples/kernel_machine.lua
+
+bench: all
+	@for b in bench/*.lua; do \
+	  echo "== $$b"; \
+	  LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;" $(LUA) $$b || exit 1; \
+	done
+
+install: $(MODULE)
+	mkdir -p $(INST_LIBDIR) $(INST_LUADIR)/pathkernel
+	cp $(MODULE) $(INST_LIBDIR)/core.so
+	cp lua/pathkernel/*.lua $(INST_LUADIR)/pathkernel/
+
+uninstall:
+	rm -f $(INST_LIBDIR)/core.so
+	rm -rf $(INST_LUADIR)/pathkernel
+
+clean:
+	rm -rf $(BUILD) $(ASAN_DIR)
+
+help:
+	@echo "targets: all env test check demo bench install uninstall clean"

@@ -1,0 +1,124 @@
+/* core.c - errors, checked allocation and the memory limit, shared by every
+ * file of the C core. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <math.h>
+#include "pk_internal.h"
+
+static char errbuf[512];
+static size_t memlimit;    /* 0 until first asked: then the default */
+
+pk_status pk_fail(pk_status s, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+  va_end(ap);
+  return s;
+}
+
+const char *pk_last_error(void) { return errbuf; }
+
+const char *pk_status_name(pk_status s)
+{
+  switch (s) {
+  case PK_OK: return "ok";
+  case PK_EINVAL: return "invalid argument";
+  case PK_ENOMEM: return "out of memory";
+  case PK_EIO: return "i/o error";
+  case PK_EFORMAT: return "bad file format";
+  case PK_ENUMERIC: return "numerical failure";
+  case PK_ECANCEL: return "cancelled";
+  }
+  return "unknown status";
+}
+
+static size_t default_limit(void)
+{
+  long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+  if (pages <= 0 || psize <= 0)
+    return (size_t)8 << 30;
+  /* three quarters of physical memory, computed without overflow */
+  return (size_t)pages / 4 * 3 * (size_t)psize;
+}
+
+void pk_set_memory_limit(size_t bytes) { memlimit = bytes ? bytes : default_limit(); }
+
+size_t pk_memory_limit(void)
+{
+  if (!memlimit)
+    memlimit = default_limit();
+  return memlimit;
+}
+
+static void fmt_bytes(char *buf, size_t len, double b)
+{
+  static const char *unit[] = { "bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+  int u = 0;
+  while (b >= 1024 && u < 6) { b /= 1024; u++; }
+  if (u == 0) snprintf(buf, len, "%.0f bytes", b);
+  else snprintf(buf, len, "%.1f %s", b, unit[u]);
+}
+
+pk_status pk_mul_size(size_t *out, size_t a, size_t b, const char *what)
+{
+  if (a != 0 && b > SIZE_MAX / a)
+    return pk_fail(PK_ENOMEM, "%s: size %zu x %zu overflows", what, a, b);
+  *out = a * b;
+  return PK_OK;
+}
+
+pk_status pk_check_bytes(size_t n, size_t size, const char *what)
+{
+  char need[32], lim[32];
+  if (size != 0 && n > SIZE_MAX / size) {
+    fmt_bytes(need, sizeof need, (double)n * (double)size);
+    return pk_fail(PK_ENOMEM, "%s needs %s: the size overflows", what, need);
+  }
+  if (n * size > pk_memory_limit()) {
+    fmt_bytes(need, sizeof need, (double)n * (double)size);
+    fmt_bytes(lim, sizeof lim, (double)pk_memory_limit());
+    return pk_fail(PK_ENOMEM, "%s needs %s, above the memory limit of %s "
+                   "(pk.set_memory_limit raises it; or ask for less)", what, need, lim);
+  }
+  return PK_OK;
+}
+
+pk_status pk_alloc(void **out, size_t n, size_t size, const char *what)
+{
+  pk_status st = pk_check_bytes(n, size, what);
+  *out = NULL;
+  if (st) return st;
+  *out = malloc(n * size > 0 ? n * size : 1);
+  if (!*out) {
+    char need[32];
+    fmt_bytes(need, sizeof need, (double)n * (double)size);
+    return pk_fail(PK_ENOMEM, "%s: allocating %s failed", what, need);
+  }
+  return PK_OK;
+}
+
+pk_status pk_calloc(void **out, size_t n, size_t size, const char *what)
+{
+  pk_status st = pk_check_bytes(n, size, what);
+  *out = NULL;
+  if (st) return st;
+  *out = calloc(n ? n : 1, size ? size : 1);
+  if (!*out) {
+    char need[32];
+    fmt_bytes(need, sizeof need, (double)n * (double)size);
+    return pk_fail(PK_ENOMEM, "%s: allocating %s failed", what, need);
+  }
+  return PK_OK;
+}
+
+int pk_all_finite(const double *x, size_t n)
+{
+  size_t i;
+  for (i = 0; i < n; i++)
+    if (!isfinite(x[i])) return 0;
+  return 1;
+}

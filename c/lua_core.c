@@ -1,0 +1,202 @@
+/* lua_core.c - luaopen_pathkernel_core: the module table, shared binding
+ * helpers, pk.load and the memory limit. */
+#include <string.h>
+#include "lua_pk.h"
+
+int pk_lua_error(lua_State *L, pk_status st)
+{
+  const char *msg = pk_last_error();
+  if (!msg || !*msg) msg = pk_status_name(st);
+  return luaL_error(L, "%s", msg);
+}
+
+int pk_lua_fail(lua_State *L, pk_status st)
+{
+  const char *msg = pk_last_error();
+  lua_pushnil(L);
+  lua_pushstring(L, msg && *msg ? msg : pk_status_name(st));
+  return 2;
+}
+
+lua_Integer pk_lua_checkint(lua_State *L, int idx, lua_Integer lo, const char *what)
+{
+  int isint;
+  lua_Integer v;
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    luaL_error(L, "%s must be an integer, got %s", what, luaL_typename(L, idx));
+  v = lua_tointegerx(L, idx, &isint);
+  if (!isint) luaL_error(L, "%s must be an integer, got %s", what, lua_tostring(L, idx));
+  if (v < lo) luaL_error(L, "%s must be >= %d, got %d", what, (int)lo, (int)v);
+  return v;
+}
+
+size_t pk_lua_checksize(lua_State *L, int idx, const char *what)
+{
+  lua_Integer v = pk_lua_checkint(L, idx, 0, what);
+  if ((lua_Unsigned)v > PK_MAX_DIM)
+    luaL_error(L, "%s of %I is too large (the limit is %d)", what, v, PK_MAX_DIM);
+  return (size_t)v;
+}
+
+int pk_lua_optfield(lua_State *L, int idx, const char *key)
+{
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    lua_pushnil(L);
+    return LUA_TNIL;
+  }
+  return lua_getfield(L, idx, key);
+}
+
+double pk_lua_optnumber(lua_State *L, int idx, const char *key, double def)
+{
+  double v = def;
+  int t = pk_lua_optfield(L, idx, key);
+  if (t == LUA_TNUMBER) v = lua_tonumber(L, -1);
+  else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a number, got %s", key, lua_typename(L, t));
+  lua_pop(L, 1);
+  return v;
+}
+
+lua_Integer pk_lua_optinteger(lua_State *L, int idx, const char *key, lua_Integer def)
+{
+  lua_Integer v = def;
+  int t = pk_lua_optfield(L, idx, key), isint;
+  if (t == LUA_TNUMBER) {
+    v = lua_tointegerx(L, -1, &isint);
+    if (!isint) luaL_error(L, "option '%s' must be an integer, got %s", key, lua_tostring(L, -1));
+  } else if (t != LUA_TNIL) {
+    luaL_error(L, "option '%s' must be an integer, got %s", key, lua_typename(L, t));
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+int pk_lua_optboolean(lua_State *L, int idx, const char *key, int def)
+{
+  int v = def, t = pk_lua_optfield(L, idx, key);
+  if (t == LUA_TBOOLEAN) v = lua_toboolean(L, -1);
+  else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a boolean, got %s", key, lua_typename(L, t));
+  lua_pop(L, 1);
+  return v;
+}
+
+const char *pk_lua_optstring(lua_State *L, int idx, const char *key, const char *def)
+{
+  /* the string stays reachable through the option table */
+  const char *v = def;
+  int t = pk_lua_optfield(L, idx, key);
+  if (t == LUA_TSTRING) v = lua_tostring(L, -1);
+  else if (t != LUA_TNIL) luaL_error(L, "option '%s' must be a string, got %s", key, lua_typename(L, t));
+  lua_pop(L, 1);
+  return v;
+}
+
+void pk_lua_checkkeys(lua_State *L, int idx, const char *fn, const char *const *valid)
+{
+  if (lua_type(L, idx) != LUA_TTABLE) return;
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int i, ok = 0;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      const char *k = lua_tostring(L, -2);
+      for (i = 0; valid[i]; i++)
+        if (strcmp(k, valid[i]) == 0) { ok = 1; break; }
+    } else if (lua_type(L, -2) == LUA_TNUMBER) {
+      ok = 0;
+    }
+    if (!ok) {
+      char list[512];
+      size_t used = 0;
+      const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "(a non-string key)";
+      list[0] = '\0';
+      for (i = 0; valid[i] && used < sizeof list; i++)
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", valid[i]);
+      luaL_error(L, "%s: unknown option '%s' (valid options: %s)", fn, k, list);
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* ---- the default seed stream ----------------------------------------- */
+
+static const char SEEDKEY = 'S';
+
+static pk_rng *seedstream(lua_State *L)
+{
+  pk_rng *r;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SEEDKEY) == LUA_TUSERDATA) {
+    r = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return r;
+  }
+  lua_pop(L, 1);
+  r = lua_newuserdatauv(L, sizeof *r, 0);
+  pk_rng_seed(r, 0);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &SEEDKEY);
+  return r;
+}
+
+uint64_t pk_lua_nextseed(lua_State *L) { return pk_rng_next(seedstream(L)); }
+
+uint64_t pk_lua_optseed(lua_State *L, int idx)
+{
+  if (lua_isnoneornil(L, idx)) return pk_lua_nextseed(L);
+  return (uint64_t)pk_lua_checkint(L, idx, LUA_MININTEGER, "seed");
+}
+
+static int l_manual_seed(lua_State *L)
+{
+  pk_rng_seed(seedstream(L), (uint64_t)pk_lua_checkint(L, 1, LUA_MININTEGER, "seed"));
+  return 0;
+}
+
+/* ---- module functions ------------------------------------------------- */
+
+static int l_load(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  pk_tag tag;
+  pk_status st = pk_file_tag(path, &tag);
+  if (st == PK_EIO) return pk_lua_fail(L, st);
+  if (st) return pk_lua_error(L, st);
+  switch (tag) {
+  case PK_TAG_MATRIX: return pk_lua_load_matrix(L, path);
+  default: break;
+  }
+  return luaL_error(L, "%s: this build cannot load objects with tag %d", path, (int)tag);
+}
+
+static int l_set_memory_limit(lua_State *L)
+{
+  lua_Integer v = pk_lua_checkint(L, 1, 0, "memory limit");
+  pk_set_memory_limit((size_t)v);
+  return 0;
+}
+
+static int l_memory_limit(lua_State *L)
+{
+  lua_pushinteger(L, (lua_Integer)pk_memory_limit());
+  return 1;
+}
+
+#if defined(__GNUC__)
+__attribute__((visibility("default")))
+#endif
+int luaopen_pathkernel_core(lua_State *L);
+
+int luaopen_pathkernel_core(lua_State *L)
+{
+  static const luaL_Reg fns[] = {
+    { "load", l_load },
+    { "set_memory_limit", l_set_memory_limit },
+    { "memory_limit", l_memory_limit },
+    { "manual_seed", l_manual_seed },
+    { NULL, NULL }
+  };
+  luaL_newlib(L, fns);
+  pk_lua_open_matrix(L);
+  lua_pushliteral(L, "0.1.0");
+  lua_setfield(L, -2, "version");
+  return 1;
+}

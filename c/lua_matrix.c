@@ -1,0 +1,488 @@
+/* lua_matrix.c - the pathkernel.Matrix userdata: constructors, views that
+ * keep their parent alive, arithmetic metamethods, CSV and files. */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "lua_pk.h"
+
+typedef struct { pk_matrix *m; } mbox;
+
+pk_matrix *pk_lua_testmatrix(lua_State *L, int idx)
+{
+  mbox *b = luaL_testudata(L, idx, PK_MATRIX_MT);
+  return b ? b->m : NULL;
+}
+
+pk_matrix *pk_lua_checkmatrix(lua_State *L, int idx)
+{
+  mbox *b = luaL_checkudata(L, idx, PK_MATRIX_MT);
+  if (!b->m) luaL_argerror(L, idx, "matrix has been released");
+  return b->m;
+}
+
+pk_matrix **pk_lua_newmatrix(lua_State *L)
+{
+  mbox *b = lua_newuserdatauv(L, sizeof *b, 1);
+  b->m = NULL;
+  luaL_setmetatable(L, PK_MATRIX_MT);
+  return &b->m;
+}
+
+void pk_lua_pushmatrix(lua_State *L, pk_matrix *m)
+{
+  /* lua_newuserdatauv may raise on memory: do not leak m then */
+  mbox *b;
+  if (!lua_checkstack(L, 2)) { pk_matrix_free(m); luaL_error(L, "stack overflow"); }
+  b = lua_newuserdatauv(L, sizeof *b, 1);
+  b->m = m;
+  luaL_setmetatable(L, PK_MATRIX_MT);
+}
+
+/* Run a core constructor into a fresh userdata already on the stack. */
+#define NEWM(L, call)                                   \
+  do {                                                  \
+    pk_matrix **slot_ = pk_lua_newmatrix(L);            \
+    pk_status st_ = (call);                             \
+    if (st_) return pk_lua_error(L, st_);               \
+    (void)slot_;                                        \
+  } while (0)
+
+static int m_release(lua_State *L)
+{
+  mbox *b = luaL_checkudata(L, 1, PK_MATRIX_MT);
+  pk_matrix_free(b->m);
+  b->m = NULL;
+  return 0;
+}
+
+static void check_size2(lua_State *L, int i, size_t *r, size_t *c)
+{
+  *r = pk_lua_checksize(L, i, "rows");
+  *c = pk_lua_checksize(L, i + 1, "cols");
+}
+
+static int l_zeros(lua_State *L)
+{
+  size_t r, c;
+  check_size2(L, 1, &r, &c);
+  NEWM(L, pk_matrix_zeros(slot_, r, c));
+  return 1;
+}
+
+static int l_ones(lua_State *L)
+{
+  size_t r, c;
+  check_size2(L, 1, &r, &c);
+  NEWM(L, pk_matrix_fill(slot_, r, c, 1.0));
+  return 1;
+}
+
+static int l_eye(lua_State *L)
+{
+  size_t n = pk_lua_checksize(L, 1, "size");
+  NEWM(L, pk_matrix_eye(slot_, n));
+  return 1;
+}
+
+static int l_randn(lua_State *L)
+{
+  size_t r, c;
+  uint64_t seed;
+  check_size2(L, 1, &r, &c);
+  seed = pk_lua_optseed(L, 3);
+  NEWM(L, pk_matrix_randn(slot_, r, c, seed));
+  return 1;
+}
+
+static int l_rand(lua_State *L)
+{
+  size_t r, c;
+  uint64_t seed;
+  check_size2(L, 1, &r, &c);
+  seed = pk_lua_optseed(L, 3);
+  NEWM(L, pk_matrix_rand(slot_, r, c, seed));
+  return 1;
+}
+
+static double table_number(lua_State *L, int i, int j)
+{
+  double v;
+  if (lua_type(L, -1) != LUA_TNUMBER) {
+    if (j) luaL_error(L, "matrix: entry [%d][%d] is %s, not a number", i, j, luaL_typename(L, -1));
+    luaL_error(L, "matrix: entry [%d] is %s, not a number", i, luaL_typename(L, -1));
+  }
+  v = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+/* pk.matrix{{1,2},{3,4}}: a table of rows; a flat table of numbers makes a
+ * column vector; pk.matrix(M) copies a matrix. */
+static int l_matrix(lua_State *L)
+{
+  size_t rows, cols, i, j;
+  pk_matrix **slot, *m;
+  pk_status st;
+  if (pk_lua_testmatrix(L, 1)) {
+    NEWM(L, pk_matrix_copy(slot_, pk_lua_checkmatrix(L, 1)));
+    return 1;
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  rows = lua_rawlen(L, 1);
+  cols = 0;
+  if (rows > 0) {
+    int t = lua_rawgeti(L, 1, 1);
+    cols = t == LUA_TTABLE ? lua_rawlen(L, -1) : 0;
+    lua_pop(L, 1);
+    if (t == LUA_TNUMBER) {        /* column vector */
+      slot = pk_lua_newmatrix(L);
+      if ((st = pk_matrix_new(slot, rows, 1))) return pk_lua_error(L, st);
+      m = *slot;
+      for (i = 0; i < rows; i++) {
+        lua_rawgeti(L, 1, (lua_Integer)i + 1);
+        m->data[i] = table_number(L, (int)i + 1, 0);
+      }
+      return 1;
+    }
+    if (t != LUA_TTABLE)
+      return luaL_error(L, "matrix: row 1 is %s, expected a table of numbers", lua_typename(L, t));
+  }
+  slot = pk_lua_newmatrix(L);
+  if ((st = pk_matrix_new(slot, rows, cols))) return pk_lua_error(L, st);
+  m = *slot;
+  for (i = 0; i < rows; i++) {
+    if (lua_rawgeti(L, 1, (lua_Integer)i + 1) != LUA_TTABLE)
+      return luaL_error(L, "matrix: row %d is %s, expected a table of numbers", (int)i + 1,
+                        luaL_typename(L, -1));
+    if (lua_rawlen(L, -1) != cols)
+      return luaL_error(L, "matrix: ragged rows: row %d has %d entries, row 1 has %d",
+                        (int)i + 1, (int)lua_rawlen(L, -1), (int)cols);
+    for (j = 0; j < cols; j++) {
+      lua_rawgeti(L, -1, (lua_Integer)j + 1);
+      m->data[i * cols + j] = table_number(L, (int)i + 1, (int)j + 1);
+    }
+    lua_pop(L, 1);
+  }
+  return 1;
+}
+
+static int m_rows(lua_State *L)
+{
+  lua_pushinteger(L, (lua_Integer)pk_matrix_rows(pk_lua_checkmatrix(L, 1)));
+  return 1;
+}
+
+static int m_cols(lua_State *L)
+{
+  lua_pushinteger(L, (lua_Integer)pk_matrix_cols(pk_lua_checkmatrix(L, 1)));
+  return 1;
+}
+
+static int m_shape(lua_State *L)
+{
+  pk_matrix *m = pk_lua_checkmatrix(L, 1);
+  lua_pushinteger(L, (lua_Integer)m->rows);
+  lua_pushinteger(L, (lua_Integer)m->cols);
+  return 2;
+}
+
+static size_t check_index(lua_State *L, int idx, size_t n, const char *what)
+{
+  lua_Integer v = pk_lua_checkint(L, idx, LUA_MININTEGER, what);
+  if (v < 1 || (lua_Unsigned)v > n) {
+    if (n == 0) luaL_error(L, "%s %I out of range (the matrix has no %ss)", what, v, what);
+    luaL_error(L, "%s %I out of range 1..%d", what, v, (int)n);
+  }
+  return (size_t)v - 1;
+}
+
+static int m_get(lua_State *L)
+{
+  pk_matrix *m = pk_lua_checkmatrix(L, 1);
+  size_t i = check_index(L, 2, m->rows, "row");
+  size_t j = check_index(L, 3, m->cols, "column");
+  lua_pushnumber(L, m->data[i * m->cols + j]);
+  return 1;
+}
+
+static int m_set(lua_State *L)
+{
+  pk_matrix *m = pk_lua_checkmatrix(L, 1);
+  size_t i = check_index(L, 2, m->rows, "row");
+  size_t j = check_index(L, 3, m->cols, "column");
+  double v = luaL_checknumber(L, 4);
+  m->data[i * m->cols + j] = v;
+  return 0;
+}
+
+static int push_view(lua_State *L, pk_matrix *m, size_t r0, size_t r1)
+{
+  pk_matrix **slot = pk_lua_newmatrix(L);
+  pk_status st = pk_matrix_view_rows(slot, m, r0, r1);
+  if (st) return pk_lua_error(L, st);
+  lua_pushvalue(L, 1);             /* the view keeps its parent alive */
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+static int m_row(lua_State *L)
+{
+  pk_matrix *m = pk_lua_checkmatrix(L, 1);
+  size_t i = check_index(L, 2, m->rows, "row");
+  return push_view(L, m, i, i + 1);
+}
+
+static int m_slice(lua_State *L)
+{
+  pk_matrix *m = pk_lua_checkmatrix(L, 1);
+  lua_Integer i1 = pk_lua_checkint(L, 2, LUA_MININTEGER, "first row");
+  lua_Integer i2 = pk_lua_checkint(L, 3, LUA_MININTEGER, "last row");
+  if (i1 < 1 || i2 > (lua_Integer)m->rows || i2 < i1 - 1)
+    return luaL_error(L, "slice %I..%I out of range for %d rows", i1, i2, (int)m->rows);
+  return push_view(L, m, (size_t)i1 - 1, (size_t)i2);
+}
+
+static int m_totable(lua_State *L)
+{
+  pk_matrix *m = pk_lua_checkmatrix(L, 1);
+  size_t i, j;
+  lua_createtable(L, (int)m->rows, 0);
+  for (i = 0; i < m->rows; i++) {
+    lua_createtable(L, (int)m->cols, 0);
+    for (j = 0; j < m->cols; j++) {
+      lua_pushnumber(L, m->data[i * m->cols + j]);
+      lua_rawseti(L, -2, (lua_Integer)j + 1);
+    }
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+/* like NumPy: whole for small matrices, 3 + ... + 3 beyond 10 rows or cols */
+static int shown(size_t n, size_t k) { return n <= 10 || k < 3 || k >= n - 3; }
+
+static int m_tostring(lua_State *L)
+{
+  mbox *b = luaL_checkudata(L, 1, PK_MATRIX_MT);
+  pk_matrix *m = b->m;
+  luaL_Buffer buf;
+  char cell[40];
+  int width = 1;
+  size_t i, j;
+  if (!m) {
+    lua_pushliteral(L, "pathkernel.Matrix (released)");
+    return 1;
+  }
+  for (i = 0; i < m->rows; i++)
+    for (j = 0; j < m->cols; j++)
+      if (shown(m->rows, i) && shown(m->cols, j)) {
+        int w = snprintf(cell, sizeof cell, "%.6g", m->data[i * m->cols + j]);
+        if (w > width) width = w;
+      }
+  luaL_buffinit(L, &buf);
+  snprintf(cell, sizeof cell, "pathkernel.Matrix %zux%zu", m->rows, m->cols);
+  luaL_addstring(&buf, cell);
+  for (i = 0; i < m->rows; i++) {
+    if (!shown(m->rows, i)) {
+      if (i == 3) luaL_addstring(&buf, "\n ...");
+      continue;
+    }
+    luaL_addstring(&buf, "\n");
+    for (j = 0; j < m->cols; j++) {
+      if (!shown(m->cols, j)) {
+        if (j == 3) luaL_addstring(&buf, "  ...");
+        continue;
+      }
+      snprintf(cell, sizeof cell, " %*.6g", width, m->data[i * m->cols + j]);
+      luaL_addstring(&buf, cell);
+    }
+  }
+  luaL_pushresult(&buf);
+  return 1;
+}
+
+static int m_add(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1), *b = pk_lua_checkmatrix(L, 2);
+  NEWM(L, pk_matrix_add(slot_, a, b));
+  return 1;
+}
+
+static int m_sub(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1), *b = pk_lua_checkmatrix(L, 2);
+  NEWM(L, pk_matrix_sub(slot_, a, b));
+  return 1;
+}
+
+static int m_mul(lua_State *L)
+{
+  if (lua_type(L, 1) == LUA_TNUMBER) {
+    double s = lua_tonumber(L, 1);
+    pk_matrix *a = pk_lua_checkmatrix(L, 2);
+    NEWM(L, pk_matrix_scale(slot_, s, a));
+  } else if (lua_type(L, 2) == LUA_TNUMBER) {
+    double s = lua_tonumber(L, 2);
+    pk_matrix *a = pk_lua_checkmatrix(L, 1);
+    NEWM(L, pk_matrix_scale(slot_, s, a));
+  } else {
+    pk_matrix *a = pk_lua_checkmatrix(L, 1), *b = pk_lua_checkmatrix(L, 2);
+    NEWM(L, pk_matrix_mul(slot_, a, b));
+  }
+  return 1;
+}
+
+static int m_div(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  double s = luaL_checknumber(L, 2);
+  NEWM(L, pk_matrix_scale(slot_, 1.0 / s, a));
+  return 1;
+}
+
+static int m_unm(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  NEWM(L, pk_matrix_scale(slot_, -1.0, a));
+  return 1;
+}
+
+static int m_t(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  NEWM(L, pk_matrix_transpose(slot_, a));
+  return 1;
+}
+
+static int m_hadamard(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1), *b = pk_lua_checkmatrix(L, 2);
+  NEWM(L, pk_matrix_hadamard(slot_, a, b));
+  return 1;
+}
+
+static int m_copy(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  NEWM(L, pk_matrix_copy(slot_, a));
+  return 1;
+}
+
+static int m_sum(lua_State *L)
+{
+  lua_pushnumber(L, pk_matrix_sum(pk_lua_checkmatrix(L, 1)));
+  return 1;
+}
+
+static int m_mean(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  if (a->rows * a->cols == 0) return luaL_error(L, "mean of an empty %dx%d matrix", (int)a->rows, (int)a->cols);
+  lua_pushnumber(L, pk_matrix_sum(a) / (double)(a->rows * a->cols));
+  return 1;
+}
+
+static int m_norm(lua_State *L)
+{
+  lua_pushnumber(L, pk_matrix_norm(pk_lua_checkmatrix(L, 1)));
+  return 1;
+}
+
+static int m_max_abs(lua_State *L)
+{
+  lua_pushnumber(L, pk_matrix_max_abs(pk_lua_checkmatrix(L, 1)));
+  return 1;
+}
+
+static int m_len(lua_State *L)
+{
+  lua_pushinteger(L, (lua_Integer)pk_lua_checkmatrix(L, 1)->rows);
+  return 1;
+}
+
+static int m_save(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  pk_status st = pk_matrix_save(a, luaL_checkstring(L, 2));
+  if (st) return pk_lua_fail(L, st);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int pk_lua_load_matrix(lua_State *L, const char *path)
+{
+  pk_matrix **slot = pk_lua_newmatrix(L);
+  pk_status st = pk_matrix_load(slot, path);
+  if (st == PK_EIO) return pk_lua_fail(L, st);
+  if (st) return pk_lua_error(L, st);
+  return 1;
+}
+
+static int l_read_csv(lua_State *L)
+{
+  const char *path = luaL_checkstring(L, 1);
+  static const char *const keys[] = { "header", "sep", NULL };
+  pk_csv_opts o;
+  const char *sep;
+  char *header = NULL;
+  pk_matrix **slot;
+  pk_status st;
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  pk_lua_checkkeys(L, 2, "read_csv", keys);
+  o.header = pk_lua_optboolean(L, 2, "header", 0);
+  sep = pk_lua_optstring(L, 2, "sep", ",");
+  if (strlen(sep) != 1) return luaL_error(L, "read_csv: sep must be one character");
+  o.sep = sep[0];
+  slot = pk_lua_newmatrix(L);
+  st = pk_matrix_read_csv(slot, path, &o, o.header ? &header : NULL);
+  if (st == PK_EIO) return pk_lua_fail(L, st);
+  if (st) return pk_lua_error(L, st);
+  if (header) {
+    lua_pushstring(L, header);   /* may raise on memory: free first */
+    free(header);
+    return 2;
+  }
+  return 1;
+}
+
+static int m_write_csv(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  const char *header = NULL;
+  pk_status st;
+  if (lua_type(L, 3) == LUA_TTABLE) header = pk_lua_optstring(L, 3, "header", NULL);
+  else if (!lua_isnoneornil(L, 3)) header = luaL_checkstring(L, 3);
+  st = pk_matrix_write_csv(a, path, header);
+  if (st) return pk_lua_fail(L, st);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+void pk_lua_open_matrix(lua_State *L)
+{
+  static const luaL_Reg meta[] = {
+    { "__gc", m_release }, { "__close", m_release }, { "__tostring", m_tostring },
+    { "__add", m_add }, { "__sub", m_sub }, { "__mul", m_mul }, { "__div", m_div },
+    { "__unm", m_unm }, { "__len", m_len }, { NULL, NULL }
+  };
+  static const luaL_Reg methods[] = {
+    { "rows", m_rows }, { "cols", m_cols }, { "shape", m_shape }, { "get", m_get },
+    { "set", m_set }, { "row", m_row }, { "slice", m_slice }, { "totable", m_totable },
+    { "t", m_t }, { "hadamard", m_hadamard }, { "sum", m_sum }, { "mean", m_mean },
+    { "norm", m_norm }, { "max_abs", m_max_abs }, { "copy", m_copy }, { "save", m_save },
+    { "write_csv", m_write_csv }, { "release", m_release }, { NULL, NULL }
+  };
+  static const luaL_Reg fns[] = {
+    { "matrix", l_matrix }, { "zeros", l_zeros }, { "ones", l_ones }, { "eye", l_eye },
+    { "randn", l_randn }, { "rand", l_rand }, { "read_csv", l_read_csv }, { NULL, NULL }
+  };
+  luaL_newmetatable(L, PK_MATRIX_MT);
+  luaL_setfuncs(L, meta, 0);
+  luaL_newlib(L, methods);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, "pathkernel.Matrix");
+  lua_setfield(L, -2, "__name");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, fns, 0);
+}

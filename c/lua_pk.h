@@ -1,0 +1,62 @@
+/* lua_pk.h - what the Lua binding files share: checkers, pushers, turning a
+ * status into a Lua error, and the per-type open functions. */
+#ifndef LUA_PK_H
+#define LUA_PK_H
+
+#include <lua.h>
+#include <lauxlib.h>
+#include "pk_internal.h"
+
+#define PK_MATRIX_MT "pathkernel.Matrix"
+
+/* Raise the core's message as a Lua error (never returns). */
+int pk_lua_error(lua_State *L, pk_status st);
+/* For I/O: push nil, message and return 2. */
+int pk_lua_fail(lua_State *L, pk_status st);
+
+/* An integer argument >= lo (rejecting floats with a fraction). */
+lua_Integer pk_lua_checkint(lua_State *L, int idx, lua_Integer lo, const char *what);
+/* a size argument: a non-negative integer */
+size_t pk_lua_checksize(lua_State *L, int idx, const char *what);
+
+/* Fields of an option table at idx (idx may be none/nil: then defaults). */
+int pk_lua_optfield(lua_State *L, int idx, const char *key); /* pushes it; returns its type */
+double pk_lua_optnumber(lua_State *L, int idx, const char *key, double def);
+lua_Integer pk_lua_optinteger(lua_State *L, int idx, const char *key, lua_Integer def);
+int pk_lua_optboolean(lua_State *L, int idx, const char *key, int def);
+const char *pk_lua_optstring(lua_State *L, int idx, const char *key, const char *def);
+/* Reject keys of an option table that are not in the NULL-terminated list. */
+void pk_lua_checkkeys(lua_State *L, int idx, const char *fn, const char *const *valid);
+
+/* matrices */
+pk_matrix *pk_lua_checkmatrix(lua_State *L, int idx);
+pk_matrix *pk_lua_testmatrix(lua_State *L, int idx);
+/* Push an empty Matrix userdata (safe to collect) and return its slot. */
+pk_matrix **pk_lua_newmatrix(lua_State *L);
+/* Push m as a Matrix, taking ownership (frees m if pushing fails). */
+void pk_lua_pushmatrix(lua_State *L, pk_matrix *m);
+
+/* The default random seed stream of this Lua state (pk.manual_seed). */
+uint64_t pk_lua_nextseed(lua_State *L);
+/* A seed argument or field: integer; absent -> the default stream */
+uint64_t pk_lua_optseed(lua_State *L, int idx);
+
+/* A C progress callback that calls a Lua function or draws a bar. */
+typedef struct pk_lua_progress {
+  lua_State *L;
+  int fn;           /* stack index of a Lua function, or 0 */
+  int bar;          /* draw a terminal bar on stderr */
+  const char *label;
+  double start, last;
+  int failed;       /* the Lua callback raised: its error is in the registry */
+} pk_lua_progress;
+
+/* Per-type open functions: each sets up its metatable and adds its
+ * functions to the module table on top of the stack. */
+void pk_lua_open_matrix(lua_State *L);
+
+/* Loaders for pk.load, by tag: push the object and return 1, or push
+ * nil, message and return 2. */
+int pk_lua_load_matrix(lua_State *L, const char *path);
+
+#endif

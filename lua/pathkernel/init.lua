@@ -1,0 +1,12 @@
+-- pathkernel: the front module. Everything numeric lives in the C module
+-- pathkernel.core; this file gathers it into one table with the Lua-side
+-- comforts (namespaces, helpers) around it.
+local core = require "pathkernel.core"
+
+local pk = {}
+for k, v in pairs(core) do pk[k] = v end
+
+pk.kernel = pk.kernel or {}
+pk.machine = pk.machine or {}
+
+return pk

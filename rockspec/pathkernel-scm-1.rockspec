@@ -1,0 +1,42 @@
+-- LuaRocks build of pathkernel: `luarocks --lua-version=5.4 make
+-- rockspec/pathkernel-scm-1.rockspec` from a checkout (no network needed).
+rockspec_format = "3.0"
+package = "pathkernel"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/pathkernel.git",
+}
+description = {
+  summary = "Neural networks as exact kernel machines over their gradient-descent path",
+  detailed = [[
+    pathkernel trains fully connected networks by gradient descent in C,
+    records their weight trajectories, and computes tangent kernels, path
+    kernels and kernel machines from them over BLAS and LAPACK, so that a
+    trained network can be rewritten, to machine precision, as a sum over
+    its training examples.
+  ]],
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.4, < 5.5",
+}
+external_dependencies = {
+  LAPACKE = { header = "lapacke.h", library = "lapacke" },
+  BLAS = { library = "blas" },
+  LAPACK = { library = "lapack" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["pathkernel.core"] = {
+      sources = {
+        "c/core.c", "c/io.c", "c/matrix.c", "c/rng.c",
+        "c/lua_core.c", "c/lua_matrix.c",
+      },
+      incdirs = { "c", "$(LAPACKE_INCDIR)" },
+      libdirs = { "$(LAPACKE_LIBDIR)", "$(BLAS_LIBDIR)", "$(LAPACK_LIBDIR)" },
+      libraries = { "lapacke", "lapack", "blas", "m" },
+    },
+    ["pathkernel"] = "lua/pathkernel/init.lua",
+  },
+}

@@ -43,3 +43,17 @@ def add_net_args(parser):
     parser.add_argument("--param", choices=("ntk", "standard"), default="ntk")
     parser.add_argument("--sigma-w", type=float, default=1.0)
     parser.add_argument("--sigma-b", type=float, default=0.1)
+
+
+def check_cols(name, a, cols):
+    if a.shape[1] != cols:
+        raise ValueError(f"{name} has {a.shape[1]} columns, expected {cols}")
+
+
+def run(main):
+    """Run main, turning bad inputs (files, shapes) into one error line and exit 1."""
+    try:
+        main()
+    except (OSError, ValueError) as e:
+        print(f"error: {os.path.basename(sys.argv[0])}: {e}", file=sys.stderr)
+        sys.exit(1)

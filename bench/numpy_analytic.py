@@ -9,10 +9,10 @@ import os
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+
+np = common.require("numpy")
 import pkfile  # noqa: E402
 
 
@@ -62,6 +62,7 @@ def main():
 
     load = lambda name: pkfile.read_matrix(os.path.join(args.dir, name))
     X1, X2 = load("X1.pkm"), load("X2.pkm")
+    common.check_cols("X2.pkm", X2, X1.shape[1])
     phi = {"relu": relu, "erf": erf, "identity": identity}[args.activation]
     t0 = time.perf_counter()
     nngp, ntk = kernels(X1, X2, args.depth, phi, args.sigma_w, args.sigma_b)
@@ -72,4 +73,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

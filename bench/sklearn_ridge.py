@@ -10,6 +10,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+
+common.require("numpy")
+kernel_ridge = common.require("sklearn.kernel_ridge")
 import pkfile  # noqa: E402
 
 
@@ -20,10 +23,12 @@ def main():
     p.add_argument("--gamma", type=float, required=True)
     p.add_argument("--lambda", dest="lam", type=float, required=True)
     args = p.parse_args()
-    kernel_ridge = common.require("sklearn.kernel_ridge")
 
     load = lambda name: pkfile.read_matrix(os.path.join(args.dir, name))
     Xtr, Ytr, Xte = load("Xtr.pkm"), load("Ytr.pkm"), load("Xte.pkm")
+    common.check_cols("Xte.pkm", Xte, Xtr.shape[1])
+    if Ytr.shape[0] != Xtr.shape[0]:
+        raise ValueError(f"Ytr.pkm has {Ytr.shape[0]} rows, Xtr.pkm has {Xtr.shape[0]}")
     t0 = time.perf_counter()
     model = kernel_ridge.KernelRidge(alpha=args.lam, kernel="rbf", gamma=args.gamma)
     pred = model.fit(Xtr, Ytr).predict(Xte)
@@ -33,4 +38,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

@@ -22,10 +22,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+
+common.require("numpy")
+torch, functorch = common.require("torch", "functorch")
 import pkfile  # noqa: E402
+import torchnet  # noqa: E402
 
 
-def functorch_gram(functorch, torch, net, X1, X2, chunk):
+def functorch_gram(net, X1, X2, chunk):
     fmodel, params = functorch.make_functional(net)
     params = tuple(p.detach() for p in params)   # no autograd graph around the transforms
 
@@ -47,7 +51,7 @@ def functorch_gram(functorch, torch, net, X1, X2, chunk):
     return G
 
 
-def autograd_jacobian(torch, net, X):
+def autograd_jacobian(net, X):
     params = list(net.parameters())
     K = net.layers[-1].out_features
     J = torch.empty(X.shape[0] * K, sum(p.numel() for p in params))
@@ -68,33 +72,33 @@ def main():
     p.add_argument("--check-rows", type=int, default=0)
     p.add_argument("--autograd-check", action="store_true")
     args = p.parse_args()
-    torch, functorch = common.require("torch", "functorch")
-    import torchnet
 
     path = lambda name: os.path.join(args.dir, name)
     load = lambda name: torch.from_numpy(pkfile.read_matrix(path(name)))
     net = torchnet.build(args, load("theta.pkm"))
     X1 = load("X1.pkm")
+    common.check_cols("X1.pkm", X1, args.sizes[0])
     if args.autograd_check:
-        pkfile.write_matrix(path("jac_torch.pkm"), autograd_jacobian(torch, net, X1).numpy())
+        pkfile.write_matrix(path("jac_torch.pkm"), autograd_jacobian(net, X1).numpy())
         return
     X2 = load("X2.pkm")
+    common.check_cols("X2.pkm", X2, args.sizes[0])
 
-    functorch_gram(functorch, torch, net, X1[:2], X2[:2], args.chunk)   # warm-up
+    functorch_gram(net, X1[:2], X2[:2], args.chunk)   # warm-up
     t0 = time.perf_counter()
-    G = functorch_gram(functorch, torch, net, X1, X2, args.chunk)
+    G = functorch_gram(net, X1, X2, args.chunk)
     elapsed = time.perf_counter() - t0
     pkfile.write_matrix(path("gram_torch.pkm"), G.numpy())
     common.emit("time", elapsed)
 
     if args.check_rows > 0:
         n, K = min(args.check_rows, X1.shape[0]), net.layers[-1].out_features
-        Ja = autograd_jacobian(torch, net, X1[:n]).reshape(n, K, -1)
-        Jb = autograd_jacobian(torch, net, X2).reshape(X2.shape[0], K, -1)
+        Ja = autograd_jacobian(net, X1[:n]).reshape(n, K, -1)
+        Jb = autograd_jacobian(net, X2).reshape(X2.shape[0], K, -1)
         ref = torch.einsum("akp,bkp->ab", Ja, Jb)
         common.emit("check_rows", n)
         common.emit("check_max_rel_err", ((G[:n] - ref).abs().max() / ref.abs().max()).item())
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

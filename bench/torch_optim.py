@@ -9,10 +9,14 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+
+common.require("numpy")
+torch = common.require("torch")
 import pkfile  # noqa: E402
+import torchnet  # noqa: E402
 
 
-def make_optimizer(torch, params, a):
+def make_optimizer(params, a):
     if a.optimizer in ("sgd", "momentum", "nesterov"):
         mu = 0.0 if a.optimizer == "sgd" else a.momentum
         return torch.optim.SGD(params, lr=a.lr, momentum=mu, dampening=a.dampening,
@@ -40,13 +44,15 @@ def main():
     args = p.parse_args()
     if args.optimizer == "nesterov" and args.dampening != 0:
         p.error("nesterov needs --dampening 0 (as torch.optim.SGD does)")
-    torch = common.require("torch")
-    import torchnet
 
     load = lambda name: torch.from_numpy(pkfile.read_matrix(os.path.join(args.dir, name)))
     X, Y = load("X.pkm"), load("Y.pkm")
+    common.check_cols("X.pkm", X, args.sizes[0])
+    common.check_cols("Y.pkm", Y, args.sizes[-1])
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError(f"Y.pkm has {Y.shape[0]} rows, X.pkm has {X.shape[0]}")
     net = torchnet.build(args, load("theta.pkm"))
-    losses = torchnet.train(net, make_optimizer(torch, net.parameters(), args), X, Y, args.steps)
+    losses = torchnet.train(net, make_optimizer(net.parameters(), args), X, Y, args.steps)
 
     pkfile.write_matrix(os.path.join(args.dir, "theta_torch.pkm"), torchnet.flat_params(net))
     pkfile.write_matrix(os.path.join(args.dir, "losses_torch.pkm"), losses.numpy())
@@ -54,4 +60,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

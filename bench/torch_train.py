@@ -12,7 +12,11 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+
+common.require("numpy")
+torch = common.require("torch")
 import pkfile  # noqa: E402
+import torchnet  # noqa: E402
 
 
 def main():
@@ -23,11 +27,13 @@ def main():
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--steps", type=int, default=50)
     args = p.parse_args()
-    torch = common.require("torch")
-    import torchnet
 
     load = lambda name: torch.from_numpy(pkfile.read_matrix(os.path.join(args.dir, name)))
     X, Y = load("X.pkm"), load("Y.pkm")
+    common.check_cols("X.pkm", X, args.sizes[0])
+    common.check_cols("Y.pkm", Y, args.sizes[-1])
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError(f"Y.pkm has {Y.shape[0]} rows, X.pkm has {X.shape[0]}")
     net = torchnet.build(args, load("theta.pkm"))
 
     warm = copy.deepcopy(net)   # warm-up step: allocator, thread pool, kernels
@@ -46,4 +52,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    common.run(main)

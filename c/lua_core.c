@@ -1,6 +1,10 @@
 /* lua_core.c - luaopen_pathkernel_core: the module table, shared binding
  * helpers, pk.load and the memory limit. */
+#define _POSIX_C_SOURCE 200809L
 #include <string.h>
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
 #include "lua_pk.h"
 
 int pk_lua_error(lua_State *L, pk_status st)
@@ -118,6 +122,79 @@ void pk_lua_checkkeys(lua_State *L, int idx, const char *fn, const char *const *
   }
 }
 
+/* ---- progress ---------------------------------------------------------- */
+
+double pk_lua_now(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void pk_lua_progress_init(lua_State *L, pk_lua_progress *p, int idx, const char *label,
+                          pk_call_opts *opts)
+{
+  int t = lua_type(L, idx);
+  memset(p, 0, sizeof *p);
+  p->L = L;
+  p->label = label;
+  p->start = p->last = pk_lua_now();
+  if (t == LUA_TFUNCTION) p->fn = lua_absindex(L, idx);
+  else if (t == LUA_TNIL || t == LUA_TNONE || (t == LUA_TBOOLEAN && lua_toboolean(L, idx)))
+    p->bar = isatty(fileno(stderr));
+  else if (t != LUA_TBOOLEAN)
+    luaL_error(L, "option 'progress' must be a boolean or a function, got %s", lua_typename(L, t));
+  opts->progress = (p->fn || p->bar) ? pk_lua_progress_cb : NULL;
+  opts->progress_ud = p;
+}
+
+int pk_lua_progress_cb(void *ud, double done, double total)
+{
+  pk_lua_progress *p = ud;
+  if (p->failed) return 1;
+  if (p->fn) {
+    lua_State *L = p->L;
+    lua_pushvalue(L, p->fn);
+    lua_pushnumber(L, done);
+    lua_pushnumber(L, total);
+    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+      p->failed = 1;        /* the error stays on the stack for _done */
+      return 1;
+    }
+    if (lua_toboolean(L, -1) == 0 && !lua_isnil(L, -1)) {   /* returned false: stop */
+      lua_pop(L, 1);
+      return 1;
+    }
+    lua_pop(L, 1);
+  }
+  if (p->bar) {
+    double now = pk_lua_now(), el = now - p->start;
+    if (el >= 1.0 && (now - p->last >= 0.1 || done >= total)) {
+      int w = 30, k = total > 0 ? (int)(w * done / total) : 0, i;
+      char bar[32];
+      double eta = done > 0 ? el * (total - done) / done : 0;
+      for (i = 0; i < w; i++) bar[i] = i < k ? '#' : '.';
+      bar[w] = 0;
+      fprintf(stderr, "\r%s [%s] %3.0f%%  %.0fs left ", p->label, bar,
+              total > 0 ? 100 * done / total : 0.0, eta);
+      fflush(stderr);
+      p->last = now;
+      p->drawn = 1;
+    }
+  }
+  return 0;
+}
+
+void pk_lua_progress_done(pk_lua_progress *p)
+{
+  if (p->drawn) {
+    fprintf(stderr, "\r%*s\r", 70, "");
+    fflush(stderr);
+    p->drawn = 0;
+  }
+  if (p->failed) lua_error(p->L);
+}
+
 /* ---- the default seed stream ----------------------------------------- */
 
 static const char SEEDKEY = 'S';
@@ -196,6 +273,7 @@ int luaopen_pathkernel_core(lua_State *L)
   };
   luaL_newlib(L, fns);
   pk_lua_open_matrix(L);
+  pk_lua_open_kernel(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

@@ -41,19 +41,41 @@ uint64_t pk_lua_nextseed(lua_State *L);
 /* A seed argument or field: integer; absent -> the default stream */
 uint64_t pk_lua_optseed(lua_State *L, int idx);
 
-/* A C progress callback that calls a Lua function or draws a bar. */
+/* Progress of long work: a Lua function progress(done, total) and/or a bar
+ * on stderr (only when it is a terminal, only after the first second). */
 typedef struct pk_lua_progress {
   lua_State *L;
   int fn;           /* stack index of a Lua function, or 0 */
   int bar;          /* draw a terminal bar on stderr */
   const char *label;
   double start, last;
-  int failed;       /* the Lua callback raised: its error is in the registry */
+  int drawn;        /* the bar is on the screen */
+  int failed;       /* the Lua callback raised: its error is on the stack */
 } pk_lua_progress;
+
+/* Set p up from the value at idx: nil/true (bar), false (nothing), or a
+ * function. opts is filled to call p. */
+void pk_lua_progress_init(lua_State *L, pk_lua_progress *p, int idx, const char *label,
+                          pk_call_opts *opts);
+/* Clear the bar; if the callback failed, re-raise its error. Call after the
+ * C work returns, before raising any status error. */
+void pk_lua_progress_done(pk_lua_progress *p);
+int pk_lua_progress_cb(void *ud, double done, double total);
+double pk_lua_now(void);
+
+/* kernels */
+#define PK_KERNEL_MT "pathkernel.Kernel"
+pk_kernel *pk_lua_checkkernel(lua_State *L, int idx);
+/* Push k as a Kernel (taking ownership); the value at keep (0: none) is
+ * kept alive as the kernel's user value. */
+void pk_lua_pushkernel(lua_State *L, pk_kernel *k, int keep);
+/* Common kernel options: memory (bytes), outputs ("block"/"trace"/"diagonal"). */
+void pk_lua_kernel_opts(lua_State *L, int idx, pk_kernel *k);
 
 /* Per-type open functions: each sets up its metatable and adds its
  * functions to the module table on top of the stack. */
 void pk_lua_open_matrix(lua_State *L);
+void pk_lua_open_kernel(lua_State *L);
 
 /* Loaders for pk.load, by tag: push the object and return 1, or push
  * nil, message and return 2. */

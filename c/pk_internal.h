@@ -95,6 +95,34 @@ pk_status pk_load_object(const char *path, pk_tag want, unsigned char **buf,
 pk_status pk_matrix_read_payload(pk_reader *r, pk_matrix **out);
 pk_status pk_matrix_write_payload(pk_writer *w, const void *a);
 
+/* ---- kernels ----------------------------------------------------------- */
+
+typedef struct pk_kernel_vt {
+  const char *name;
+  /* out is allocated by the caller's wrapper: (n1*r) x (n2*c) as
+   * pk_kernel_gram computes from outputs(); X1, X2 have been checked
+   * against input_dim. */
+  pk_status (*gram)(const pk_kernel *k, const pk_matrix *X1, const pk_matrix *X2,
+                    const pk_call_opts *o, pk_matrix *out);
+  pk_status (*diag)(const pk_kernel *k, const pk_matrix *X, const pk_call_opts *o,
+                    pk_matrix *out);
+  void (*destroy)(pk_kernel *k);
+} pk_kernel_vt;
+
+struct pk_kernel {
+  const pk_kernel_vt *vt;
+  size_t input_dim;     /* 0: any */
+  size_t nout;          /* K: outputs of the model (1 for classical kernels) */
+  pk_outputs mode;      /* how K > 1 outputs are laid out */
+  size_t memory;        /* working-set budget in bytes for tiled Grams */
+  void *state;          /* the kernel's own data, freed by destroy */
+};
+
+/* A kernel shell with vt and state; input_dim 0, nout 1, block mode. */
+pk_status pk_kernel_new(pk_kernel **out, const pk_kernel_vt *vt, void *state);
+/* Report progress; nonzero when the caller asked to stop. */
+int pk_progress(const pk_call_opts *o, double done, double total);
+
 /* ---- small numeric helpers ------------------------------------------- */
 int pk_all_finite(const double *x, size_t n);
 

@@ -30,8 +30,8 @@ build = {
   modules = {
     ["pathkernel.core"] = {
       sources = {
-        "c/core.c", "c/io.c", "c/matrix.c", "c/rng.c",
-        "c/lua_core.c", "c/lua_matrix.c",
+        "c/core.c", "c/io.c", "c/kernel.c", "c/matrix.c", "c/rng.c",
+        "c/lua_core.c", "c/lua_kernel.c", "c/lua_matrix.c",
       },
       incdirs = { "c", "$(LAPACKE_INCDIR)" },
       libdirs = { "$(LAPACKE_LIBDIR)", "$(BLAS_LIBDIR)", "$(LAPACK_LIBDIR)" },

@@ -1,0 +1,58 @@
+-- The build: the rockspec names every C source and Lua file, the module
+-- exports only its entry point and the pk_ C API.
+local function ls(cmd)
+  local t, p = {}, assert(io.popen(cmd))
+  for l in p:lines() do t[#t + 1] = l end
+  p:close()
+  table.sort(t)
+  return t
+end
+
+describe("the rockspec", function()
+  local env = {}
+  local chunk = assert(loadfile("rockspec/pathkernel-scm-1.rockspec", "t", env))
+  chunk()
+
+  it("is format 3.0 for Lua 5.4 with LAPACKE and BLAS as external dependencies", function()
+    assert.are.equal("3.0", env.rockspec_format)
+    assert.are.same({ "lua >= 5.4, < 5.5" }, env.dependencies)
+    assert.truthy(env.external_dependencies.LAPACKE)
+    assert.truthy(env.external_dependencies.BLAS)
+    assert.are.equal("builtin", env.build.type)
+  end)
+
+  it("compiles every C source of the checkout", function()
+    local srcs = {}
+    for _, s in ipairs(env.build.modules["pathkernel.core"].sources) do srcs[#srcs + 1] = s end
+    table.sort(srcs)
+    assert.are.same(ls("ls c/*.c"), srcs)
+  end)
+
+  it("maps every Lua file of lua/ to its module name", function()
+    local files = {}
+    for name, v in pairs(env.build.modules) do
+      if type(v) == "string" then
+        local expect = "lua/" .. name:gsub("%.", "/") .. ".lua"
+        if name == "pathkernel" then expect = "lua/pathkernel/init.lua" end
+        assert.are.equal(expect, v)
+        files[#files + 1] = v
+      end
+    end
+    table.sort(files)
+    assert.are.same(ls("find lua -name '*.lua'"), files)
+  end)
+end)
+
+describe("the module", function()
+  it("exports only luaopen_pathkernel_core and pk_ functions", function()
+    local syms = ls("nm -D --defined-only build/pathkernel/core.so | awk '$2 == \"T\" {print $3}'")
+    assert.is_true(#syms > 10)
+    for _, s in ipairs(syms) do
+      assert.is_true(s == "luaopen_pathkernel_core" or s:match("^pk_") ~= nil, s)
+    end
+  end)
+
+  it("has no Lua header in the C core", function()
+    assert.are.same({}, ls("grep -l 'lua\\.h\\|lauxlib\\.h' c/*.c c/*.h | grep -v '^c/lua_'"))
+  end)
+end)

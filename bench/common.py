@@ -1,8 +1,16 @@
 # Shared pieces of the Python benchmark scripts: the "skipped" exit code,
-# the `key value` output lines and the network command-line options.
+# the `key value` output lines, the network command-line options, and the
+# OpenMP wait policy that keeps Debian's torch from fighting OpenBLAS.
 import importlib
 import os
 import sys
+
+# Debian's torch runs elementwise ops on libgomp threads but GEMMs on
+# OpenBLAS's own pthreads; with libgomp's default spin-waiting the two pools
+# fight over the cores and a training step of {32,512,512,1} takes ~1.7x as
+# long. Passive waiting is the fair setting for the competitor (libgomp reads
+# it when torch is imported); an explicit OMP_WAIT_POLICY still wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 EXIT_SKIPPED = 3   # the Lua side reports the benchmark as skipped
 ACTIVATIONS = ("identity", "relu", "tanh", "sigmoid", "softplus", "gelu", "erf", "sin")

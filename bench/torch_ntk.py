@@ -74,14 +74,13 @@ def main():
     args = p.parse_args()
 
     path = lambda name: os.path.join(args.dir, name)
-    load = lambda name: torch.from_numpy(pkfile.read_matrix(path(name)))
-    net = torchnet.build(args, load("theta.pkm"))
-    X1 = load("X1.pkm")
+    net = torchnet.build(args, torchnet.load(args, "theta.pkm"))
+    X1 = torchnet.load(args, "X1.pkm")
     common.check_cols("X1.pkm", X1, args.sizes[0])
     if args.autograd_check:
         pkfile.write_matrix(path("jac_torch.pkm"), autograd_jacobian(net, X1).numpy())
         return
-    X2 = load("X2.pkm")
+    X2 = torchnet.load(args, "X2.pkm")
     common.check_cols("X2.pkm", X2, args.sizes[0])
 
     functorch_gram(net, X1[:2], X2[:2], args.chunk)   # warm-up

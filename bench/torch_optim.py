@@ -45,13 +45,7 @@ def main():
     if args.optimizer == "nesterov" and args.dampening != 0:
         p.error("nesterov needs --dampening 0 (as torch.optim.SGD does)")
 
-    load = lambda name: torch.from_numpy(pkfile.read_matrix(os.path.join(args.dir, name)))
-    X, Y = load("X.pkm"), load("Y.pkm")
-    common.check_cols("X.pkm", X, args.sizes[0])
-    common.check_cols("Y.pkm", Y, args.sizes[-1])
-    if Y.shape[0] != X.shape[0]:
-        raise ValueError(f"Y.pkm has {Y.shape[0]} rows, X.pkm has {X.shape[0]}")
-    net = torchnet.build(args, load("theta.pkm"))
+    X, Y, net = torchnet.load_training(args)
     losses = torchnet.train(net, make_optimizer(net.parameters(), args), X, Y, args.steps)
 
     pkfile.write_matrix(os.path.join(args.dir, "theta_torch.pkm"), torchnet.flat_params(net))

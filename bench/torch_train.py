@@ -28,13 +28,7 @@ def main():
     p.add_argument("--steps", type=int, default=50)
     args = p.parse_args()
 
-    load = lambda name: torch.from_numpy(pkfile.read_matrix(os.path.join(args.dir, name)))
-    X, Y = load("X.pkm"), load("Y.pkm")
-    common.check_cols("X.pkm", X, args.sizes[0])
-    common.check_cols("Y.pkm", Y, args.sizes[-1])
-    if Y.shape[0] != X.shape[0]:
-        raise ValueError(f"Y.pkm has {Y.shape[0]} rows, X.pkm has {X.shape[0]}")
-    net = torchnet.build(args, load("theta.pkm"))
+    X, Y, net = torchnet.load_training(args)
 
     warm = copy.deepcopy(net)   # warm-up step: allocator, thread pool, kernels
     torchnet.train(warm, torch.optim.SGD(warm.parameters(), lr=args.lr), X, Y, 1)

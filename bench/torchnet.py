@@ -1,10 +1,14 @@
 # pathkernel's fully connected network (DESIGN.md section 3) as a float64
-# torch module, its flat parameter layout, the mse loss and the training loop
-# shared by the PyTorch competitor scripts.
+# torch module, its flat parameter layout, loading of the .pkm inputs, the mse
+# loss and the training loop shared by the PyTorch competitor scripts.
 import math
+import os
 
 import torch
 import torch.nn.functional as F
+
+import common
+import pkfile
 
 torch.set_default_dtype(torch.float64)
 torch.set_num_threads(2)
@@ -95,3 +99,17 @@ def train(net, opt, X, Y, steps):
 def final_loss(net, X, Y):
     with torch.no_grad():
         return mse(net(X), Y).item()
+
+
+def load(args, name):
+    return torch.from_numpy(pkfile.read_matrix(os.path.join(args.dir, name)))
+
+
+def load_training(args):
+    """X.pkm, Y.pkm and the network holding theta.pkm, shapes checked."""
+    X, Y = load(args, "X.pkm"), load(args, "Y.pkm")
+    common.check_cols("X.pkm", X, args.sizes[0])
+    common.check_cols("Y.pkm", Y, args.sizes[-1])
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError(f"Y.pkm has {Y.shape[0]} rows, X.pkm has {X.shape[0]}")
+    return X, Y, build(args, load(args, "theta.pkm"))

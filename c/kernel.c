@@ -84,3 +84,6 @@ void pk_kernel_free(pk_kernel *k)
   if (k->vt->destroy) k->vt->destroy(k);
   free(k);
 }
+
+void pk_kernel_set_memory(pk_kernel *k, size_t bytes) { k->memory = bytes; }
+void pk_kernel_set_outputs(pk_kernel *k, pk_outputs mode) { k->mode = mode; }

@@ -175,8 +175,11 @@ int pk_lua_progress_cb(void *ud, double done, double total)
       double eta = done > 0 ? el * (total - done) / done : 0;
       for (i = 0; i < w; i++) bar[i] = i < k ? '#' : '.';
       bar[w] = 0;
-      fprintf(stderr, "\r%s [%s] %3.0f%%  %.0fs left ", p->label, bar,
-              total > 0 ? 100 * done / total : 0.0, eta);
+      char loss[40] = "";
+      if (p->show_loss) snprintf(loss, sizeof loss, " loss %.4g", p->loss);
+      fprintf(stderr, "\r%s [%s] %3.0f%% %.0f/%.0f%s %.1f/s %.0fs left ", p->label, bar,
+              total > 0 ? 100 * done / total : 0.0, done, total, loss, el > 0 ? done / el : 0.0,
+              eta);
       fflush(stderr);
       p->last = now;
       p->drawn = 1;
@@ -188,7 +191,7 @@ int pk_lua_progress_cb(void *ud, double done, double total)
 void pk_lua_progress_done(pk_lua_progress *p)
 {
   if (p->drawn) {
-    fprintf(stderr, "\r%*s\r", 70, "");
+    fprintf(stderr, "\r%*s\r", 100, "");
     fflush(stderr);
     p->drawn = 0;
   }
@@ -239,9 +242,17 @@ static int l_load(lua_State *L)
   if (st) return pk_lua_error(L, st);
   switch (tag) {
   case PK_TAG_MATRIX: return pk_lua_load_matrix(L, path);
+  case PK_TAG_NETWORK: return pk_lua_load_network(L, path);
   default: break;
   }
   return luaL_error(L, "%s: this build cannot load objects with tag %d", path, (int)tag);
+}
+
+/* pk.clock(): a monotonic wall clock in seconds, for timing experiments */
+static int l_clock(lua_State *L)
+{
+  lua_pushnumber(L, pk_lua_now());
+  return 1;
 }
 
 static int l_set_memory_limit(lua_State *L)
@@ -269,11 +280,13 @@ int luaopen_pathkernel_core(lua_State *L)
     { "set_memory_limit", l_set_memory_limit },
     { "memory_limit", l_memory_limit },
     { "manual_seed", l_manual_seed },
+    { "clock", l_clock },
     { NULL, NULL }
   };
   luaL_newlib(L, fns);
   pk_lua_open_matrix(L);
   pk_lua_open_kernel(L);
+  pk_lua_open_network(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

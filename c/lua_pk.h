@@ -50,6 +50,8 @@ typedef struct pk_lua_progress {
   const char *label;
   double start, last;
   int drawn;        /* the bar is on the screen */
+  int show_loss;    /* training: print the last loss */
+  double loss;
   int failed;       /* the Lua callback raised: its error is on the stack */
 } pk_lua_progress;
 
@@ -76,9 +78,20 @@ void pk_lua_kernel_opts(lua_State *L, int idx, pk_kernel *k);
  * functions to the module table on top of the stack. */
 void pk_lua_open_matrix(lua_State *L);
 void pk_lua_open_kernel(lua_State *L);
+void pk_lua_open_network(lua_State *L);
 
 /* Loaders for pk.load, by tag: push the object and return 1, or push
  * nil, message and return 2. */
 int pk_lua_load_matrix(lua_State *L, const char *path);
+int pk_lua_load_network(lua_State *L, const char *path);
+
+/* networks */
+#define PK_NETWORK_MT "pathkernel.Network"
+pk_network *pk_lua_checknetwork(lua_State *L, int idx);
+void pk_lua_pushnetwork(lua_State *L, pk_network *net);
+/* Read net:train's option table at idx into o (X and Y stay referenced by
+ * the table). */
+void pk_lua_train_opts(lua_State *L, int idx, pk_network *net, pk_train_opts *o,
+                       pk_matrix **X, pk_matrix **Y);
 
 #endif

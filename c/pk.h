@@ -10,6 +10,100 @@
 #define PK_API __attribute__((visibility("default")))
 #else
 #define PK_API
+/* ---- networks --------------------------------------------------------- */
+
+typedef enum {
+  PK_ACT_IDENTITY = 0, PK_ACT_RELU, PK_ACT_TANH, PK_ACT_SIGMOID, PK_ACT_SOFTPLUS,
+  PK_ACT_GELU, PK_ACT_ERF, PK_ACT_SIN, PK_ACT_COUNT
+} pk_activation;
+
+typedef enum { PK_PARAM_NTK = 0, PK_PARAM_STANDARD } pk_parameterization;
+
+/* Names <-> values; -1 for an unknown name. pk_activation_names() lists the
+ * valid names, comma separated. */
+PK_API int pk_activation_from_name(const char *name);
+PK_API const char *pk_activation_name(pk_activation a);
+PK_API const char *pk_activation_names(void);
+
+typedef struct pk_network_spec {
+  size_t nsizes;               /* number of sizes: layers + 1 (>= 2) */
+  const size_t *sizes;         /* d_0 (inputs) ... d_L (outputs) */
+  const pk_activation *acts;   /* one per hidden layer (nsizes - 2), or NULL */
+  pk_activation act;           /* used for every hidden layer when acts is NULL */
+  pk_parameterization param;
+  double sigma_w, sigma_b;
+  uint64_t seed;
+} pk_network_spec;
+
+/* A fully connected network: z_l = s_w W_l a_{l-1} + s_b b_l, a_l = phi(z_l)
+ * for hidden layers, f = z_L. ntk: W, b ~ N(0, 1), s_w = sigma_w/sqrt(d_{l-1}),
+ * s_b = sigma_b; standard: W ~ N(0, sigma_w^2/d_{l-1}), b ~ N(0, sigma_b^2),
+ * s_w = s_b = 1. Parameters: layer by layer, W_l row-major (d_l x d_{l-1}),
+ * then b_l. */
+typedef struct pk_network pk_network;
+
+PK_API pk_status pk_network_new(pk_network **out, const pk_network_spec *spec);
+PK_API pk_status pk_network_clone(pk_network **out, const pk_network *net);
+PK_API void pk_network_free(pk_network *net);
+PK_API size_t pk_network_layers(const pk_network *net);         /* L */
+PK_API size_t pk_network_size(const pk_network *net, size_t l); /* d_l, l = 0..L */
+PK_API pk_activation pk_network_activation(const pk_network *net, size_t l); /* hidden l = 1..L-1 */
+PK_API pk_parameterization pk_network_param(const pk_network *net);
+PK_API size_t pk_network_nparams(const pk_network *net);
+PK_API const double *pk_network_params(const pk_network *net);
+PK_API pk_status pk_network_set_params(pk_network *net, const double *theta, size_t n);
+/* Bumped by every change of the weights: lets holders detect a change. */
+PK_API uint64_t pk_network_version(const pk_network *net);
+PK_API pk_status pk_network_forward(const pk_network *net, const pk_matrix *X, pk_matrix **out);
+/* (n*K) x P, row i*K + k = d f_k(x_i) / d theta */
+PK_API pk_status pk_network_jacobian(const pk_network *net, const pk_matrix *X, pk_matrix **out);
+PK_API pk_status pk_network_save(const pk_network *net, const char *path);
+PK_API pk_status pk_network_load(pk_network **out, const char *path);
+
+/* ---- losses ------------------------------------------------------------- */
+
+typedef enum { PK_LOSS_MSE = 0, PK_LOSS_LOGISTIC, PK_LOSS_SOFTMAX } pk_loss;
+PK_API int pk_loss_from_name(const char *name);
+PK_API const char *pk_loss_name(pk_loss l);
+
+/* Check targets Y (n x c) for a loss on K outputs: mse needs c = K; logistic
+ * K = 1 and targets 0/1; softmax integer labels 1..K (c = 1) or rows of
+ * class probabilities (c = K). */
+PK_API pk_status pk_loss_check(pk_loss loss, const pk_matrix *Y, size_t n, size_t K);
+/* The mean loss of predictions F (n x K) against Y; dF, if not NULL, gets
+ * the per-example derivatives dl_i/df_i (n x K, not divided by n). */
+PK_API pk_status pk_loss_eval(pk_loss loss, const double *F, size_t n, size_t K,
+                              const pk_matrix *Y, const size_t *rows, double *value,
+                              double *dF);
+
+/* ---- training ---------------------------------------------------------- */
+
+typedef enum { PK_OPT_GD = 0, PK_OPT_SGD } pk_optimizer;
+PK_API int pk_optimizer_from_name(const char *name);
+PK_API const char *pk_optimizer_name(pk_optimizer o);
+
+typedef struct pk_train_opts {
+  pk_loss loss;
+  pk_optimizer optimizer;
+  size_t steps;
+  size_t batch_size;     /* 0: the whole training set */
+  double lr;
+  /* optional: the learning rate of step s (1-based); nonzero status stops */
+  pk_status (*lr_fn)(void *ud, size_t step, double *lr);
+  void *lr_ud;
+  uint64_t seed;         /* shuffling for sgd */
+  /* optional: called after each step with the loss before it; nonzero stops */
+  int (*on_step)(void *ud, size_t step, double loss);
+  void *on_step_ud;
+  pk_call_opts call;     /* progress */
+} pk_train_opts;
+
+PK_API void pk_train_opts_init(pk_train_opts *o);
+/* Train net in place. losses (steps entries, may be NULL) receives the loss
+ * of each step's batch before its update; *done the number of steps taken. */
+PK_API pk_status pk_train(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                          const pk_train_opts *o, double *losses, size_t *done);
+
 /* ---- kernels ---------------------------------------------------------- */
 
 /* A kernel answers Gram matrices K(X1, X2) and diagonals K(x, x). Kernels of
@@ -23,11 +117,6 @@ typedef enum {
   PK_OUTPUTS_DIAGONAL     /* (n1*K) x n2: row i*K+k holds K_kk(x_i, .) */
 } pk_outputs;
 
-typedef struct pk_call_opts {
-  pk_progress_fn progress;  /* may be NULL */
-  void *progress_ud;
-} pk_call_opts;
-
 PK_API pk_status pk_kernel_gram(const pk_kernel *k, const pk_matrix *X1, const pk_matrix *X2,
                                 const pk_call_opts *o, pk_matrix **out);
 /* n x 1 (n*K x 1 in block or diagonal mode): K(x_i, x_i) */
@@ -37,6 +126,13 @@ PK_API const char *pk_kernel_name(const pk_kernel *k);
 PK_API size_t pk_kernel_input_dim(const pk_kernel *k);   /* 0: any */
 PK_API size_t pk_kernel_outputs(const pk_kernel *k);     /* rows per example */
 PK_API void pk_kernel_free(pk_kernel *k);
+/* Memory budget (bytes) of a tiled kernel's working set, and its output
+ * layout for networks with several outputs. */
+PK_API void pk_kernel_set_memory(pk_kernel *k, size_t bytes);
+PK_API void pk_kernel_set_outputs(pk_kernel *k, pk_outputs mode);
+
+/* The empirical tangent kernel of a snapshot of net's current weights. */
+PK_API pk_status pk_kernel_tangent(pk_kernel **out, const pk_network *net);
 
 #endif
 
@@ -65,6 +161,11 @@ PK_API size_t pk_memory_limit(void);
 /* Progress callback for long work: done of total units; return nonzero to
  * cancel (the call then fails with PK_ECANCEL). */
 typedef int (*pk_progress_fn)(void *ud, double done, double total);
+
+typedef struct pk_call_opts {
+  pk_progress_fn progress;  /* may be NULL */
+  void *progress_ud;
+} pk_call_opts;
 
 /* ---- random numbers -------------------------------------------------- */
 
@@ -145,6 +246,100 @@ PK_API pk_status pk_matrix_read_csv(pk_matrix **out, const char *path,
 PK_API pk_status pk_matrix_write_csv(const pk_matrix *a, const char *path,
                                      const char *header);
 
+/* ---- networks --------------------------------------------------------- */
+
+typedef enum {
+  PK_ACT_IDENTITY = 0, PK_ACT_RELU, PK_ACT_TANH, PK_ACT_SIGMOID, PK_ACT_SOFTPLUS,
+  PK_ACT_GELU, PK_ACT_ERF, PK_ACT_SIN, PK_ACT_COUNT
+} pk_activation;
+
+typedef enum { PK_PARAM_NTK = 0, PK_PARAM_STANDARD } pk_parameterization;
+
+/* Names <-> values; -1 for an unknown name. pk_activation_names() lists the
+ * valid names, comma separated. */
+PK_API int pk_activation_from_name(const char *name);
+PK_API const char *pk_activation_name(pk_activation a);
+PK_API const char *pk_activation_names(void);
+
+typedef struct pk_network_spec {
+  size_t nsizes;               /* number of sizes: layers + 1 (>= 2) */
+  const size_t *sizes;         /* d_0 (inputs) ... d_L (outputs) */
+  const pk_activation *acts;   /* one per hidden layer (nsizes - 2), or NULL */
+  pk_activation act;           /* used for every hidden layer when acts is NULL */
+  pk_parameterization param;
+  double sigma_w, sigma_b;
+  uint64_t seed;
+} pk_network_spec;
+
+/* A fully connected network: z_l = s_w W_l a_{l-1} + s_b b_l, a_l = phi(z_l)
+ * for hidden layers, f = z_L. ntk: W, b ~ N(0, 1), s_w = sigma_w/sqrt(d_{l-1}),
+ * s_b = sigma_b; standard: W ~ N(0, sigma_w^2/d_{l-1}), b ~ N(0, sigma_b^2),
+ * s_w = s_b = 1. Parameters: layer by layer, W_l row-major (d_l x d_{l-1}),
+ * then b_l. */
+typedef struct pk_network pk_network;
+
+PK_API pk_status pk_network_new(pk_network **out, const pk_network_spec *spec);
+PK_API pk_status pk_network_clone(pk_network **out, const pk_network *net);
+PK_API void pk_network_free(pk_network *net);
+PK_API size_t pk_network_layers(const pk_network *net);         /* L */
+PK_API size_t pk_network_size(const pk_network *net, size_t l); /* d_l, l = 0..L */
+PK_API pk_activation pk_network_activation(const pk_network *net, size_t l); /* hidden l = 1..L-1 */
+PK_API pk_parameterization pk_network_param(const pk_network *net);
+PK_API size_t pk_network_nparams(const pk_network *net);
+PK_API const double *pk_network_params(const pk_network *net);
+PK_API pk_status pk_network_set_params(pk_network *net, const double *theta, size_t n);
+/* Bumped by every change of the weights: lets holders detect a change. */
+PK_API uint64_t pk_network_version(const pk_network *net);
+PK_API pk_status pk_network_forward(const pk_network *net, const pk_matrix *X, pk_matrix **out);
+/* (n*K) x P, row i*K + k = d f_k(x_i) / d theta */
+PK_API pk_status pk_network_jacobian(const pk_network *net, const pk_matrix *X, pk_matrix **out);
+PK_API pk_status pk_network_save(const pk_network *net, const char *path);
+PK_API pk_status pk_network_load(pk_network **out, const char *path);
+
+/* ---- losses ------------------------------------------------------------- */
+
+typedef enum { PK_LOSS_MSE = 0, PK_LOSS_LOGISTIC, PK_LOSS_SOFTMAX } pk_loss;
+PK_API int pk_loss_from_name(const char *name);
+PK_API const char *pk_loss_name(pk_loss l);
+
+/* Check targets Y (n x c) for a loss on K outputs: mse needs c = K; logistic
+ * K = 1 and targets 0/1; softmax integer labels 1..K (c = 1) or rows of
+ * class probabilities (c = K). */
+PK_API pk_status pk_loss_check(pk_loss loss, const pk_matrix *Y, size_t n, size_t K);
+/* The mean loss of predictions F (n x K) against Y; dF, if not NULL, gets
+ * the per-example derivatives dl_i/df_i (n x K, not divided by n). */
+PK_API pk_status pk_loss_eval(pk_loss loss, const double *F, size_t n, size_t K,
+                              const pk_matrix *Y, const size_t *rows, double *value,
+                              double *dF);
+
+/* ---- training ---------------------------------------------------------- */
+
+typedef enum { PK_OPT_GD = 0, PK_OPT_SGD } pk_optimizer;
+PK_API int pk_optimizer_from_name(const char *name);
+PK_API const char *pk_optimizer_name(pk_optimizer o);
+
+typedef struct pk_train_opts {
+  pk_loss loss;
+  pk_optimizer optimizer;
+  size_t steps;
+  size_t batch_size;     /* 0: the whole training set */
+  double lr;
+  /* optional: the learning rate of step s (1-based); nonzero status stops */
+  pk_status (*lr_fn)(void *ud, size_t step, double *lr);
+  void *lr_ud;
+  uint64_t seed;         /* shuffling for sgd */
+  /* optional: called after each step with the loss before it; nonzero stops */
+  int (*on_step)(void *ud, size_t step, double loss);
+  void *on_step_ud;
+  pk_call_opts call;     /* progress */
+} pk_train_opts;
+
+PK_API void pk_train_opts_init(pk_train_opts *o);
+/* Train net in place. losses (steps entries, may be NULL) receives the loss
+ * of each step's batch before its update; *done the number of steps taken. */
+PK_API pk_status pk_train(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                          const pk_train_opts *o, double *losses, size_t *done);
+
 /* ---- kernels ---------------------------------------------------------- */
 
 /* A kernel answers Gram matrices K(X1, X2) and diagonals K(x, x). Kernels of
@@ -158,11 +353,6 @@ typedef enum {
   PK_OUTPUTS_DIAGONAL     /* (n1*K) x n2: row i*K+k holds K_kk(x_i, .) */
 } pk_outputs;
 
-typedef struct pk_call_opts {
-  pk_progress_fn progress;  /* may be NULL */
-  void *progress_ud;
-} pk_call_opts;
-
 PK_API pk_status pk_kernel_gram(const pk_kernel *k, const pk_matrix *X1, const pk_matrix *X2,
                                 const pk_call_opts *o, pk_matrix **out);
 /* n x 1 (n*K x 1 in block or diagonal mode): K(x_i, x_i) */
@@ -172,5 +362,12 @@ PK_API const char *pk_kernel_name(const pk_kernel *k);
 PK_API size_t pk_kernel_input_dim(const pk_kernel *k);   /* 0: any */
 PK_API size_t pk_kernel_outputs(const pk_kernel *k);     /* rows per example */
 PK_API void pk_kernel_free(pk_kernel *k);
+/* Memory budget (bytes) of a tiled kernel's working set, and its output
+ * layout for networks with several outputs. */
+PK_API void pk_kernel_set_memory(pk_kernel *k, size_t bytes);
+PK_API void pk_kernel_set_outputs(pk_kernel *k, pk_outputs mode);
+
+/* The empirical tangent kernel of a snapshot of net's current weights. */
+PK_API pk_status pk_kernel_tangent(pk_kernel **out, const pk_network *net);
 
 #endif

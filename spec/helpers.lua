@@ -68,4 +68,38 @@ function H.raises(pattern, f, ...)
   return err
 end
 
+-- eigenvalues of a small symmetric matrix by cyclic Jacobi rotations, an
+-- independent check that needs no LAPACK
+function H.jacobi_eigenvalues(M)
+  local n = M:rows()
+  local a = M:totable()
+  for _ = 1, 100 do
+    local off = 0
+    for p = 1, n do for q = p + 1, n do off = off + a[p][q] ^ 2 end end
+    if off < 1e-30 then break end
+    for p = 1, n - 1 do
+      for q = p + 1, n do
+        if math.abs(a[p][q]) > 1e-300 then
+          local theta = (a[q][q] - a[p][p]) / (2 * a[p][q])
+          local t = (theta >= 0 and 1 or -1) / (math.abs(theta) + math.sqrt(theta * theta + 1))
+          local c = 1 / math.sqrt(t * t + 1)
+          local s = t * c
+          for k = 1, n do
+            local akp, akq = a[k][p], a[k][q]
+            a[k][p], a[k][q] = c * akp - s * akq, s * akp + c * akq
+          end
+          for k = 1, n do
+            local apk, aqk = a[p][k], a[q][k]
+            a[p][k], a[q][k] = c * apk - s * aqk, s * apk + c * aqk
+          end
+        end
+      end
+    end
+  end
+  local ev = {}
+  for i = 1, n do ev[i] = a[i][i] end
+  table.sort(ev)
+  return ev
+end
+
 return H

@@ -1,0 +1,287 @@
+/* tangent.c - the empirical tangent kernel g(x; w) . g(x'; w) of a dense
+ * network by the structured formula: per layer l,
+ *   sum_l (D_l(x) . D_l(x')) (s_w^2 a_{l-1}(x) . a_{l-1}(x') + s_b^2),
+ * two GEMMs and a Hadamard product, tiled so that the working set stays
+ * within the kernel's memory budget; never an n x P Jacobian. */
+#include <stdlib.h>
+#include <string.h>
+#include <cblas.h>
+#include "pk_internal.h"
+
+typedef struct tangent_state {
+  pk_network *net;      /* a snapshot of the weights */
+} tangent_state;
+
+/* Features of a block of rows: activations and output sensitivities. */
+typedef struct feats {
+  pk_acts w;
+  pk_deltas dl;
+  size_t n;
+} feats;
+
+static size_t feat_bytes(const pk_network *net, size_t t)
+{
+  return pk_acts_bytes(net, t, 0) + pk_deltas_bytes(net, t);
+}
+
+static size_t scratch_bytes(const pk_network *net, size_t t1, size_t t2)
+{
+  size_t K = net->d[net->L];
+  return (t1 * K * t2 * K + t1 * t2) * sizeof(double);
+}
+
+static pk_status feats_init(feats *f, const pk_network *net, size_t cap)
+{
+  pk_status st;
+  memset(f, 0, sizeof *f);
+  if ((st = pk_acts_init(&f->w, net, cap, 0))) return st;
+  if ((st = pk_deltas_init(&f->dl, net, cap))) {
+    pk_acts_free(&f->w);
+    return st;
+  }
+  return PK_OK;
+}
+
+static void feats_free(feats *f)
+{
+  pk_acts_free(&f->w);
+  pk_deltas_free(&f->dl);
+}
+
+static void feats_compute(feats *f, const pk_network *net, const pk_matrix *X, size_t r0,
+                          size_t n)
+{
+  f->n = n;
+  pk_net_forward_ws(net, net->theta, X->data + r0 * X->cols, n, &f->w);
+  pk_net_deltas(net, net->theta, &f->w, n, &f->dl);
+}
+
+/* C = alpha A1 A2^T (t1 x t2), or its upper triangle when sym (A1 == A2) */
+static void gram_of(const double *A1, size_t t1, const double *A2, size_t t2, size_t d,
+                    size_t lda, double alpha, double beta, double *C, size_t ldc, int sym)
+{
+  if (t1 == 0 || t2 == 0) return;
+  if (sym)
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)t1, (int)d, alpha, A1, (int)lda,
+                beta, C, (int)ldc);
+  else
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)t1, (int)t2, (int)d, alpha, A1,
+                (int)lda, A2, (int)lda, beta, C, (int)ldc);
+}
+
+/* One output tile: rows of f1 against rows of f2, written at out (leading
+ * dimension ldo). sym: f1 == f2 and only the upper triangle is needed. */
+static void tile(const pk_network *net, pk_outputs mode, const feats *f1, const feats *f2,
+                 double *out, size_t ldo, int sym, double *M, double *C)
+{
+  size_t K = net->d[net->L], t1 = f1->n, t2 = f2->n, l, i, j, k, k2;
+  size_t R = mode == PK_OUTPUTS_TRACE ? t1 : t1 * K;        /* output rows */
+  size_t Cc = mode == PK_OUTPUTS_BLOCK ? t2 * K : t2;       /* output cols */
+  for (i = 0; i < R; i++) memset(out + i * ldo, 0, Cc * sizeof(double));
+  for (l = 0; l < net->L; l++) {
+    size_t din = net->d[l], dout = net->d[l + 1];
+    double c = net->sw[l] * net->sw[l], b = net->sb[l] * net->sb[l];
+    const double *D1 = f1->dl.D[l], *D2 = f2->dl.D[l];
+    if (l + 1 == net->L) {
+      /* D rows are unit vectors: M is the identity on outputs */
+      double mult = mode == PK_OUTPUTS_TRACE ? (double)K : 1.0;
+      if (K == 1 || mode == PK_OUTPUTS_TRACE) {
+        /* out += mult (c A1 A2^T + b), straight into the output */
+        for (i = 0; i < t1; i++)
+          for (j = sym ? i : 0; j < t2; j++) out[i * ldo + j] += mult * b;
+        gram_of(f1->w.A[l], t1, f2->w.A[l], t2, din, din, mult * c, 1.0, out, ldo, sym);
+        continue;
+      }
+      gram_of(f1->w.A[l], t1, f2->w.A[l], t2, din, din, c, 0.0, C, t2, sym);
+      for (i = 0; i < t1; i++)
+        for (j = sym ? i : 0; j < t2; j++) {
+          double v = C[i * t2 + j] + b;
+          for (k = 0; k < K; k++) {
+            if (mode == PK_OUTPUTS_BLOCK) out[(i * K + k) * ldo + j * K + k] += v;
+            else out[(i * K + k) * ldo + j] += v;
+          }
+        }
+      continue;
+    }
+    gram_of(f1->w.A[l], t1, f2->w.A[l], t2, din, din, c, 0.0, C, t2, sym);
+    if (mode == PK_OUTPUTS_BLOCK) {
+      /* M: (t1 K) x (t2 K) */
+      gram_of(D1, t1 * K, D2, t2 * K, dout, dout, 1.0, 0.0, M, t2 * K, sym);
+      for (i = 0; i < t1; i++)
+        for (k = 0; k < K; k++) {
+          const double *m = M + (i * K + k) * t2 * K;
+          double *o = out + (i * K + k) * ldo;
+          for (j = sym ? i : 0; j < t2; j++) {
+            double v = C[i * t2 + j] + b;
+            for (k2 = (sym && j == i) ? k : 0; k2 < K; k2++) o[j * K + k2] += m[j * K + k2] * v;
+          }
+        }
+    } else if (mode == PK_OUTPUTS_TRACE) {
+      /* rows of D viewed as t x (K dout): their dot products sum over k */
+      gram_of(D1, t1, D2, t2, K * dout, K * dout, 1.0, 0.0, M, t2, sym);
+      for (i = 0; i < t1; i++)
+        for (j = sym ? i : 0; j < t2; j++) out[i * ldo + j] += M[i * t2 + j] * (C[i * t2 + j] + b);
+    } else {
+      for (k = 0; k < K; k++) {
+        gram_of(D1 + k * dout, t1, D2 + k * dout, t2, dout, K * dout, 1.0, 0.0, M, t2, 0);
+        for (i = 0; i < t1; i++)
+          for (j = 0; j < t2; j++) out[(i * K + k) * ldo + j] += M[i * t2 + j] * (C[i * t2 + j] + b);
+      }
+    }
+  }
+}
+
+static size_t tile_need(const pk_network *net, size_t n1, size_t n2, size_t t, int same)
+{
+  size_t t1 = t < n1 ? t : n1, t2 = t < n2 ? t : n2;
+  int one = same && t1 == n1;      /* a single tile reuses its features */
+  return feat_bytes(net, t1) + (one ? 0 : feat_bytes(net, t2)) + scratch_bytes(net, t1, t2);
+}
+
+/* the largest tile t (rows of each side) whose working set fits `mem` */
+static size_t pick_tile(const pk_network *net, size_t n1, size_t n2, size_t mem, int same)
+{
+  size_t lo = 1, hi = n1 > n2 ? n1 : n2, best = 0;
+  if (same && tile_need(net, n1, n2, n1, 1) <= mem) return n1;
+  while (lo <= hi) {
+    size_t t = lo + (hi - lo) / 2;
+    if (tile_need(net, n1, n2, t, 0) <= mem) { best = t; lo = t + 1; }
+    else hi = t - 1;
+  }
+  return best;
+}
+
+static pk_status tangent_gram(const pk_kernel *k, const pk_matrix *X1, const pk_matrix *X2,
+                              const pk_call_opts *o, pk_matrix *out)
+{
+  const tangent_state *s = k->state;
+  const pk_network *net = s->net;
+  size_t K = net->d[net->L], n1 = X1->rows, n2 = X2->rows, t, ti, tj, ntiles, done = 0;
+  int same = X1 == X2 || (X1->data == X2->data && n1 == n2);
+  int sym = same && k->mode != PK_OUTPUTS_DIAGONAL;
+  size_t rk = k->mode == PK_OUTPUTS_TRACE ? 1 : K, ck = k->mode == PK_OUTPUTS_BLOCK ? K : 1;
+  size_t ldo = n2 * ck;
+  feats f1, f2;
+  double *M = NULL, *C = NULL;
+  pk_status st = PK_OK;
+  if (n1 == 0 || n2 == 0) return PK_OK;
+  t = pick_tile(net, n1, n2, k->memory, same);
+  if (t == 0) {
+    size_t need = tile_need(net, n1, n2, 1, 0);
+    return pk_fail(PK_ENOMEM, "tangent kernel: memory = %zu bytes is too small for one tile; "
+                   "the minimum for this network is %zu bytes", k->memory, need);
+  }
+  memset(&f1, 0, sizeof f1);
+  memset(&f2, 0, sizeof f2);
+  {
+    size_t t1 = t < n1 ? t : n1, t2 = t < n2 ? t : n2;
+    if ((st = feats_init(&f1, net, t1))) goto out;
+    if (!same && (st = feats_init(&f2, net, t2))) goto out;
+    if ((st = pk_alloc((void **)&M, t1 * K * t2 * K, sizeof(double), "the tangent kernel's tile")) ||
+        (st = pk_alloc((void **)&C, t1 * t2, sizeof(double), "the tangent kernel's tile")))
+      goto out;
+  }
+  ntiles = ((n1 + t - 1) / t) * ((n2 + t - 1) / t);
+  if (sym) ntiles = ((n1 + t - 1) / t) * ((n1 + t - 1) / t + 1) / 2;
+  for (ti = 0; ti < n1; ti += t) {
+    size_t m1 = n1 - ti < t ? n1 - ti : t;
+    feats_compute(&f1, net, X1, ti, m1);
+    for (tj = sym ? ti : 0; tj < n2; tj += t) {
+      size_t m2 = n2 - tj < t ? n2 - tj : t;
+      const feats *g = &f1;
+      if (!(same && tj == ti)) {
+        /* X1 == X2 only reaches here off the diagonal when there are
+         * several tiles: then the second feature block is needed too */
+        if (same && !f2.w.buf && (st = feats_init(&f2, net, t))) goto out;
+        feats_compute(&f2, net, X2, tj, m2);
+        g = &f2;
+      }
+      tile(net, k->mode, &f1, g, out->data + ti * rk * ldo + tj * ck, ldo, sym && tj == ti, M, C);
+      if (pk_progress(o, (double)++done, (double)ntiles)) {
+        st = pk_fail(PK_ECANCEL, "tangent kernel: cancelled");
+        goto out;
+      }
+    }
+  }
+  if (sym) {
+    /* mirror the upper triangle */
+    size_t N = n1 * rk, i, j;
+    for (i = 0; i < N; i++)
+      for (j = i + 1; j < N; j++) out->data[j * N + i] = out->data[i * N + j];
+  }
+out:
+  feats_free(&f1);
+  feats_free(&f2);
+  free(M);
+  free(C);
+  return st;
+}
+
+static pk_status tangent_diag(const pk_kernel *k, const pk_matrix *X, const pk_call_opts *o,
+                              pk_matrix *out)
+{
+  const tangent_state *s = k->state;
+  const pk_network *net = s->net;
+  size_t K = net->d[net->L], n = X->rows, t, r0, i, kk, l, j;
+  feats f;
+  pk_status st;
+  t = n ? n : 1;
+  while (t > 1 && feat_bytes(net, t) > k->memory) t /= 2;
+  if ((st = feats_init(&f, net, t))) return st;
+  for (r0 = 0; r0 < n; r0 += t) {
+    size_t m = n - r0 < t ? n - r0 : t;
+    feats_compute(&f, net, X, r0, m);
+    for (i = 0; i < m; i++) {
+      double tr = 0;
+      for (kk = 0; kk < K; kk++) {
+        double v = 0;
+        for (l = 0; l < net->L; l++) {
+          size_t din = net->d[l], dout = net->d[l + 1];
+          const double *d = f.dl.D[l] + ((i * K + kk) * dout), *a = f.w.A[l] + i * din;
+          double dd = 0, aa = 0;
+          for (j = 0; j < dout; j++) dd += d[j] * d[j];
+          for (j = 0; j < din; j++) aa += a[j] * a[j];
+          v += dd * (net->sw[l] * net->sw[l] * aa + net->sb[l] * net->sb[l]);
+        }
+        if (k->mode == PK_OUTPUTS_TRACE) tr += v;
+        else out->data[(r0 + i) * K + kk] = v;
+      }
+      if (k->mode == PK_OUTPUTS_TRACE) out->data[r0 + i] = tr;
+    }
+    if (pk_progress(o, (double)(r0 + m), (double)n)) {
+      feats_free(&f);
+      return pk_fail(PK_ECANCEL, "tangent kernel: cancelled");
+    }
+  }
+  feats_free(&f);
+  return PK_OK;
+}
+
+static void tangent_destroy(pk_kernel *k)
+{
+  tangent_state *s = k->state;
+  if (s) pk_network_free(s->net);
+  free(s);
+}
+
+static const pk_kernel_vt tangent_vt = { "tangent", tangent_gram, tangent_diag, tangent_destroy };
+
+pk_status pk_kernel_tangent(pk_kernel **out, const pk_network *net)
+{
+  tangent_state *s = calloc(1, sizeof *s);
+  pk_status st;
+  *out = NULL;
+  if (!s) return pk_fail(PK_ENOMEM, "tangent kernel: out of memory");
+  if ((st = pk_network_clone(&s->net, net))) {
+    free(s);
+    return st;
+  }
+  if ((st = pk_kernel_new(out, &tangent_vt, s))) {
+    pk_network_free(s->net);
+    free(s);
+    return st;
+  }
+  (*out)->input_dim = net->d[0];
+  (*out)->nout = net->d[net->L];
+  return PK_OK;
+}

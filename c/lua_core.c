@@ -233,16 +233,24 @@ static int l_manual_seed(lua_State *L)
 
 /* ---- module functions ------------------------------------------------- */
 
+/* pk.load(path [, { X =, Y = }]): opens any saved object by its tag */
 static int l_load(lua_State *L)
 {
   const char *path = luaL_checkstring(L, 1);
+  static const char *const keys[] = { "X", "Y", NULL };
   pk_tag tag;
-  pk_status st = pk_file_tag(path, &tag);
+  pk_status st;
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  pk_lua_checkkeys(L, 2, "load", keys);
+  lua_settop(L, 2);
+  st = pk_file_tag(path, &tag);
   if (st == PK_EIO) return pk_lua_fail(L, st);
   if (st) return pk_lua_error(L, st);
   switch (tag) {
   case PK_TAG_MATRIX: return pk_lua_load_matrix(L, path);
   case PK_TAG_NETWORK: return pk_lua_load_network(L, path);
+  case PK_TAG_TRAJECTORY: return pk_lua_load_trajectory(L, path, 2);
+  case PK_TAG_MACHINE: return pk_lua_load_machine(L, path);
   default: break;
   }
   return luaL_error(L, "%s: this build cannot load objects with tag %d", path, (int)tag);
@@ -287,6 +295,7 @@ int luaopen_pathkernel_core(lua_State *L)
   pk_lua_open_matrix(L);
   pk_lua_open_kernel(L);
   pk_lua_open_network(L);
+  pk_lua_open_trajectory(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

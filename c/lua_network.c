@@ -8,6 +8,12 @@
 
 typedef struct { pk_network *net; } nbox;
 
+pk_network *pk_lua_testnetwork(lua_State *L, int idx)
+{
+  nbox *b = luaL_testudata(L, idx, PK_NETWORK_MT);
+  return b ? b->net : NULL;
+}
+
 pk_network *pk_lua_checknetwork(lua_State *L, int idx)
 {
   nbox *b = luaL_checkudata(L, idx, PK_NETWORK_MT);
@@ -320,16 +326,22 @@ void pk_lua_train_opts(lua_State *L, int idx, pk_network *net, pk_train_opts *o,
   (void)net;
 }
 
+/* net:train{ ... } -> losses | trajectory [, kernel machine] */
 static int n_train(lua_State *L)
 {
   static const char *const keys[] = { "X", "Y", "loss", "optimizer", "lr", "steps", "epochs",
-                                      "batch_size", "seed", "on_step", "progress", NULL };
+                                      "batch_size", "seed", "on_step", "progress", "record",
+                                      "explain", "rule", "nodes", NULL };
   pk_network *net = pk_lua_checknetwork(L, 1);
   pk_train_opts o;
-  pk_matrix *X, *Y;
+  pk_matrix *X, *Y, *Xq = NULL, *vX = NULL, *vY = NULL;
   train_ctx c;
   double *losses;
-  size_t done = 0, i;
+  size_t done = 0, i, every = 0;
+  pk_trajectory *traj = NULL;
+  pk_machine *km = NULL;
+  pk_rule rule = PK_RULE_GAUSS;
+  int nodes = PK_DEFAULT_NODES;
   pk_status st;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
@@ -347,21 +359,69 @@ static int n_train(lua_State *L)
   o.on_step = on_step_cb;
   o.on_step_ud = &c;
   pk_lua_optfield(L, 2, "progress");                       /* index 5 */
+  switch (pk_lua_optfield(L, 2, "record")) {               /* index 6 */
+  case LUA_TNIL: break;
+  case LUA_TBOOLEAN: every = lua_toboolean(L, 6) ? 1 : 0; break;
+  case LUA_TTABLE: {
+    static const char *const rkeys[] = { "every", NULL };
+    pk_lua_checkkeys(L, 6, "record", rkeys);
+    if (pk_lua_optfield(L, 6, "every") == LUA_TNIL) every = 1;
+    else every = (size_t)pk_lua_checkint(L, -1, 1, "record.every");
+    lua_pop(L, 1);
+    break;
+  }
+  default: return luaL_error(L, "train: record must be true or { every = k }");
+  }
+  if (pk_lua_optfield(L, 2, "explain") != LUA_TNIL) Xq = pk_lua_checkmatrix(L, 7);   /* index 7 */
+  pk_lua_rule_opts(L, 2, &rule, &nodes);
   pk_lua_progress_init(L, &c.prog, 5, "train", &o.call);
   c.prog.show_loss = 1;
   if ((st = pk_check_bytes(o.steps, sizeof(double), "the loss history"))) return pk_lua_error(L, st);
-  losses = lua_newuserdatauv(L, o.steps * sizeof(double), 0);  /* index 6 */
-  st = pk_train(net, X, Y, &o, losses, &done);
-  if (c.failed) {
+  losses = lua_newuserdatauv(L, o.steps * sizeof(double), 0);  /* index 8 */
+  if (every) {
+    /* the trajectory keeps views of X and Y: releasing them keeps it valid */
+    pk_matrix **sx = pk_lua_newmatrix(L), **sy;                /* index 9 */
+    if ((st = pk_matrix_view_rows(sx, X, 0, pk_matrix_rows(X)))) return pk_lua_error(L, st);
+    sy = pk_lua_newmatrix(L);                                  /* index 10 */
+    if ((st = pk_matrix_view_rows(sy, Y, 0, pk_matrix_rows(Y)))) return pk_lua_error(L, st);
+    vX = *sx;
+    vY = *sy;
+    X = vX;
+    Y = vY;
+  }
+  st = pk_train_full(net, X, Y, &o, every, every ? &traj : NULL, Xq, rule, nodes, 1,
+                     Xq ? &km : NULL, losses, &done);
+  if (c.failed || c.prog.failed) {
+    /* a Lua callback raised: its error is on top of the stack */
+    pk_trajectory_free(traj);
+    pk_machine_free(km);
+    c.prog.failed = 0;
     pk_lua_progress_done(&c.prog);
     return lua_error(L);
   }
   pk_lua_progress_done(&c.prog);
-  if (st && !(st == PK_ECANCEL && c.stopped)) return pk_lua_error(L, st);
-  lua_createtable(L, (int)done, 0);
-  for (i = 0; i < done; i++) {
-    lua_pushnumber(L, losses[i]);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  if (st && !(st == PK_ECANCEL && c.stopped)) {
+    pk_trajectory_free(traj);
+    pk_machine_free(km);
+    return pk_lua_error(L, st);
+  }
+  if (traj) {
+    /* hand the views to the trajectory */
+    pk_lua_pushtrajectory(L, traj, 1, 9, 10);
+    traj->ownX = vX;
+    traj->ownY = vY;
+    *(pk_matrix **)lua_touserdata(L, 9) = NULL;
+    *(pk_matrix **)lua_touserdata(L, 10) = NULL;
+  } else {
+    lua_createtable(L, (int)done, 0);
+    for (i = 0; i < done; i++) {
+      lua_pushnumber(L, losses[i]);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+  }
+  if (km) {
+    pk_lua_pushmachine(L, km, 0);
+    return 2;
   }
   return 1;
 }

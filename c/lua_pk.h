@@ -79,11 +79,28 @@ void pk_lua_kernel_opts(lua_State *L, int idx, pk_kernel *k);
 void pk_lua_open_matrix(lua_State *L);
 void pk_lua_open_kernel(lua_State *L);
 void pk_lua_open_network(lua_State *L);
+void pk_lua_open_trajectory(lua_State *L);
 
 /* Loaders for pk.load, by tag: push the object and return 1, or push
  * nil, message and return 2. */
 int pk_lua_load_matrix(lua_State *L, const char *path);
 int pk_lua_load_network(lua_State *L, const char *path);
+/* opts: stack index of pk.load's option table ({ X =, Y = }), or 0 */
+int pk_lua_load_trajectory(lua_State *L, const char *path, int opts);
+int pk_lua_load_machine(lua_State *L, const char *path);
+
+/* trajectories and kernel machines */
+#define PK_TRAJECTORY_MT "pathkernel.Trajectory"
+#define PK_MACHINE_MT "pathkernel.KernelMachine"
+#define PK_DEFAULT_NODES 4
+pk_trajectory *pk_lua_checktrajectory(lua_State *L, int idx);
+/* push t; keeps net (to detect later changes), X and Y alive */
+void pk_lua_pushtrajectory(lua_State *L, pk_trajectory *t, int net, int X, int Y);
+pk_machine *pk_lua_checkmachine(lua_State *L, int idx);
+void pk_lua_pushmachine(lua_State *L, pk_machine *km, int keep);
+/* rule = "gauss" | "left", nodes = n from an option table */
+void pk_lua_rule_opts(lua_State *L, int idx, pk_rule *rule, int *nodes);
+pk_network *pk_lua_testnetwork(lua_State *L, int idx);
 
 /* networks */
 #define PK_NETWORK_MT "pathkernel.Network"

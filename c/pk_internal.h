@@ -184,21 +184,143 @@ size_t pk_deltas_bytes(const pk_network *net, size_t cap);
 void pk_act_mul_deriv(pk_activation act, const double *z, const double *a, double *g, size_t n);
 void pk_act_apply(pk_activation act, const double *z, double *a, size_t n);
 
-/* Training with hooks for recorders: before_update sees the batch, its
- * activations and loss gradients (w->G) and the mean gradient, before the
- * step; after_update the loss once the weights have moved. */
+/* Training with a hook for recorders and online decompositions: called for
+ * each step after the update is computed and before it is applied, with
+ * theta = w_s, next = w_{s+1}, and w holding the batch (A[0] its inputs) and
+ * the per-example loss gradients G (not divided by nb; G[L-1] = dl/df). */
 typedef struct pk_train_hooks {
   void *ud;
-  pk_status (*before_update)(void *ud, size_t step, double lr, const size_t *rows, size_t nb,
-                             const pk_acts *w, const double *grad);
-  pk_status (*after_update)(void *ud, size_t step, double loss);
+  pk_status (*step)(void *ud, size_t s, double lr, const size_t *rows, size_t nb,
+                    const pk_acts *w, const double *theta, const double *next, double loss);
 } pk_train_hooks;
 
+void pk_gather_rows(const pk_matrix *X, const size_t *rows, size_t nb, double *out);
+void pk_gd_step(const pk_network *net, const double *theta, const double *xb,
+                const pk_matrix *Y, pk_loss loss, const size_t *rows, size_t nb, double lr,
+                pk_acts *w, double *grad, double *next, double *value);
 pk_status pk_train_check(const pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                          const pk_train_opts *o);
 pk_status pk_train_hooked(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                           const pk_train_opts *o, const pk_train_hooks *hk, double *losses,
                           size_t *done);
+
+/* ---- trajectories -------------------------------------------------------- */
+
+struct pk_trajectory {
+  pk_network *net;         /* the architecture, holding w_0 */
+  size_t T, cap;           /* steps recorded, capacity */
+  double *lr, *loss;       /* per step */
+  int full_batch;          /* gd: every step uses all rows in order */
+  size_t *boff;            /* sgd: rows of step s are rows[boff[s]..boff[s+1]) */
+  uint32_t *rows;
+  size_t nrows_cap;
+  size_t every;            /* checkpoint spacing; 1 keeps every step */
+  size_t ncheck, check_cap;
+  size_t *check_step;      /* steps of the stored weights, ascending */
+  double *W;               /* ncheck x P */
+  pk_loss lossfn;
+  pk_optimizer optimizer;
+  size_t batch_size;
+  uint64_t seed;
+  const pk_matrix *X, *Y;  /* the training data (borrowed, or owned) */
+  pk_matrix *ownX, *ownY;
+  uint64_t hash;           /* of X and Y when recorded */
+  const pk_network *source;  /* the trained network, borrowed; may be NULL */
+  uint64_t source_version;
+};
+
+uint64_t pk_data_hash(const pk_matrix *X, const pk_matrix *Y);
+pk_status pk_trajectory_check_data(const pk_trajectory *t);
+
+/* Walks a trajectory step by step, replaying between checkpoints: after
+ * pk_cursor_next, theta = w_s, next = w_{s+1}, w holds the batch of step s
+ * with its per-example loss gradients, rows/nb the batch. */
+typedef struct pk_cursor {
+  const pk_trajectory *t;
+  size_t s;                /* the step the cursor has loaded, or SIZE_MAX */
+  double *theta, *next, *grad, *xb;
+  size_t *rows, nb;
+  double lr, loss;
+  pk_acts w;
+} pk_cursor;
+
+pk_status pk_trajectory_write_payload(pk_writer *w, const pk_trajectory *t, int with_data);
+pk_status pk_trajectory_read_payload(pk_reader *r, const char *path, pk_trajectory **out,
+                                     const pk_matrix *X, const pk_matrix *Y);
+
+pk_status pk_cursor_init(pk_cursor *c, const pk_trajectory *t);
+/* load step s (0 <= s < T); cheapest when s follows the last one */
+pk_status pk_cursor_seek(pk_cursor *c, size_t s);
+void pk_cursor_free(pk_cursor *c);
+
+/* ---- tangent and path kernels ---------------------------------------------- */
+pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, const pk_matrix *X1,
+                                const pk_matrix *X2, pk_outputs mode, size_t memory, double alpha,
+                                const pk_call_opts *o, pk_matrix *out);
+pk_status pk_tangent_diag_accumulate(const pk_network *net, const double *theta,
+                                     const pk_matrix *X, pk_outputs mode, size_t memory,
+                                     double alpha, const pk_call_opts *o, pk_matrix *out);
+void pk_tangent_mirror(pk_matrix *out);
+int pk_tangent_symmetric(const pk_matrix *X1, const pk_matrix *X2, pk_outputs mode);
+
+/* ---- the decomposition ---------------------------------------------------- */
+
+#define PK_MAX_NODES 16
+#define PK_MAX_LAYERS 256
+
+/* Gauss-Legendre (or left-point) nodes and weights on [0, 1] */
+pk_status pk_quadrature(pk_rule rule, int nodes, double *t, double *w);
+
+typedef struct pk_decomp {
+  const pk_network *net;
+  const pk_matrix *Xq;
+  size_t nq, K, m, qt;
+  int nodes, want_kp;
+  double t[PK_MAX_NODES], wt[PK_MAX_NODES];
+  double *contrib;         /* (nq K) x m: row x*K + k, column i */
+  double *kp;              /* (nq K) x m: Kp_kk(x, x_i), when wanted */
+  double *theta_node, *M, *C, *acc, *xa;
+  pk_acts wq, wa;
+  pk_deltas dq, da;
+} pk_decomp;
+
+pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *Xq, size_t m,
+                         pk_rule rule, int nodes, int want_kp);
+void pk_decomp_free(pk_decomp *dc);
+/* Add step s: theta = w_s, next = w_{s+1}; w holds the batch's activations
+ * and per-example loss gradients at w_s; X is the whole training set (for
+ * the path kernel values). */
+pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const double *next,
+                         const size_t *rows, size_t nb, const pk_acts *w, const pk_matrix *X);
+
+/* ---- kernel machines -------------------------------------------------------- */
+
+struct pk_machine {
+  const pk_trajectory *traj;   /* offline: borrowed; NULL for an online machine */
+  pk_trajectory *own_traj;     /* offline, loaded from a file: owned */
+  pk_rule rule;
+  int nodes;
+  size_t m, K;
+  pk_network *net0, *netT;     /* w_0 and w_T */
+  /* results for the queries Xq (cached for offline machines) */
+  pk_matrix *Xq;
+  uint64_t xq_hash;
+  size_t nq;
+  double *contrib, *kp;        /* (nq K) x m */
+  double *bias, *final, *reg;  /* nq x K */
+};
+
+pk_status pk_recorder_begin(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                            const pk_train_opts *o, size_t every, pk_trajectory **out,
+                            pk_train_hooks *hk);
+void pk_recorder_end(pk_trajectory *t, const pk_network *net);
+/* train with any of: recording (every > 0), online decomposition (Xq) */
+pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                        const pk_train_opts *o, size_t every, pk_trajectory **traj,
+                        const pk_matrix *Xq, pk_rule rule, int nodes, int want_kp,
+                        pk_machine **out, double *losses, size_t *done);
+pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
+                             const pk_call_opts *o);
 
 pk_status pk_network_write_payload(pk_writer *w, const void *net);
 pk_status pk_network_read_payload(pk_reader *r, pk_network **out);

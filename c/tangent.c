@@ -48,12 +48,12 @@ static void feats_free(feats *f)
   pk_deltas_free(&f->dl);
 }
 
-static void feats_compute(feats *f, const pk_network *net, const pk_matrix *X, size_t r0,
-                          size_t n)
+static void feats_compute(feats *f, const pk_network *net, const double *theta,
+                          const pk_matrix *X, size_t r0, size_t n)
 {
   f->n = n;
-  pk_net_forward_ws(net, net->theta, X->data + r0 * X->cols, n, &f->w);
-  pk_net_deltas(net, net->theta, &f->w, n, &f->dl);
+  pk_net_forward_ws(net, theta, X->data + r0 * X->cols, n, &f->w);
+  pk_net_deltas(net, theta, &f->w, n, &f->dl);
 }
 
 /* C = alpha A1 A2^T (t1 x t2), or its upper triangle when sym (A1 == A2) */
@@ -69,18 +69,16 @@ static void gram_of(const double *A1, size_t t1, const double *A2, size_t t2, si
                 (int)lda, A2, (int)lda, beta, C, (int)ldc);
 }
 
-/* One output tile: rows of f1 against rows of f2, written at out (leading
- * dimension ldo). sym: f1 == f2 and only the upper triangle is needed. */
+/* One output tile: alpha times the kernel of the rows of f1 against the
+ * rows of f2, added at out (leading dimension ldo). sym: f1 == f2 and only
+ * the upper triangle is needed. */
 static void tile(const pk_network *net, pk_outputs mode, const feats *f1, const feats *f2,
-                 double *out, size_t ldo, int sym, double *M, double *C)
+                 double *out, size_t ldo, int sym, double *M, double *C, double alpha)
 {
   size_t K = net->d[net->L], t1 = f1->n, t2 = f2->n, l, i, j, k, k2;
-  size_t R = mode == PK_OUTPUTS_TRACE ? t1 : t1 * K;        /* output rows */
-  size_t Cc = mode == PK_OUTPUTS_BLOCK ? t2 * K : t2;       /* output cols */
-  for (i = 0; i < R; i++) memset(out + i * ldo, 0, Cc * sizeof(double));
   for (l = 0; l < net->L; l++) {
     size_t din = net->d[l], dout = net->d[l + 1];
-    double c = net->sw[l] * net->sw[l], b = net->sb[l] * net->sb[l];
+    double c = alpha * net->sw[l] * net->sw[l], b = alpha * net->sb[l] * net->sb[l];
     const double *D1 = f1->dl.D[l], *D2 = f2->dl.D[l];
     if (l + 1 == net->L) {
       /* D rows are unit vectors: M is the identity on outputs */
@@ -151,25 +149,26 @@ static size_t pick_tile(const pk_network *net, size_t n1, size_t n2, size_t mem,
   return best;
 }
 
-static pk_status tangent_gram(const pk_kernel *k, const pk_matrix *X1, const pk_matrix *X2,
-                              const pk_call_opts *o, pk_matrix *out)
+/* out += alpha K_theta(X1, X2) (upper triangle only when X1 is X2 and the
+ * mode is symmetric: pk_tangent_mirror completes it). */
+pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, const pk_matrix *X1,
+                                const pk_matrix *X2, pk_outputs mode, size_t memory, double alpha,
+                                const pk_call_opts *o, pk_matrix *out)
 {
-  const tangent_state *s = k->state;
-  const pk_network *net = s->net;
   size_t K = net->d[net->L], n1 = X1->rows, n2 = X2->rows, t, ti, tj, ntiles, done = 0;
   int same = X1 == X2 || (X1->data == X2->data && n1 == n2);
-  int sym = same && k->mode != PK_OUTPUTS_DIAGONAL;
-  size_t rk = k->mode == PK_OUTPUTS_TRACE ? 1 : K, ck = k->mode == PK_OUTPUTS_BLOCK ? K : 1;
+  int sym = same && mode != PK_OUTPUTS_DIAGONAL;
+  size_t rk = mode == PK_OUTPUTS_TRACE ? 1 : K, ck = mode == PK_OUTPUTS_BLOCK ? K : 1;
   size_t ldo = n2 * ck;
   feats f1, f2;
   double *M = NULL, *C = NULL;
   pk_status st = PK_OK;
   if (n1 == 0 || n2 == 0) return PK_OK;
-  t = pick_tile(net, n1, n2, k->memory, same);
+  t = pick_tile(net, n1, n2, memory, same);
   if (t == 0) {
     size_t need = tile_need(net, n1, n2, 1, 0);
     return pk_fail(PK_ENOMEM, "tangent kernel: memory = %zu bytes is too small for one tile; "
-                   "the minimum for this network is %zu bytes", k->memory, need);
+                   "the minimum for this network is %zu bytes", memory, need);
   }
   memset(&f1, 0, sizeof f1);
   memset(&f2, 0, sizeof f2);
@@ -185,7 +184,7 @@ static pk_status tangent_gram(const pk_kernel *k, const pk_matrix *X1, const pk_
   if (sym) ntiles = ((n1 + t - 1) / t) * ((n1 + t - 1) / t + 1) / 2;
   for (ti = 0; ti < n1; ti += t) {
     size_t m1 = n1 - ti < t ? n1 - ti : t;
-    feats_compute(&f1, net, X1, ti, m1);
+    feats_compute(&f1, net, theta, X1, ti, m1);
     for (tj = sym ? ti : 0; tj < n2; tj += t) {
       size_t m2 = n2 - tj < t ? n2 - tj : t;
       const feats *g = &f1;
@@ -193,21 +192,15 @@ static pk_status tangent_gram(const pk_kernel *k, const pk_matrix *X1, const pk_
         /* X1 == X2 only reaches here off the diagonal when there are
          * several tiles: then the second feature block is needed too */
         if (same && !f2.w.buf && (st = feats_init(&f2, net, t))) goto out;
-        feats_compute(&f2, net, X2, tj, m2);
+        feats_compute(&f2, net, theta, X2, tj, m2);
         g = &f2;
       }
-      tile(net, k->mode, &f1, g, out->data + ti * rk * ldo + tj * ck, ldo, sym && tj == ti, M, C);
+      tile(net, mode, &f1, g, out->data + ti * rk * ldo + tj * ck, ldo, sym && tj == ti, M, C, alpha);
       if (pk_progress(o, (double)++done, (double)ntiles)) {
         st = pk_fail(PK_ECANCEL, "tangent kernel: cancelled");
         goto out;
       }
     }
-  }
-  if (sym) {
-    /* mirror the upper triangle */
-    size_t N = n1 * rk, i, j;
-    for (i = 0; i < N; i++)
-      for (j = i + 1; j < N; j++) out->data[j * N + i] = out->data[i * N + j];
   }
 out:
   feats_free(&f1);
@@ -217,20 +210,48 @@ out:
   return st;
 }
 
-static pk_status tangent_diag(const pk_kernel *k, const pk_matrix *X, const pk_call_opts *o,
-                              pk_matrix *out)
+/* complete a symmetric Gram from its upper triangle, in cache-sized blocks */
+void pk_tangent_mirror(pk_matrix *out)
+{
+  size_t N = out->rows, bi, bj, i, j, B = 64;
+  double *a = out->data;
+  for (bi = 0; bi < N; bi += B)
+    for (bj = bi; bj < N; bj += B)
+      for (i = bi; i < bi + B && i < N; i++)
+        for (j = bj > i + 1 ? bj : i + 1; j < bj + B && j < N; j++) a[j * N + i] = a[i * N + j];
+}
+
+int pk_tangent_symmetric(const pk_matrix *X1, const pk_matrix *X2, pk_outputs mode)
+{
+  return mode != PK_OUTPUTS_DIAGONAL &&
+         (X1 == X2 || (X1->data == X2->data && X1->rows == X2->rows));
+}
+
+static pk_status tangent_gram(const pk_kernel *k, const pk_matrix *X1, const pk_matrix *X2,
+                              const pk_call_opts *o, pk_matrix *out)
 {
   const tangent_state *s = k->state;
-  const pk_network *net = s->net;
+  pk_status st;
+  memset(out->data, 0, out->rows * out->cols * sizeof(double));
+  st = pk_tangent_accumulate(s->net, s->net->theta, X1, X2, k->mode, k->memory, 1.0, o, out);
+  if (!st && pk_tangent_symmetric(X1, X2, k->mode)) pk_tangent_mirror(out);
+  return st;
+}
+
+/* out (n x 1, or n*K x 1) += alpha K_theta(x_i, x_i) */
+pk_status pk_tangent_diag_accumulate(const pk_network *net, const double *theta,
+                                     const pk_matrix *X, pk_outputs mode, size_t memory,
+                                     double alpha, const pk_call_opts *o, pk_matrix *out)
+{
   size_t K = net->d[net->L], n = X->rows, t, r0, i, kk, l, j;
   feats f;
   pk_status st;
   t = n ? n : 1;
-  while (t > 1 && feat_bytes(net, t) > k->memory) t /= 2;
+  while (t > 1 && feat_bytes(net, t) > memory) t /= 2;
   if ((st = feats_init(&f, net, t))) return st;
   for (r0 = 0; r0 < n; r0 += t) {
     size_t m = n - r0 < t ? n - r0 : t;
-    feats_compute(&f, net, X, r0, m);
+    feats_compute(&f, net, theta, X, r0, m);
     for (i = 0; i < m; i++) {
       double tr = 0;
       for (kk = 0; kk < K; kk++) {
@@ -243,10 +264,10 @@ static pk_status tangent_diag(const pk_kernel *k, const pk_matrix *X, const pk_c
           for (j = 0; j < din; j++) aa += a[j] * a[j];
           v += dd * (net->sw[l] * net->sw[l] * aa + net->sb[l] * net->sb[l]);
         }
-        if (k->mode == PK_OUTPUTS_TRACE) tr += v;
-        else out->data[(r0 + i) * K + kk] = v;
+        if (mode == PK_OUTPUTS_TRACE) tr += v;
+        else out->data[(r0 + i) * K + kk] += alpha * v;
       }
-      if (k->mode == PK_OUTPUTS_TRACE) out->data[r0 + i] = tr;
+      if (mode == PK_OUTPUTS_TRACE) out->data[r0 + i] += alpha * tr;
     }
     if (pk_progress(o, (double)(r0 + m), (double)n)) {
       feats_free(&f);
@@ -255,6 +276,14 @@ static pk_status tangent_diag(const pk_kernel *k, const pk_matrix *X, const pk_c
   }
   feats_free(&f);
   return PK_OK;
+}
+
+static pk_status tangent_diag(const pk_kernel *k, const pk_matrix *X, const pk_call_opts *o,
+                              pk_matrix *out)
+{
+  const tangent_state *s = k->state;
+  memset(out->data, 0, out->rows * sizeof(double));
+  return pk_tangent_diag_accumulate(s->net, s->net->theta, X, k->mode, k->memory, 1.0, o, out);
 }
 
 static void tangent_destroy(pk_kernel *k)

@@ -85,11 +85,32 @@ pk_status pk_train(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
   return pk_train_hooked(net, X, Y, o, NULL, losses, done);
 }
 
+void pk_gather_rows(const pk_matrix *X, const size_t *rows, size_t nb, double *out)
+{
+  size_t i, d = X->cols;
+  for (i = 0; i < nb; i++) memcpy(out + i * d, X->data + rows[i] * d, d * sizeof(double));
+}
+
+/* One step of gradient descent from theta on the batch already gathered in
+ * xb: fills w (activations, per-example loss gradients), grad, next, and
+ * the batch loss. Training and replay share it, so a replay is bit for bit
+ * the run it replays. */
+void pk_gd_step(const pk_network *net, const double *theta, const double *xb,
+                const pk_matrix *Y, pk_loss loss, const size_t *rows, size_t nb, double lr,
+                pk_acts *w, double *grad, double *next, double *value)
+{
+  size_t i, P = net->P, K = net->d[net->L];
+  pk_net_forward_ws(net, theta, xb, nb, w);
+  pk_loss_eval(loss, w->Z[net->L - 1], nb, K, Y, rows, value, w->G[net->L - 1]);
+  pk_net_backward(net, theta, w, nb, 1.0 / (double)nb, grad);
+  for (i = 0; i < P; i++) next[i] = theta[i] - lr * grad[i];
+}
+
 pk_status pk_train_hooked(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                           const pk_train_opts *o, const pk_train_hooks *hk, double *losses,
                           size_t *done)
 {
-  size_t m = X->rows, d0 = net->d[0], K = net->d[net->L], P = net->P, b, s, i, nb;
+  size_t m = X->rows, d0 = net->d[0], P = net->P, b, s, nb;
   batcher bt;
   pk_acts w;
   double *xb = NULL, *grad = NULL, *next = NULL;
@@ -113,34 +134,28 @@ pk_status pk_train_hooked(pk_network *net, const pk_matrix *X, const pk_matrix *
       (st = pk_acts_init(&w, net, b, 1)))
     goto out;
   for (s = 0; s < o->steps; s++) {
-    double lr = o->lr, loss, *F;
+    double lr = o->lr, loss;
     if (o->lr_fn && (st = o->lr_fn(o->lr_ud, s + 1, &lr))) goto out;
     if (!(lr > 0 && isfinite(lr))) {
       st = pk_fail(PK_EINVAL, "train: the learning rate of step %zu is %g; it must be positive and finite", s + 1, lr);
       goto out;
     }
     nb = next_batch(&bt, &rows);
-    for (i = 0; i < nb; i++) memcpy(xb + i * d0, X->data + rows[i] * d0, d0 * sizeof(double));
-    pk_net_forward_ws(net, net->theta, xb, nb, &w);
-    F = w.Z[net->L - 1];
-    pk_loss_eval(o->loss, F, nb, K, Y, rows, &loss, w.G[net->L - 1]);
+    pk_gather_rows(X, rows, nb, xb);
+    pk_gd_step(net, net->theta, xb, Y, o->loss, rows, nb, lr, &w, grad, next, &loss);
     if (!isfinite(loss)) {
       st = pk_fail(PK_ENUMERIC, "train: diverged at step %zu: the loss is %g (the network keeps the weights of step %zu)", s + 1, loss, s);
       goto out;
     }
-    pk_net_backward(net, net->theta, &w, nb, 1.0 / (double)nb, grad);
-    if (hk && hk->before_update && (st = hk->before_update(hk->ud, s, lr, rows, nb, &w, grad)))
-      goto out;
-    for (i = 0; i < P; i++) next[i] = net->theta[i] - lr * grad[i];
     if (!pk_all_finite(next, P)) {
       st = pk_fail(PK_ENUMERIC, "train: diverged at step %zu: a weight became infinite or NaN (loss %g; the network keeps the weights of step %zu)", s + 1, loss, s);
       goto out;
     }
+    if (hk && (st = hk->step(hk->ud, s, lr, rows, nb, &w, net->theta, next, loss))) goto out;
     memcpy(net->theta, next, P * sizeof(double));
     net->version++;
     if (losses) losses[s] = loss;
     if (done) *done = s + 1;
-    if (hk && hk->after_update && (st = hk->after_update(hk->ud, s, loss))) goto out;
     if (o->on_step && o->on_step(o->on_step_ud, s + 1, loss)) {
       st = pk_fail(PK_ECANCEL, "train: stopped by on_step at step %zu", s + 1);
       goto out;

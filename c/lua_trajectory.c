@@ -1,0 +1,594 @@
+/* lua_trajectory.c - the pathkernel.Trajectory and pathkernel.KernelMachine
+ * userdata: recorded runs, replay, files, and the trained network as a
+ * kernel machine over its training examples. */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "lua_pk.h"
+
+typedef struct { pk_trajectory *t; } tbox;
+typedef struct { pk_machine *km; } mbox;
+
+/* The trajectory's user value is a table { net = <Network>, version = n,
+ * X = <Matrix>, Y = <Matrix> }: the network it trained (to detect later
+ * changes) and the training data it borrows. No explicit release: kernel
+ * machines borrow the trajectory, and the garbage collector knows that. */
+
+pk_trajectory *pk_lua_checktrajectory(lua_State *L, int idx)
+{
+  tbox *b = luaL_checkudata(L, idx, PK_TRAJECTORY_MT);
+  if (!b->t) luaL_argerror(L, idx, "empty trajectory");
+  return b->t;
+}
+
+static pk_trajectory **newtraj(lua_State *L)
+{
+  tbox *b = lua_newuserdatauv(L, sizeof *b, 1);
+  b->t = NULL;
+  luaL_setmetatable(L, PK_TRAJECTORY_MT);
+  return &b->t;
+}
+
+void pk_lua_pushtrajectory(lua_State *L, pk_trajectory *t, int net, int X, int Y)
+{
+  net = lua_absindex(L, net);
+  X = lua_absindex(L, X);
+  Y = lua_absindex(L, Y);
+  if (!lua_checkstack(L, 4)) { pk_trajectory_free(t); luaL_error(L, "stack overflow"); }
+  *newtraj(L) = t;
+  lua_createtable(L, 0, 4);
+  if (net) {
+    lua_pushvalue(L, net);
+    lua_setfield(L, -2, "net");
+    lua_pushinteger(L, (lua_Integer)pk_network_version(pk_lua_checknetwork(L, net)));
+    lua_setfield(L, -2, "version");
+  }
+  lua_pushvalue(L, X);
+  lua_setfield(L, -2, "X");
+  lua_pushvalue(L, Y);
+  lua_setfield(L, -2, "Y");
+  lua_setiuservalue(L, -2, 1);
+  pk_trajectory_detach_source(t);    /* the binding checks the version itself */
+}
+
+/* error unless the trained network is unchanged since recording */
+static void check_source(lua_State *L, int idx)
+{
+  lua_getiuservalue(L, idx, 1);
+  if (lua_getfield(L, -1, "net") == LUA_TUSERDATA) {
+    pk_network *net = pk_lua_testnetwork(L, -1);
+    lua_getfield(L, -2, "version");
+    if (!net || (lua_Integer)pk_network_version(net) != lua_tointeger(L, -1))
+      luaL_error(L, "the network was changed (trained again, set_params or released) after this "
+                 "trajectory was recorded; its kernel machine would no longer describe it");
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+}
+
+static int t_len(lua_State *L)
+{
+  lua_pushinteger(L, (lua_Integer)pk_trajectory_steps(pk_lua_checktrajectory(L, 1)));
+  return 1;
+}
+
+static size_t check_step(lua_State *L, int idx, pk_trajectory *t)
+{
+  lua_Integer s = pk_lua_checkint(L, idx, LUA_MININTEGER, "step");
+  if (s < 0 || (lua_Unsigned)s > pk_trajectory_steps(t))
+    luaL_error(L, "step %I out of range 0..%d", s, (int)pk_trajectory_steps(t));
+  return (size_t)s;
+}
+
+static int t_weights(lua_State *L)
+{
+  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
+  size_t s = check_step(L, 2, t), P = pk_network_nparams(pk_trajectory_network0(t));
+  pk_matrix **slot = pk_lua_newmatrix(L);
+  pk_status st;
+  if ((st = pk_matrix_new(slot, P, 1))) return pk_lua_error(L, st);
+  if ((st = pk_trajectory_weights(t, s, pk_matrix_data(*slot)))) return pk_lua_error(L, st);
+  return 1;
+}
+
+static int t_network(lua_State *L)
+{
+  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
+  size_t s = check_step(L, 2, t);
+  pk_network *net;
+  pk_status st = pk_network_clone(&net, pk_trajectory_network0(t));
+  if (st) return pk_lua_error(L, st);
+  pk_lua_pushnetwork(L, net);
+  if ((st = pk_trajectory_weights(t, s, net->theta))) return pk_lua_error(L, st);
+  return 1;
+}
+
+static int t_losses(lua_State *L)
+{
+  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
+  size_t s, T = pk_trajectory_steps(t);
+  lua_createtable(L, (int)T, 0);
+  for (s = 0; s < T; s++) {
+    lua_pushnumber(L, pk_trajectory_loss(t, s));
+    lua_rawseti(L, -2, (lua_Integer)s + 1);
+  }
+  return 1;
+}
+
+static int t_lrs(lua_State *L)
+{
+  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
+  size_t s, T = pk_trajectory_steps(t);
+  lua_createtable(L, (int)T, 0);
+  for (s = 0; s < T; s++) {
+    lua_pushnumber(L, pk_trajectory_lr(t, s));
+    lua_rawseti(L, -2, (lua_Integer)s + 1);
+  }
+  return 1;
+}
+
+static int t_memory(lua_State *L)
+{
+  lua_pushinteger(L, (lua_Integer)pk_trajectory_memory(pk_lua_checktrajectory(L, 1)));
+  return 1;
+}
+
+/* traj:save(path [, { data = true }]) */
+static int t_save(lua_State *L)
+{
+  static const char *const keys[] = { "data", NULL };
+  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
+  const char *path = luaL_checkstring(L, 2);
+  int data;
+  pk_status st;
+  pk_lua_checkkeys(L, 3, "save", keys);
+  data = pk_lua_optboolean(L, 3, "data", 1);
+  if ((st = pk_trajectory_check_data(t))) return pk_lua_error(L, st);
+  if ((st = pk_trajectory_save(t, path, data))) return pk_lua_fail(L, st);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int pk_lua_load_trajectory(lua_State *L, const char *path, int opts)
+{
+  pk_matrix *X = NULL, *Y = NULL, *vX = NULL, *vY = NULL;
+  pk_trajectory **slot;
+  pk_status st;
+  if (pk_lua_optfield(L, opts, "X") != LUA_TNIL) X = pk_lua_checkmatrix(L, -1);
+  if (pk_lua_optfield(L, opts, "Y") != LUA_TNIL) Y = pk_lua_checkmatrix(L, -1);
+  /* index -2: X, -1: Y (or nils) */
+  slot = newtraj(L);
+  if ((X != NULL) != (Y != NULL)) return luaL_error(L, "load: give both X and Y, or neither");
+  st = pk_trajectory_load(slot, path, X, Y);
+  if (st == PK_EIO) return pk_lua_fail(L, st);
+  if (st) return pk_lua_error(L, st);
+  /* own views of the caller's data, so releasing them keeps it valid */
+  if (X) {
+    if ((st = pk_matrix_view_rows(&vX, X, 0, pk_matrix_rows(X))) ||
+        (st = pk_matrix_view_rows(&vY, Y, 0, pk_matrix_rows(Y)))) {
+      pk_matrix_free(vX);
+      return pk_lua_error(L, st);
+    }
+    (*slot)->ownX = vX;
+    (*slot)->ownY = vY;
+    (*slot)->X = vX;
+    (*slot)->Y = vY;
+  }
+  lua_createtable(L, 0, 2);
+  if (X) {
+    lua_pushvalue(L, -4);
+    lua_setfield(L, -2, "X");
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "Y");
+  }
+  lua_setiuservalue(L, -2, 1);
+  return 1;
+}
+
+static int t_tostring(lua_State *L)
+{
+  tbox *b = luaL_checkudata(L, 1, PK_TRAJECTORY_MT);
+  if (!b->t) lua_pushliteral(L, "pathkernel.Trajectory (empty)");
+  else lua_pushfstring(L, "pathkernel.Trajectory of %d steps (%d KiB)", (int)pk_trajectory_steps(b->t),
+                       (int)(pk_trajectory_memory(b->t) / 1024));
+  return 1;
+}
+
+static int t_gc(lua_State *L)
+{
+  tbox *b = luaL_checkudata(L, 1, PK_TRAJECTORY_MT);
+  pk_trajectory_free(b->t);
+  b->t = NULL;
+  return 0;
+}
+
+/* ---- kernel machines ------------------------------------------------------------ */
+
+pk_machine *pk_lua_checkmachine(lua_State *L, int idx)
+{
+  mbox *b = luaL_checkudata(L, idx, PK_MACHINE_MT);
+  if (!b->km) luaL_argerror(L, idx, "kernel machine has been released");
+  return b->km;
+}
+
+/* push km; keep (0: none) is kept alive as its user value */
+void pk_lua_pushmachine(lua_State *L, pk_machine *km, int keep)
+{
+  mbox *b;
+  if (keep) keep = lua_absindex(L, keep);
+  if (!lua_checkstack(L, 3)) { pk_machine_free(km); luaL_error(L, "stack overflow"); }
+  b = lua_newuserdatauv(L, sizeof *b, 1);
+  b->km = km;
+  luaL_setmetatable(L, PK_MACHINE_MT);
+  if (keep) {
+    lua_pushvalue(L, keep);
+    lua_setiuservalue(L, -2, 1);
+  }
+}
+
+static int parse_rule(lua_State *L, int idx, pk_rule *rule, int *nodes)
+{
+  const char *r = pk_lua_optstring(L, idx, "rule", "gauss");
+  lua_Integer n;
+  if (strcmp(r, "gauss") == 0) *rule = PK_RULE_GAUSS;
+  else if (strcmp(r, "left") == 0) *rule = PK_RULE_LEFT;
+  else return luaL_error(L, "unknown rule '%s' (valid: gauss, left)", r);
+  n = pk_lua_optinteger(L, idx, "nodes", *rule == PK_RULE_LEFT ? 1 : PK_DEFAULT_NODES);
+  if (n < 1 || n > 16) return luaL_error(L, "nodes must be in 1..16, got %d", (int)n);
+  if (*rule == PK_RULE_LEFT && n != 1) return luaL_error(L, "the left rule has exactly 1 node");
+  *nodes = (int)n;
+  return 0;
+}
+
+void pk_lua_rule_opts(lua_State *L, int idx, pk_rule *rule, int *nodes)
+{
+  parse_rule(L, idx, rule, nodes);
+}
+
+/* pk.machine.from_trajectory(traj [, { rule, nodes }]) */
+static int l_from_trajectory(lua_State *L)
+{
+  static const char *const keys[] = { "rule", "nodes", NULL };
+  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
+  pk_machine *km;
+  pk_rule rule;
+  int nodes;
+  pk_status st;
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  pk_lua_checkkeys(L, 2, "from_trajectory", keys);
+  parse_rule(L, 2, &rule, &nodes);
+  check_source(L, 1);
+  if ((st = pk_machine_from_trajectory(&km, t, rule, nodes))) return pk_lua_error(L, st);
+  pk_lua_pushmachine(L, km, 1);
+  return 1;
+}
+
+/* pk.kernel.path(traj [, { rule, nodes, outputs, memory }]) */
+static int l_path(lua_State *L)
+{
+  static const char *const keys[] = { "rule", "nodes", "outputs", "memory", NULL };
+  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
+  pk_kernel *k;
+  pk_rule rule;
+  int nodes;
+  pk_status st;
+  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  pk_lua_checkkeys(L, 2, "path", keys);
+  parse_rule(L, 2, &rule, &nodes);
+  if ((st = pk_kernel_path(&k, t, rule, nodes))) return pk_lua_error(L, st);
+  pk_lua_pushkernel(L, k, 1);
+  pk_lua_kernel_opts(L, 2, k);
+  return 1;
+}
+
+/* the options table of a machine method at idx: { progress = } */
+static void call_opts(lua_State *L, int idx, pk_lua_progress *p, pk_call_opts *o, const char *label)
+{
+  static const char *const keys[] = { "progress", "output", NULL };
+  if (!lua_isnoneornil(L, idx)) luaL_checktype(L, idx, LUA_TTABLE);
+  pk_lua_checkkeys(L, idx, label, keys);
+  pk_lua_optfield(L, idx, "progress");
+  pk_lua_progress_init(L, p, -1, label, o);
+}
+
+/* before using a machine: its trajectory's network must be unchanged */
+static pk_machine *usable(lua_State *L, int idx)
+{
+  pk_machine *km = pk_lua_checkmachine(L, idx);
+  if (pk_machine_is_online(km)) return km;
+  if (lua_getiuservalue(L, idx, 1) == LUA_TUSERDATA) check_source(L, lua_gettop(L));
+  lua_pop(L, 1);
+  return km;
+}
+
+static int km_predict(lua_State *L)
+{
+  pk_machine *km = usable(L, 1);
+  pk_matrix *Xq = pk_lua_checkmatrix(L, 2);
+  pk_lua_progress p;
+  pk_call_opts o;
+  pk_matrix **slot;
+  pk_status st;
+  lua_settop(L, 3);
+  call_opts(L, 3, &p, &o, "decomposition");
+  slot = pk_lua_newmatrix(L);
+  st = pk_machine_predict(km, Xq, &o, slot);
+  pk_lua_progress_done(&p);
+  if (st) return pk_lua_error(L, st);
+  return 1;
+}
+
+/* push the nq x m slices of every output: one matrix, or a table of K */
+static int push_slices(lua_State *L, pk_machine *km, pk_matrix *Xq, int kernel, pk_call_opts *o,
+                       pk_lua_progress *p)
+{
+  size_t k, K = pk_machine_outputs(km);
+  pk_status st = pk_machine_compute(km, Xq, kernel, o);
+  pk_lua_progress_done(p);
+  if (st) return pk_lua_error(L, st);
+  if (K > 1) lua_createtable(L, (int)K, 0);
+  for (k = 0; k < K; k++) {
+    pk_matrix **slot = pk_lua_newmatrix(L);
+    if ((st = pk_machine_slice(km, Xq, k, kernel, NULL, slot))) return pk_lua_error(L, st);
+    if (K > 1) lua_rawseti(L, -2, (lua_Integer)k + 1);
+  }
+  return 1;
+}
+
+static int km_contributions(lua_State *L)
+{
+  pk_machine *km = usable(L, 1);
+  pk_matrix *Xq = pk_lua_checkmatrix(L, 2);
+  pk_lua_progress p;
+  pk_call_opts o;
+  lua_settop(L, 3);
+  call_opts(L, 3, &p, &o, "decomposition");
+  return push_slices(L, km, Xq, 0, &o, &p);
+}
+
+/* km:coefficients(Xq) -> a, Kp, undefined: a_i(x) = contribution / Kp where
+ * Kp != 0; NaN where Kp = 0, each such entry listed in `undefined` as
+ * { query = , example = , output = } */
+static int km_coefficients(lua_State *L)
+{
+  pk_machine *km = usable(L, 1);
+  pk_matrix *Xq = pk_lua_checkmatrix(L, 2);
+  pk_lua_progress p;
+  pk_call_opts o;
+  size_t k, K = pk_machine_outputs(km), m = pk_machine_examples(km), x, i, nq = pk_matrix_rows(Xq);
+  int nund = 0;
+  lua_settop(L, 3);
+  call_opts(L, 3, &p, &o, "decomposition");
+  push_slices(L, km, Xq, 1, &o, &p);                       /* 4: Kp */
+  push_slices(L, km, Xq, 0, NULL, &p);                     /* 5: contributions -> a */
+  lua_newtable(L);                                         /* 6: undefined */
+  for (k = 0; k < K; k++) {
+    pk_matrix *kp, *a;
+    if (K > 1) {
+      lua_rawgeti(L, 4, (lua_Integer)k + 1);
+      lua_rawgeti(L, 5, (lua_Integer)k + 1);
+      kp = pk_lua_checkmatrix(L, -2);
+      a = pk_lua_checkmatrix(L, -1);
+      lua_pop(L, 2);
+    } else {
+      kp = pk_lua_checkmatrix(L, 4);
+      a = pk_lua_checkmatrix(L, 5);
+    }
+    for (x = 0; x < nq; x++)
+      for (i = 0; i < m; i++) {
+        double kv = pk_matrix_get(kp, x, i);
+        if (kv == 0) {
+          pk_matrix_set(a, x, i, NAN);
+          lua_createtable(L, 0, 3);
+          lua_pushinteger(L, (lua_Integer)x + 1);
+          lua_setfield(L, -2, "query");
+          lua_pushinteger(L, (lua_Integer)i + 1);
+          lua_setfield(L, -2, "example");
+          lua_pushinteger(L, (lua_Integer)k + 1);
+          lua_setfield(L, -2, "output");
+          lua_rawseti(L, 6, ++nund);
+        } else {
+          pk_matrix_set(a, x, i, pk_matrix_get(a, x, i) / kv);
+        }
+      }
+  }
+  lua_pushvalue(L, 5);
+  lua_pushvalue(L, 4);
+  lua_pushvalue(L, 6);
+  return 3;
+}
+
+static int km_regularization(lua_State *L)
+{
+  pk_machine *km = usable(L, 1);
+  pk_matrix *Xq = pk_lua_checkmatrix(L, 2);
+  pk_lua_progress p;
+  pk_call_opts o;
+  pk_matrix **slot;
+  pk_status st;
+  size_t n;
+  lua_settop(L, 3);
+  call_opts(L, 3, &p, &o, "decomposition");
+  st = pk_machine_compute(km, Xq, 0, &o);
+  pk_lua_progress_done(&p);
+  if (st) return pk_lua_error(L, st);
+  n = pk_matrix_rows(Xq);
+  slot = pk_lua_newmatrix(L);
+  if ((st = pk_matrix_from_array(slot, n, km->K, km->reg))) return pk_lua_error(L, st);
+  return 1;
+}
+
+typedef struct ranked { size_t i; double c, a; } ranked;
+
+static int by_abs(const void *pa, const void *pb)
+{
+  const ranked *a = pa, *b = pb;
+  if (a->a != b->a) return a->a < b->a ? 1 : -1;
+  return a->i < b->i ? -1 : (a->i > b->i);
+}
+
+/* km:explain(xq, k [, { output = }]) */
+static int km_explain(lua_State *L)
+{
+  pk_machine *km = usable(L, 1);
+  pk_matrix *xq = pk_lua_checkmatrix(L, 2);
+  lua_Integer top = pk_lua_checkint(L, 3, 1, "k");
+  size_t K = pk_machine_outputs(km), m = pk_machine_examples(km), out, i, n;
+  pk_lua_progress p;
+  pk_call_opts o;
+  ranked *r;
+  double sum = 0, *pred;
+  pk_status st;
+  if (pk_matrix_rows(xq) != 1)
+    return luaL_error(L, "explain: xq must be one query (a 1 x d matrix), got %d rows", (int)pk_matrix_rows(xq));
+  lua_settop(L, 4);
+  call_opts(L, 4, &p, &o, "decomposition");
+  st = pk_machine_compute(km, xq, 1, &o);
+  pk_lua_progress_done(&p);
+  if (st) return pk_lua_error(L, st);
+  pred = km->final;
+  if (pk_lua_optfield(L, 4, "output") != LUA_TNIL) {
+    lua_Integer k = pk_lua_checkint(L, -1, 1, "output");
+    if ((lua_Unsigned)k > K) return luaL_error(L, "output %d out of range 1..%d", (int)k, (int)K);
+    out = (size_t)k - 1;
+  } else {
+    /* the predicted class for several outputs */
+    out = 0;
+    for (i = 1; i < K; i++) if (pred[i] > pred[out]) out = i;
+  }
+  lua_pop(L, 1);
+  r = lua_newuserdatauv(L, (m ? m : 1) * sizeof *r, 0);
+  for (i = 0; i < m; i++) {
+    r[i].i = i;
+    r[i].c = km->contrib[out * m + i];
+    r[i].a = fabs(r[i].c);
+    sum += r[i].c;
+  }
+  qsort(r, m, sizeof *r, by_abs);
+  n = (size_t)top < m ? (size_t)top : m;
+  lua_createtable(L, (int)n, 6);
+  for (i = 0; i < n; i++) {
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, (lua_Integer)r[i].i + 1);
+    lua_setfield(L, -2, "index");
+    lua_pushnumber(L, r[i].c);
+    lua_setfield(L, -2, "contribution");
+    lua_pushnumber(L, km->kp[out * m + r[i].i]);
+    lua_setfield(L, -2, "kernel");
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  lua_pushinteger(L, (lua_Integer)out + 1);
+  lua_setfield(L, -2, "output");
+  lua_pushnumber(L, sum);
+  lua_setfield(L, -2, "sum");
+  lua_pushnumber(L, km->bias[out]);
+  lua_setfield(L, -2, "bias");
+  lua_pushnumber(L, km->reg[out]);
+  lua_setfield(L, -2, "regularization");
+  lua_pushnumber(L, km->bias[out] + sum + km->reg[out]);
+  lua_setfield(L, -2, "prediction");
+  lua_pushnumber(L, pred[out]);
+  lua_setfield(L, -2, "network");
+  return 1;
+}
+
+static int km_verify(lua_State *L)
+{
+  pk_machine *km = usable(L, 1);
+  pk_matrix *Xq = pk_lua_checkmatrix(L, 2);
+  pk_lua_progress p;
+  pk_call_opts o;
+  double a, r;
+  pk_status st;
+  lua_settop(L, 3);
+  call_opts(L, 3, &p, &o, "decomposition");
+  st = pk_machine_verify(km, Xq, &o, &a, &r);
+  pk_lua_progress_done(&p);
+  if (st) return pk_lua_error(L, st);
+  lua_pushnumber(L, a);
+  lua_pushnumber(L, r);
+  return 2;
+}
+
+static int km_save(lua_State *L)
+{
+  pk_machine *km = pk_lua_checkmachine(L, 1);
+  pk_status st = pk_machine_save(km, luaL_checkstring(L, 2));
+  if (st == PK_EIO) return pk_lua_fail(L, st);
+  if (st) return pk_lua_error(L, st);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int pk_lua_load_machine(lua_State *L, const char *path)
+{
+  mbox *b = lua_newuserdatauv(L, sizeof *b, 1);
+  pk_status st;
+  b->km = NULL;
+  luaL_setmetatable(L, PK_MACHINE_MT);
+  st = pk_machine_load(&b->km, path);
+  if (st == PK_EIO) return pk_lua_fail(L, st);
+  if (st) return pk_lua_error(L, st);
+  return 1;
+}
+
+static int km_gc(lua_State *L)
+{
+  mbox *b = luaL_checkudata(L, 1, PK_MACHINE_MT);
+  pk_machine_free(b->km);
+  b->km = NULL;
+  return 0;
+}
+
+static int km_tostring(lua_State *L)
+{
+  mbox *b = luaL_checkudata(L, 1, PK_MACHINE_MT);
+  if (!b->km) lua_pushliteral(L, "pathkernel.KernelMachine (released)");
+  else lua_pushfstring(L, "pathkernel.KernelMachine over %d training examples (%s, %s rule, %d node%s)",
+                       (int)pk_machine_examples(b->km), pk_machine_is_online(b->km) ? "online" : "from a trajectory",
+                       b->km->rule == PK_RULE_GAUSS ? "gauss" : "left", b->km->nodes, b->km->nodes > 1 ? "s" : "");
+  return 1;
+}
+
+void pk_lua_open_trajectory(lua_State *L)
+{
+  static const luaL_Reg tmeta[] = {
+    { "__gc", t_gc }, { "__len", t_len }, { "__tostring", t_tostring }, { NULL, NULL }
+  };
+  static const luaL_Reg tmethods[] = {
+    { "weights", t_weights }, { "network", t_network }, { "losses", t_losses }, { "lrs", t_lrs },
+    { "memory", t_memory }, { "save", t_save }, { "steps", t_len }, { NULL, NULL }
+  };
+  static const luaL_Reg kmeta[] = {
+    { "__gc", km_gc }, { "__close", km_gc }, { "__tostring", km_tostring }, { NULL, NULL }
+  };
+  static const luaL_Reg kmethods[] = {
+    { "predict", km_predict }, { "contributions", km_contributions },
+    { "coefficients", km_coefficients }, { "explain", km_explain }, { "verify", km_verify },
+    { "regularization", km_regularization }, { "save", km_save }, { "release", km_gc },
+    { NULL, NULL }
+  };
+  luaL_newmetatable(L, PK_TRAJECTORY_MT);
+  luaL_setfuncs(L, tmeta, 0);
+  luaL_newlib(L, tmethods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, PK_MACHINE_MT);
+  luaL_setfuncs(L, kmeta, 0);
+  luaL_newlib(L, kmethods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  if (lua_getfield(L, -1, "machine") != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "machine");
+  }
+  lua_pushcfunction(L, l_from_trajectory);
+  lua_setfield(L, -2, "from_trajectory");
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "kernel");
+  lua_pushcfunction(L, l_path);
+  lua_setfield(L, -2, "path");
+  lua_pop(L, 1);
+}

@@ -1,0 +1,402 @@
+/* machine.c - the trained network as a kernel machine: per-example
+ * contributions from a trajectory (offline, any queries) or accumulated
+ * during training (online, fixed queries), the paper's coefficients, and
+ * verification against the network itself. */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "pk_internal.h"
+
+void pk_machine_free(pk_machine *km)
+{
+  if (!km) return;
+  pk_matrix_free(km->Xq);
+  free(km->contrib);
+  free(km->kp);
+  free(km->bias);
+  free(km->final);
+  free(km->reg);
+  pk_network_free(km->net0);
+  pk_network_free(km->netT);
+  pk_trajectory_free(km->own_traj);
+  free(km);
+}
+
+static void drop_results(pk_machine *km)
+{
+  pk_matrix_free(km->Xq);
+  free(km->contrib);
+  free(km->kp);
+  free(km->bias);
+  free(km->final);
+  free(km->reg);
+  km->Xq = NULL;
+  km->contrib = km->kp = km->bias = km->final = km->reg = NULL;
+  km->nq = 0;
+}
+
+/* a machine shell with w_0 and w_T networks */
+static pk_status shell(pk_machine **out, const pk_network *arch, const double *w0,
+                       const double *wT, size_t m, pk_rule rule, int nodes)
+{
+  pk_machine *km = calloc(1, sizeof *km);
+  pk_status st;
+  double t[PK_MAX_NODES], w[PK_MAX_NODES];
+  *out = NULL;
+  if (!km) return pk_fail(PK_ENOMEM, "kernel machine: out of memory");
+  if ((st = pk_quadrature(rule, nodes, t, w))) { free(km); return st; }
+  km->rule = rule;
+  km->nodes = nodes;
+  km->m = m;
+  km->K = arch->d[arch->L];
+  if ((st = pk_network_clone(&km->net0, arch)) || (st = pk_network_clone(&km->netT, arch))) {
+    pk_machine_free(km);
+    return st;
+  }
+  memcpy(km->net0->theta, w0, arch->P * sizeof(double));
+  memcpy(km->netT->theta, wT, arch->P * sizeof(double));
+  *out = km;
+  return PK_OK;
+}
+
+/* bias f(x; w_0) and final f(x; w_T) for the queries */
+static pk_status ends(pk_machine *km, const pk_matrix *Xq)
+{
+  pk_matrix *F;
+  pk_status st;
+  size_t n = Xq->rows * km->K;
+  if ((st = pk_network_forward(km->net0, Xq, &F))) return st;
+  km->bias = malloc((n ? n : 1) * sizeof(double));
+  if (km->bias) memcpy(km->bias, F->data, n * sizeof(double));
+  pk_matrix_free(F);
+  if ((st = pk_network_forward(km->netT, Xq, &F))) return st;
+  km->final = malloc((n ? n : 1) * sizeof(double));
+  km->reg = calloc(n ? n : 1, sizeof(double));
+  if (km->final) memcpy(km->final, F->data, n * sizeof(double));
+  pk_matrix_free(F);
+  if (!km->bias || !km->final || !km->reg) return pk_fail(PK_ENOMEM, "kernel machine: out of memory");
+  return PK_OK;
+}
+
+pk_status pk_machine_from_trajectory(pk_machine **out, const pk_trajectory *t, pk_rule rule,
+                                     int nodes)
+{
+  pk_status st;
+  *out = NULL;
+  if (t->T == 0) return pk_fail(PK_EINVAL, "kernel machine: the trajectory has no steps");
+  if (pk_trajectory_source_changed(t))
+    return pk_fail(PK_EINVAL, "kernel machine: the network was changed (trained again or set_params) "
+                   "after this trajectory was recorded; the trajectory no longer ends at its weights");
+  if ((st = pk_trajectory_check_data(t))) return st;
+  if ((st = shell(out, t->net, t->W, t->W + (t->ncheck - 1) * t->net->P, t->X->rows, rule, nodes)))
+    return st;
+  (*out)->traj = t;
+  return PK_OK;
+}
+
+/* Make sure results for Xq exist (cached when Xq is the same data). */
+pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
+                             const pk_call_opts *o)
+{
+  const pk_trajectory *t = km->traj;
+  pk_decomp dc;
+  pk_cursor c;
+  pk_status st;
+  uint64_t h;
+  size_t s;
+  if (Xq->cols != km->net0->d[0])
+    return pk_fail(PK_EINVAL, "the queries have %zu columns, the network takes %zu inputs",
+                   Xq->cols, km->net0->d[0]);
+  h = pk_data_hash(Xq, Xq);
+  if (km->Xq && km->xq_hash == h && km->Xq->rows == Xq->rows && (km->kp || !want_kp)) return PK_OK;
+  if (!t) {
+    if (km->Xq && km->xq_hash == h && km->Xq->rows == Xq->rows)
+      return pk_fail(PK_EINVAL, "this machine was accumulated online without kernel values");
+    return pk_fail(PK_EINVAL, "this machine was accumulated online for its own %zu queries; "
+                   "other queries need a trajectory (train with record = true)", km->nq);
+  }
+  if (pk_trajectory_source_changed(t))
+    return pk_fail(PK_EINVAL, "kernel machine: the network was changed after its trajectory was recorded");
+  drop_results(km);
+  if ((st = pk_decomp_init(&dc, t->net, Xq, t->X->rows, km->rule, km->nodes, want_kp))) return st;
+  if ((st = pk_cursor_init(&c, t))) { pk_decomp_free(&dc); return st; }
+  for (s = 0; s < t->T; s++) {
+    if ((st = pk_cursor_seek(&c, s))) break;
+    if ((st = pk_decomp_step(&dc, c.lr, c.theta, c.next, c.rows, c.nb, &c.w, t->X))) break;
+    if (pk_progress(o, (double)(s + 1), (double)t->T)) {
+      st = pk_fail(PK_ECANCEL, "decomposition: cancelled at step %zu", s + 1);
+      break;
+    }
+  }
+  pk_cursor_free(&c);
+  if (!st) {
+    km->contrib = dc.contrib;
+    km->kp = dc.kp;
+    dc.contrib = dc.kp = NULL;
+    km->nq = Xq->rows;
+    if (!(st = pk_matrix_copy(&km->Xq, Xq))) st = ends(km, Xq);
+    km->xq_hash = h;
+  }
+  pk_decomp_free(&dc);
+  if (st) drop_results(km);
+  return st;
+}
+
+pk_status pk_machine_predict(pk_machine *km, const pk_matrix *Xq, const pk_call_opts *o,
+                             pk_matrix **out)
+{
+  pk_status st;
+  size_t x, k, i, K = km->K, m = km->m;
+  *out = NULL;
+  if ((st = pk_machine_compute(km, Xq, 0, o))) return st;
+  if ((st = pk_matrix_new(out, km->nq, K))) return st;
+  for (x = 0; x < km->nq; x++)
+    for (k = 0; k < K; k++) {
+      const double *c = km->contrib + (x * K + k) * m;
+      double s = 0;
+      for (i = 0; i < m; i++) s += c[i];
+      (*out)->data[x * K + k] = km->bias[x * K + k] + s + km->reg[x * K + k];
+    }
+  return PK_OK;
+}
+
+/* (nq x m) slice of contributions or kernel values for output k */
+pk_status pk_machine_slice(pk_machine *km, const pk_matrix *Xq, size_t k, int kernel,
+                           const pk_call_opts *o, pk_matrix **out)
+{
+  pk_status st;
+  size_t x, K = km->K, m = km->m;
+  const double *src;
+  *out = NULL;
+  if (k >= K) return pk_fail(PK_EINVAL, "output %zu out of range 1..%zu", k + 1, K);
+  if ((st = pk_machine_compute(km, Xq, kernel, o))) return st;
+  if ((st = pk_matrix_new(out, km->nq, m))) return st;
+  src = kernel ? km->kp : km->contrib;
+  for (x = 0; x < km->nq; x++)
+    memcpy((*out)->data + x * m, src + (x * K + k) * m, m * sizeof(double));
+  return PK_OK;
+}
+
+pk_status pk_machine_verify(pk_machine *km, const pk_matrix *Xq, const pk_call_opts *o,
+                            double *maxabs, double *maxrel)
+{
+  pk_matrix *pred;
+  pk_status st = pk_machine_predict(km, Xq, o, &pred);
+  size_t i, n;
+  double a = 0, r = 0, scale = 0;
+  if (st) return st;
+  n = km->nq * km->K;
+  for (i = 0; i < n; i++)
+    if (fabs(km->final[i]) > scale) scale = fabs(km->final[i]);
+  for (i = 0; i < n; i++) {
+    double e = fabs(pred->data[i] - km->final[i]);
+    /* relative to the output's magnitude, floored by the largest output so
+     * that outputs near zero do not inflate it */
+    double rel = e / fmax(fabs(km->final[i]), scale > 0 ? scale : 1.0);
+    if (!(e <= a)) a = e;
+    if (!(rel <= r)) r = rel;
+  }
+  pk_matrix_free(pred);
+  *maxabs = a;
+  *maxrel = r;
+  return PK_OK;
+}
+
+/* ---- online: the machine accumulated during training ------------------- */
+
+/* recording and online decomposition share one training run */
+typedef struct online_ctx {
+  pk_decomp dc;           /* dc.Xq NULL: no decomposition */
+  const pk_matrix *X;
+  pk_trajectory *traj;    /* when also recording */
+  pk_train_hooks rec;
+} online_ctx;
+
+static pk_status online_step(void *ud, size_t s, double lr, const size_t *rows, size_t nb,
+                             const pk_acts *w, const double *theta, const double *next,
+                             double loss)
+{
+  online_ctx *c = ud;
+  pk_status st;
+  if (c->rec.step && (st = c->rec.step(c->rec.ud, s, lr, rows, nb, w, theta, next, loss))) return st;
+  if (c->dc.Xq) return pk_decomp_step(&c->dc, lr, theta, next, rows, nb, w, c->X);
+  return PK_OK;
+}
+
+pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                        const pk_train_opts *o, size_t every, pk_trajectory **traj,
+                        const pk_matrix *Xq, pk_rule rule, int nodes, int want_kp,
+                        pk_machine **out, double *losses, size_t *done)
+{
+  online_ctx c;
+  pk_train_hooks hk;
+  pk_status st;
+  pk_matrix *w0 = NULL;
+  if (out) *out = NULL;
+  if (traj) *traj = NULL;
+  memset(&c, 0, sizeof c);
+  if ((st = pk_train_check(net, X, Y, o))) return st;
+  if (Xq) {
+    if ((st = pk_matrix_from_array(&w0, net->P, 1, net->theta))) return st;
+    if ((st = pk_decomp_init(&c.dc, net, Xq, X->rows, rule, nodes, want_kp))) goto done;
+  }
+  if (every && (st = pk_recorder_begin(net, X, Y, o, every, &c.traj, &c.rec))) goto done;
+  c.X = X;
+  hk.ud = &c;
+  hk.step = online_step;
+  st = pk_train_hooked(net, X, Y, o, &hk, losses, done);
+  if (st && st != PK_ECANCEL) goto done;
+  if (c.traj) {
+    pk_recorder_end(c.traj, net);
+    *traj = c.traj;
+    c.traj = NULL;
+  }
+  if (Xq) {
+    pk_status st2 = shell(out, net, w0->data, net->theta, X->rows, rule, nodes);
+    if (!st2) {
+      pk_machine *km = *out;
+      km->contrib = c.dc.contrib;
+      km->kp = c.dc.kp;
+      c.dc.contrib = c.dc.kp = NULL;
+      km->nq = Xq->rows;
+      km->xq_hash = pk_data_hash(Xq, Xq);
+      if ((st2 = pk_matrix_copy(&km->Xq, Xq)) || (st2 = ends(km, Xq))) {
+        pk_machine_free(km);
+        *out = NULL;
+      }
+    }
+    if (st2) {
+      st = st2;
+      if (traj) { pk_trajectory_free(*traj); *traj = NULL; }
+    }
+  }
+done:
+  pk_trajectory_free(c.traj);
+  pk_decomp_free(&c.dc);
+  pk_matrix_free(w0);
+  return st;
+}
+
+pk_status pk_train_explain(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                           const pk_train_opts *o, const pk_matrix *Xq, pk_rule rule, int nodes,
+                           int want_kp, pk_machine **out, double *losses, size_t *done)
+{
+  return pk_train_full(net, X, Y, o, 0, NULL, Xq, rule, nodes, want_kp, out, losses, done);
+}
+
+/* ---- files --------------------------------------------------------------------- */
+
+static pk_status write_machine(pk_writer *w, const void *obj)
+{
+  const pk_machine *km = obj;
+  size_t n = km->nq * km->K;
+  pk_put_u32(w, km->traj ? 0u : 1u);
+  pk_put_u32(w, (uint32_t)km->rule);
+  pk_put_u32(w, (uint32_t)km->nodes);
+  if (km->traj) return pk_trajectory_write_payload(w, km->traj, 1);
+  pk_network_write_payload(w, km->net0);
+  pk_network_write_payload(w, km->netT);
+  pk_put_u64(w, km->m);
+  pk_matrix_write_payload(w, km->Xq);
+  pk_put_f64s(w, km->contrib, n * km->m);
+  pk_put_u32(w, km->kp ? 1u : 0u);
+  if (km->kp) pk_put_f64s(w, km->kp, n * km->m);
+  pk_put_f64s(w, km->bias, n);
+  pk_put_f64s(w, km->final, n);
+  pk_put_f64s(w, km->reg, n);
+  return PK_OK;
+}
+
+pk_status pk_machine_save(const pk_machine *km, const char *path)
+{
+  if (km->traj && !km->traj->X)
+    return pk_fail(PK_EINVAL, "save: the trajectory has no training data");
+  return pk_save_object(path, PK_TAG_MACHINE, write_machine, km);
+}
+
+pk_status pk_machine_load(pk_machine **out, const char *path)
+{
+  unsigned char *buf;
+  pk_reader r;
+  pk_status st = pk_load_object(path, PK_TAG_MACHINE, &buf, &r);
+  uint32_t kind, rule, nodes;
+  pk_machine *km = NULL;
+  *out = NULL;
+  if (st) return st;
+  kind = pk_get_u32(&r);
+  rule = pk_get_u32(&r);
+  nodes = pk_get_u32(&r);
+  if (r.err || kind > 1 || rule > PK_RULE_GAUSS || nodes < 1 || nodes > PK_MAX_NODES) {
+    st = pk_fail(PK_EFORMAT, "%s: value check failed: bad kernel machine header", path);
+    goto done;
+  }
+  if (kind == 0) {
+    pk_trajectory *t;
+    if ((st = pk_trajectory_read_payload(&r, path, &t, NULL, NULL))) goto done;
+    if ((st = pk_machine_from_trajectory(&km, t, (pk_rule)rule, (int)nodes))) {
+      pk_trajectory_free(t);
+      goto done;
+    }
+    km->own_traj = t;
+  } else {
+    pk_network *n0 = NULL, *nT = NULL;
+    size_t m, n, N;
+    uint32_t haskp;
+    if ((st = pk_network_read_payload(&r, &n0)) || (st = pk_network_read_payload(&r, &nT))) {
+      pk_network_free(n0);
+      goto done;
+    }
+    if (n0->P != nT->P || n0->L != nT->L || n0->d[0] != nT->d[0] || n0->d[n0->L] != nT->d[nT->L]) {
+      pk_network_free(n0);
+      pk_network_free(nT);
+      st = pk_fail(PK_EFORMAT, "%s: value check failed: the two networks differ in shape", path);
+      goto done;
+    }
+    st = shell(&km, n0, n0->theta, nT->theta, 0, (pk_rule)rule, (int)nodes);
+    pk_network_free(n0);
+    pk_network_free(nT);
+    if (st) goto done;
+    if ((st = pk_get_count(&r, 8, &m, "training set size"))) goto done;
+    km->m = m;
+    if ((st = pk_matrix_read_payload(&r, &km->Xq))) goto done;
+    if (km->Xq->cols != km->net0->d[0]) {
+      st = pk_fail(PK_EFORMAT, "%s: value check failed: queries do not fit the network", path);
+      goto done;
+    }
+    km->nq = km->Xq->rows;
+    n = km->nq * km->K;
+    if ((m && n > (r.n - r.pos) / 8 / m) || (st = pk_mul_size(&N, n, m, "contributions"))) {
+      if (!st) st = pk_fail(PK_EFORMAT, "%s: size check failed: contributions do not fit the file", path);
+      goto done;
+    }
+    if ((st = pk_alloc((void **)&km->contrib, N ? N : 1, sizeof(double), "contributions"))) goto done;
+    pk_get_f64s(&r, km->contrib, N);
+    haskp = pk_get_u32(&r);
+    if (haskp > 1) { st = pk_fail(PK_EFORMAT, "%s: value check failed: kernel flag", path); goto done; }
+    if (haskp) {
+      if (N > (r.n - r.pos) / 8) { st = pk_fail(PK_EFORMAT, "%s: file is truncated", path); goto done; }
+      if ((st = pk_alloc((void **)&km->kp, N ? N : 1, sizeof(double), "kernel values"))) goto done;
+      pk_get_f64s(&r, km->kp, N);
+    }
+    if (3 * n > (r.n - r.pos) / 8 + 1) { st = pk_fail(PK_EFORMAT, "%s: file is truncated", path); goto done; }
+    if ((st = pk_alloc((void **)&km->bias, n ? n : 1, sizeof(double), "outputs")) ||
+        (st = pk_alloc((void **)&km->final, n ? n : 1, sizeof(double), "outputs")) ||
+        (st = pk_alloc((void **)&km->reg, n ? n : 1, sizeof(double), "outputs")))
+      goto done;
+    pk_get_f64s(&r, km->bias, n);
+    pk_get_f64s(&r, km->final, n);
+    pk_get_f64s(&r, km->reg, n);
+    km->xq_hash = pk_data_hash(km->Xq, km->Xq);
+  }
+  if (r.err) st = pk_fail(PK_EFORMAT, "%s: file is truncated", path);
+  else if (r.pos != r.n) st = pk_fail(PK_EFORMAT, "%s: length check failed: stray payload bytes", path);
+done:
+  if (st) pk_machine_free(km);
+  else *out = km;
+  free(buf);
+  return st;
+}
+
+int pk_machine_is_online(const pk_machine *km) { return km->traj == NULL; }
+size_t pk_machine_outputs(const pk_machine *km) { return km->K; }
+size_t pk_machine_examples(const pk_machine *km) { return km->m; }

@@ -1,0 +1,466 @@
+/* trajectory.c - recording training runs, replaying them bit for bit from
+ * checkpoints, walking them step by step, and their files. */
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "pk_internal.h"
+
+uint64_t pk_data_hash(const pk_matrix *X, const pk_matrix *Y)
+{
+  /* FNV-1a over shapes and bytes */
+  uint64_t h = 0xcbf29ce484222325ULL;
+  const pk_matrix *ms[2];
+  int k;
+  ms[0] = X;
+  ms[1] = Y;
+  for (k = 0; k < 2; k++) {
+    const unsigned char *p = (const unsigned char *)ms[k]->data;
+    size_t i, n = ms[k]->rows * ms[k]->cols * sizeof(double);
+    uint64_t dims[2];
+    dims[0] = ms[k]->rows;
+    dims[1] = ms[k]->cols;
+    for (i = 0; i < sizeof dims; i++) h = (h ^ ((const unsigned char *)dims)[i]) * 0x100000001b3ULL;
+    for (i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ULL;
+  }
+  return h;
+}
+
+pk_status pk_trajectory_check_data(const pk_trajectory *t)
+{
+  if (pk_data_hash(t->X, t->Y) != t->hash)
+    return pk_fail(PK_EINVAL, "the training data has changed since the trajectory was recorded "
+                   "(its hash differs); replay and decomposition need the original X and Y");
+  return PK_OK;
+}
+
+void pk_trajectory_free(pk_trajectory *t)
+{
+  if (!t) return;
+  pk_network_free(t->net);
+  free(t->lr);
+  free(t->loss);
+  free(t->boff);
+  free(t->rows);
+  free(t->check_step);
+  free(t->W);
+  pk_matrix_free(t->ownX);
+  pk_matrix_free(t->ownY);
+  free(t);
+}
+
+size_t pk_trajectory_steps(const pk_trajectory *t) { return t->T; }
+const pk_network *pk_trajectory_network0(const pk_trajectory *t) { return t->net; }
+double pk_trajectory_lr(const pk_trajectory *t, size_t s) { return s < t->T ? t->lr[s] : 0; }
+double pk_trajectory_loss(const pk_trajectory *t, size_t s) { return s < t->T ? t->loss[s] : 0; }
+const pk_matrix *pk_trajectory_X(const pk_trajectory *t) { return t->X; }
+const pk_matrix *pk_trajectory_Y(const pk_trajectory *t) { return t->Y; }
+
+size_t pk_trajectory_memory(const pk_trajectory *t)
+{
+  size_t b = sizeof *t + t->net->P * sizeof(double);
+  b += t->cap * 2 * sizeof(double);
+  b += t->check_cap * (sizeof(size_t) + t->net->P * sizeof(double));
+  if (!t->full_batch) b += (t->cap + 1) * sizeof(size_t) + t->nrows_cap * sizeof(uint32_t);
+  if (t->ownX) b += (t->ownX->rows * t->ownX->cols + t->ownY->rows * t->ownY->cols) * sizeof(double);
+  return b;
+}
+
+int pk_trajectory_source_changed(const pk_trajectory *t)
+{
+  return t->source && pk_network_version(t->source) != t->source_version;
+}
+
+void pk_trajectory_detach_source(pk_trajectory *t) { t->source = NULL; }
+
+/* ---- recording --------------------------------------------------------------- */
+
+static pk_status new_traj(pk_trajectory **out, const pk_network *net, size_t steps, size_t every,
+                          int full_batch, size_t batch)
+{
+  pk_trajectory *t = calloc(1, sizeof *t);
+  size_t nck = steps / every + 2, P = net->P;
+  pk_status st;
+  *out = NULL;
+  if (!t) return pk_fail(PK_ENOMEM, "trajectory: out of memory");
+  t->every = every;
+  t->full_batch = full_batch;
+  t->cap = steps;
+  t->check_cap = nck;
+  if ((st = pk_network_clone(&t->net, net)) ||
+      (st = pk_alloc((void **)&t->lr, steps, sizeof(double), "the trajectory")) ||
+      (st = pk_alloc((void **)&t->loss, steps, sizeof(double), "the trajectory")) ||
+      (st = pk_alloc((void **)&t->check_step, nck, sizeof(size_t), "the trajectory")))
+    goto fail;
+  {
+    size_t n;
+    char what[160];
+    if ((st = pk_mul_size(&n, nck, P, "the trajectory's weights"))) goto fail;
+    snprintf(what, sizeof what, "the trajectory's weights (%zu checkpoints of %zu parameters; "
+             "record = { every = k } keeps fewer)", nck, P);
+    if ((st = pk_alloc((void **)&t->W, n, sizeof(double), what))) goto fail;
+  }
+  if (!full_batch) {
+    size_t nr;
+    if ((st = pk_mul_size(&nr, steps, batch, "the trajectory's batches"))) goto fail;
+    t->nrows_cap = nr;
+    if ((st = pk_alloc((void **)&t->boff, steps + 1, sizeof(size_t), "the trajectory's batches")) ||
+        (st = pk_alloc((void **)&t->rows, nr ? nr : 1, sizeof(uint32_t), "the trajectory's batches")))
+      goto fail;
+    t->boff[0] = 0;
+  }
+  *out = t;
+  return PK_OK;
+fail:
+  pk_trajectory_free(t);
+  return st;
+}
+
+static void add_check(pk_trajectory *t, size_t step, const double *w)
+{
+  size_t P = t->net->P;
+  t->check_step[t->ncheck] = step;
+  memcpy(t->W + t->ncheck * P, w, P * sizeof(double));
+  t->ncheck++;
+}
+
+static pk_status record_step(void *ud, size_t s, double lr, const size_t *rows, size_t nb,
+                             const pk_acts *w, const double *theta, const double *next,
+                             double loss)
+{
+  pk_trajectory *t = ud;
+  size_t i;
+  (void)w;
+  (void)theta;
+  t->lr[s] = lr;
+  t->loss[s] = loss;
+  if (!t->full_batch) {
+    for (i = 0; i < nb; i++) t->rows[t->boff[s] + i] = (uint32_t)rows[i];
+    t->boff[s + 1] = t->boff[s] + nb;
+  }
+  t->T = s + 1;
+  if ((s + 1) % t->every == 0) add_check(t, s + 1, next);
+  return PK_OK;
+}
+
+pk_status pk_recorder_begin(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                            const pk_train_opts *o, size_t every, pk_trajectory **out,
+                            pk_train_hooks *hk)
+{
+  pk_trajectory *t;
+  pk_status st;
+  *out = NULL;
+  if (every == 0) return pk_fail(PK_EINVAL, "record: every must be >= 1");
+  if ((st = pk_train_check(net, X, Y, o))) return st;
+  if (X->rows > UINT32_MAX) return pk_fail(PK_EINVAL, "record: more than 2^32 training rows");
+  if ((st = new_traj(&t, net, o->steps, every, o->optimizer == PK_OPT_GD,
+                     o->batch_size ? o->batch_size : X->rows)))
+    return st;
+  t->lossfn = o->loss;
+  t->optimizer = o->optimizer;
+  t->batch_size = o->optimizer == PK_OPT_GD ? X->rows : o->batch_size;
+  t->seed = o->seed;
+  t->X = X;
+  t->Y = Y;
+  t->hash = pk_data_hash(X, Y);
+  add_check(t, 0, net->theta);
+  hk->ud = t;
+  hk->step = record_step;
+  *out = t;
+  return PK_OK;
+}
+
+void pk_recorder_end(pk_trajectory *t, const pk_network *net)
+{
+  /* the final weights are always a checkpoint */
+  if (t->check_step[t->ncheck - 1] != t->T) add_check(t, t->T, net->theta);
+  t->source = net;
+  t->source_version = pk_network_version(net);
+}
+
+pk_status pk_train_record(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                          const pk_train_opts *o, size_t every, pk_trajectory **out,
+                          double *losses, size_t *done)
+{
+  pk_train_hooks hk;
+  pk_trajectory *t;
+  pk_status st = pk_recorder_begin(net, X, Y, o, every, &t, &hk);
+  *out = NULL;
+  if (st) return st;
+  st = pk_train_hooked(net, X, Y, o, &hk, losses, done);
+  if (st && st != PK_ECANCEL) {
+    pk_trajectory_free(t);
+    return st;
+  }
+  pk_recorder_end(t, net);
+  *out = t;
+  return st;
+}
+
+/* ---- walking and replay -------------------------------------------------------- */
+
+pk_status pk_cursor_init(pk_cursor *c, const pk_trajectory *t)
+{
+  size_t P = t->net->P, b = t->full_batch ? t->X->rows : t->batch_size, i;
+  pk_status st;
+  memset(c, 0, sizeof *c);
+  c->t = t;
+  c->s = SIZE_MAX;
+  if (b > t->X->rows) b = t->X->rows;
+  if ((st = pk_trajectory_check_data(t))) return st;
+  if ((st = pk_alloc((void **)&c->theta, P, sizeof(double), "replay")) ||
+      (st = pk_alloc((void **)&c->next, P, sizeof(double), "replay")) ||
+      (st = pk_alloc((void **)&c->grad, P, sizeof(double), "replay")) ||
+      (st = pk_alloc((void **)&c->xb, b * t->X->cols, sizeof(double), "replay")) ||
+      (st = pk_alloc((void **)&c->rows, b, sizeof(size_t), "replay")) ||
+      (st = pk_acts_init(&c->w, t->net, b, 1))) {
+    pk_cursor_free(c);
+    return st;
+  }
+  if (t->full_batch)
+    for (i = 0; i < b; i++) c->rows[i] = i;
+  return PK_OK;
+}
+
+void pk_cursor_free(pk_cursor *c)
+{
+  free(c->theta);
+  free(c->next);
+  free(c->grad);
+  free(c->xb);
+  free(c->rows);
+  pk_acts_free(&c->w);
+  memset(c, 0, sizeof *c);
+}
+
+/* the index of the last checkpoint at or before step s */
+static size_t check_before(const pk_trajectory *t, size_t s)
+{
+  size_t lo = 0, hi = t->ncheck;
+  while (hi - lo > 1) {
+    size_t mid = (lo + hi) / 2;
+    if (t->check_step[mid] <= s) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/* from theta = w_s, compute step s: batch, activations, next */
+static void run_step(pk_cursor *c, size_t s)
+{
+  const pk_trajectory *t = c->t;
+  size_t i, P = t->net->P, k;
+  if (t->full_batch) {
+    c->nb = t->X->rows;
+  } else {
+    c->nb = t->boff[s + 1] - t->boff[s];
+    for (i = 0; i < c->nb; i++) c->rows[i] = t->rows[t->boff[s] + i];
+  }
+  c->lr = t->lr[s];
+  pk_gather_rows(t->X, c->rows, c->nb, c->xb);
+  pk_gd_step(t->net, c->theta, c->xb, t->Y, t->lossfn, c->rows, c->nb, c->lr, &c->w, c->grad,
+             c->next, &c->loss);
+  k = check_before(t, s + 1);
+  if (t->check_step[k] == s + 1)       /* stored: the record is the truth */
+    memcpy(c->next, t->W + k * P, P * sizeof(double));
+  c->s = s;
+}
+
+pk_status pk_cursor_seek(pk_cursor *c, size_t s)
+{
+  const pk_trajectory *t = c->t;
+  size_t P = t->net->P, k, from;
+  if (s >= t->T) return pk_fail(PK_EINVAL, "step %zu is outside the trajectory's %zu steps", s, t->T);
+  if (c->s != SIZE_MAX && s == c->s + 1) {
+    memcpy(c->theta, c->next, P * sizeof(double));
+    run_step(c, s);
+    return PK_OK;
+  }
+  if (c->s == s) return PK_OK;
+  k = check_before(t, s);
+  from = t->check_step[k];
+  memcpy(c->theta, t->W + k * P, P * sizeof(double));
+  for (; from < s; from++) {
+    run_step(c, from);
+    memcpy(c->theta, c->next, P * sizeof(double));
+  }
+  run_step(c, s);
+  return PK_OK;
+}
+
+pk_status pk_trajectory_weights(const pk_trajectory *t, size_t s, double *out)
+{
+  size_t k = check_before(t, s), P = t->net->P;
+  pk_cursor c;
+  pk_status st;
+  if (s > t->T) return pk_fail(PK_EINVAL, "step %zu is outside 0..%zu", s, t->T);
+  if (t->check_step[k] == s) {
+    memcpy(out, t->W + k * P, P * sizeof(double));
+    return PK_OK;
+  }
+  if ((st = pk_cursor_init(&c, t))) return st;
+  if (!(st = pk_cursor_seek(&c, s - 1))) memcpy(out, c.next, P * sizeof(double));
+  pk_cursor_free(&c);
+  return st;
+}
+
+/* ---- files ------------------------------------------------------------------------ */
+
+typedef struct save_ctx {
+  const pk_trajectory *t;
+  int with_data;
+} save_ctx;
+
+pk_status pk_trajectory_write_payload(pk_writer *w, const pk_trajectory *t, int with_data)
+{
+  size_t i, P = t->net->P;
+  pk_network_write_payload(w, t->net);
+  pk_put_u64(w, t->T);
+  pk_put_u32(w, (uint32_t)t->lossfn);
+  pk_put_u32(w, (uint32_t)t->optimizer);
+  pk_put_u64(w, t->batch_size);
+  pk_put_u64(w, t->seed);
+  pk_put_u64(w, t->every);
+  pk_put_u32(w, (uint32_t)t->full_batch);
+  pk_put_f64s(w, t->lr, t->T);
+  pk_put_f64s(w, t->loss, t->T);
+  if (!t->full_batch) {
+    pk_put_u64(w, t->boff[t->T]);
+    for (i = 0; i <= t->T; i++) pk_put_u64(w, t->boff[i]);
+    for (i = 0; i < t->boff[t->T]; i++) pk_put_u32(w, t->rows[i]);
+  }
+  pk_put_u64(w, t->ncheck);
+  for (i = 0; i < t->ncheck; i++) pk_put_u64(w, t->check_step[i]);
+  pk_put_f64s(w, t->W, t->ncheck * P);
+  pk_put_u64(w, t->hash);
+  pk_put_u32(w, (uint32_t)with_data);
+  if (with_data) {
+    pk_matrix_write_payload(w, t->X);
+    pk_matrix_write_payload(w, t->Y);
+  }
+  return PK_OK;
+}
+
+static pk_status write_traj(pk_writer *w, const void *obj)
+{
+  const save_ctx *c = obj;
+  return pk_trajectory_write_payload(w, c->t, c->with_data);
+}
+
+pk_status pk_trajectory_save(const pk_trajectory *t, const char *path, int with_data)
+{
+  save_ctx c;
+  c.t = t;
+  c.with_data = with_data;
+  return pk_save_object(path, PK_TAG_TRAJECTORY, write_traj, &c);
+}
+
+#define BAD(msg) do { st = pk_fail(PK_EFORMAT, "%s: %s", path, msg); goto fail; } while (0)
+
+pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_trajectory **out,
+                                     const pk_matrix *X, const pk_matrix *Y)
+{
+#define r (*rd)
+  pk_network *net = NULL;
+  pk_trajectory *t = NULL;
+  pk_status st;
+  size_t T, i, P, every, ncheck, batch, nrows = 0;
+  uint32_t lossfn, opt, full, has_data;
+  uint64_t seed;
+  *out = NULL;
+  if ((st = pk_network_read_payload(&r, &net))) goto fail;
+  P = net->P;
+  if ((st = pk_get_count(&r, 16, &T, "step count"))) goto fail;
+  lossfn = pk_get_u32(&r);
+  opt = pk_get_u32(&r);
+  batch = (size_t)pk_get_u64(&r);
+  seed = pk_get_u64(&r);
+  every = (size_t)pk_get_u64(&r);
+  full = pk_get_u32(&r);
+  if (r.err) BAD("file is truncated (trajectory header)");
+  if (lossfn > PK_LOSS_SOFTMAX || opt > PK_OPT_SGD || full > 1 || every == 0 || batch == 0)
+    BAD("value check failed: bad trajectory settings");
+  if ((st = new_traj(&t, net, T ? T : 1, every, (int)full, full ? 1 : batch))) goto fail;
+  t->T = T;
+  t->lossfn = (pk_loss)lossfn;
+  t->optimizer = (pk_optimizer)opt;
+  t->batch_size = batch;
+  t->seed = seed;
+  pk_get_f64s(&r, t->lr, T);
+  pk_get_f64s(&r, t->loss, T);
+  if (!full) {
+    if ((st = pk_get_count(&r, 4, &nrows, "batch rows"))) goto fail;
+    if (nrows > t->nrows_cap) BAD("size check failed: more batch rows than steps x batch size");
+    for (i = 0; i <= T; i++) t->boff[i] = (size_t)pk_get_u64(&r);
+    for (i = 0; i < nrows; i++) t->rows[i] = pk_get_u32(&r);
+    if (r.err) BAD("file is truncated (batches)");
+    for (i = 0; i < T; i++)
+      if (t->boff[i] > t->boff[i + 1] || t->boff[i + 1] - t->boff[i] > batch) BAD("value check failed: bad batch offsets");
+    if (t->boff[0] != 0 || t->boff[T] != nrows) BAD("value check failed: bad batch offsets");
+  }
+  if ((st = pk_get_count(&r, 8, &ncheck, "checkpoint count"))) goto fail;
+  if (ncheck < 1 || ncheck > t->check_cap) BAD("size check failed: checkpoint count");
+  t->ncheck = ncheck;
+  for (i = 0; i < ncheck; i++) {
+    t->check_step[i] = (size_t)pk_get_u64(&r);
+    if (t->check_step[i] > T || (i && t->check_step[i] <= t->check_step[i - 1]))
+      BAD("value check failed: checkpoint steps");
+  }
+  if (t->check_step[0] != 0 || t->check_step[ncheck - 1] != T) BAD("value check failed: checkpoint steps");
+  if ((r.n - r.pos) / 8 / P < ncheck) BAD("file is truncated (weights)");
+  pk_get_f64s(&r, t->W, ncheck * P);
+  t->hash = pk_get_u64(&r);
+  has_data = pk_get_u32(&r);
+  if (r.err) BAD("file is truncated");
+  if (has_data > 1) BAD("value check failed: data flag");
+  if (has_data) {
+    if ((st = pk_matrix_read_payload(&r, &t->ownX)) || (st = pk_matrix_read_payload(&r, &t->ownY))) goto fail;
+    if (r.err) BAD("file is truncated (data)");
+    t->X = t->ownX;
+    t->Y = t->ownY;
+  }
+  if (X || Y) {
+    if (!X || !Y) { st = pk_fail(PK_EINVAL, "load: give both X and Y"); goto fail; }
+    t->X = X;
+    t->Y = Y;
+  }
+  if (!t->X) {
+    st = pk_fail(PK_EINVAL, "%s holds no training data: load it with the original X and Y", path);
+    goto fail;
+  }
+  if (t->X->cols != net->d[0] || pk_loss_check(t->lossfn, t->Y, t->X->rows, net->d[net->L])) {
+    st = pk_fail(PK_EINVAL, "%s: the training data does not fit the network", path);
+    goto fail;
+  }
+  for (i = 0; !full && i < nrows; i++)
+    if (t->rows[i] >= t->X->rows) BAD("value check failed: a batch row outside the data");
+  if (pk_data_hash(t->X, t->Y) != t->hash) {
+    st = pk_fail(PK_EINVAL, "%s: the training data does not match the recorded hash", path);
+    goto fail;
+  }
+  pk_network_free(net);
+  *out = t;
+  return PK_OK;
+fail:
+  pk_network_free(net);
+  pk_trajectory_free(t);
+  return st;
+#undef r
+}
+
+pk_status pk_trajectory_load(pk_trajectory **out, const char *path, const pk_matrix *X,
+                             const pk_matrix *Y)
+{
+  unsigned char *buf;
+  pk_reader r;
+  pk_status st = pk_load_object(path, PK_TAG_TRAJECTORY, &buf, &r);
+  *out = NULL;
+  if (st) return st;
+  st = pk_trajectory_read_payload(&r, path, out, X, Y);
+  if (!st && r.pos != r.n) {
+    st = pk_fail(PK_EFORMAT, "%s: length check failed: stray payload bytes", path);
+    pk_trajectory_free(*out);
+    *out = NULL;
+  }
+  free(buf);
+  return st;
+}

@@ -356,23 +356,26 @@ static int km_coefficients(lua_State *L)
   pk_lua_progress p;
   pk_call_opts o;
   size_t k, K = pk_machine_outputs(km), m = pk_machine_examples(km), x, i, nq = pk_matrix_rows(Xq);
-  int nund = 0;
+  int nund = 0, ikp, ia, iu;
   lua_settop(L, 3);
-  call_opts(L, 3, &p, &o, "decomposition");
-  push_slices(L, km, Xq, 1, &o, &p);                       /* 4: Kp */
-  push_slices(L, km, Xq, 0, NULL, &p);                     /* 5: contributions -> a */
-  lua_newtable(L);                                         /* 6: undefined */
+  call_opts(L, 3, &p, &o, "decomposition");                /* pushes the progress field */
+  push_slices(L, km, Xq, 1, &o, &p);
+  ikp = lua_gettop(L);                                     /* Kp */
+  push_slices(L, km, Xq, 0, NULL, &p);
+  ia = lua_gettop(L);                                      /* contributions -> a */
+  lua_newtable(L);
+  iu = lua_gettop(L);                                      /* undefined entries */
   for (k = 0; k < K; k++) {
     pk_matrix *kp, *a;
     if (K > 1) {
-      lua_rawgeti(L, 4, (lua_Integer)k + 1);
-      lua_rawgeti(L, 5, (lua_Integer)k + 1);
+      lua_rawgeti(L, ikp, (lua_Integer)k + 1);
+      lua_rawgeti(L, ia, (lua_Integer)k + 1);
       kp = pk_lua_checkmatrix(L, -2);
       a = pk_lua_checkmatrix(L, -1);
       lua_pop(L, 2);
     } else {
-      kp = pk_lua_checkmatrix(L, 4);
-      a = pk_lua_checkmatrix(L, 5);
+      kp = pk_lua_checkmatrix(L, ikp);
+      a = pk_lua_checkmatrix(L, ia);
     }
     for (x = 0; x < nq; x++)
       for (i = 0; i < m; i++) {
@@ -386,15 +389,15 @@ static int km_coefficients(lua_State *L)
           lua_setfield(L, -2, "example");
           lua_pushinteger(L, (lua_Integer)k + 1);
           lua_setfield(L, -2, "output");
-          lua_rawseti(L, 6, ++nund);
+          lua_rawseti(L, iu, ++nund);
         } else {
           pk_matrix_set(a, x, i, pk_matrix_get(a, x, i) / kv);
         }
       }
   }
-  lua_pushvalue(L, 5);
-  lua_pushvalue(L, 4);
-  lua_pushvalue(L, 6);
+  lua_pushvalue(L, ia);
+  lua_pushvalue(L, ikp);
+  lua_pushvalue(L, iu);
   return 3;
 }
 

@@ -102,4 +102,22 @@ function H.jacobi_eigenvalues(M)
   return ev
 end
 
+-- CRC-32 (the zlib polynomial) and the PATHKRNL container, to build test
+-- files the way the library does
+function H.crc32(s)
+  local crc = 0xffffffff
+  for i = 1, #s do
+    crc = crc ~ s:byte(i)
+    for _ = 1, 8 do
+      crc = (crc & 1) ~= 0 and (0xedb88320 ~ (crc >> 1)) or (crc >> 1)
+    end
+  end
+  return crc ~ 0xffffffff
+end
+
+function H.container(tag, payload)
+  local body = "PATHKRNL" .. string.pack("<I4I4I8", 1, tag, #payload) .. payload
+  return body .. string.pack("<I4", H.crc32(body))
+end
+
 return H

@@ -60,7 +60,7 @@ function U.header(title)
 end
 
 function U.row(name, value, unit)
-  print(("  %-44s %12.4f %s"):format(name, value, unit or ""))
+  print(("  %-48s %12.5g %s"):format(name, value, unit or ""))
 end
 
 return U

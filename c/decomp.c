@@ -62,7 +62,8 @@ pk_status pk_quadrature(pk_rule rule, int nodes, double *t, double *w)
 #define BCHUNK 2048
 
 pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *Xq, size_t m,
-                         pk_rule rule, int nodes, int want_kp)
+                         pk_rule rule, int nodes, int want_kp, pk_optimizer opt,
+                         const pk_hyper *hyper)
 {
   size_t K = net->d[net->L], nq = Xq->rows, qt = nq < QTILE ? nq : QTILE, N;
   pk_status st;
@@ -73,6 +74,10 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
   dc->K = K;
   dc->m = m;
   dc->want_kp = want_kp;
+  dc->opt = opt;
+  dc->hyper = *hyper;
+  dc->explicit_traces = pk_opt_state_vectors(opt) > 0;
+  dc->need_gbar = dc->explicit_traces || hyper->weight_decay > 0;
   if ((st = pk_check_input(net, Xq, "the queries"))) return st;
   if ((st = pk_quadrature(rule, nodes, dc->t, dc->wt))) return st;
   dc->nodes = nodes;
@@ -89,6 +94,30 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
       (st = pk_alloc((void **)&dc->acc, qt * K * BCHUNK, sizeof(double), "the decomposition's scratch"))) {
     pk_decomp_free(dc);
     return st;
+  }
+  if ((st = pk_calloc((void **)&dc->reg, nq * K + 1, sizeof(double), "the decomposition"))) {
+    pk_decomp_free(dc);
+    return st;
+  }
+  if (dc->need_gbar) {
+    size_t P = net->P, n;
+    char what[200];
+    if ((st = pk_mul_size(&n, nq * K, P, "query gradients"))) { pk_decomp_free(dc); return st; }
+    if ((st = pk_alloc((void **)&dc->gbar, n, sizeof(double), "the queries' explicit gradients "
+                       "(queries x outputs x parameters, for weight decay and stateful optimizers)"))) {
+      pk_decomp_free(dc);
+      return st;
+    }
+    if (dc->explicit_traces) {
+      if ((st = pk_mul_size(&n, m, P, "per-example traces"))) { pk_decomp_free(dc); return st; }
+      snprintf(what, sizeof what, "the per-example optimizer traces (%zu examples x %zu parameters)", m, P);
+      if ((st = pk_calloc((void **)&dc->tr, n, sizeof(double), what)) ||
+          (st = pk_calloc((void **)&dc->rtr, P, sizeof(double), "the decomposition")) ||
+          (st = pk_alloc((void **)&dc->pc, P, sizeof(double), "the decomposition"))) {
+        pk_decomp_free(dc);
+        return st;
+      }
+    }
   }
   if (want_kp) {
     size_t mt = m < BCHUNK ? m : BCHUNK;
@@ -111,6 +140,11 @@ void pk_decomp_free(pk_decomp *dc)
   free(dc->C);
   free(dc->acc);
   free(dc->xa);
+  free(dc->gbar);
+  free(dc->tr);
+  free(dc->rtr);
+  free(dc->pc);
+  free(dc->reg);
   pk_acts_free(&dc->wq);
   pk_deltas_free(&dc->dq);
   pk_acts_free(&dc->wa);
@@ -174,15 +208,119 @@ static void contract(const pk_decomp *dc, size_t qn, double *const *A, double *c
   }
 }
 
+/* out[r] += weight * the explicit gradient row r, from layer inputs A
+ * (example r / per) and sensitivities D (row r) */
+static void explicit_rows(const pk_network *net, double *const *A, double *const *D, size_t nr,
+                          size_t per, double weight, double *out)
+{
+  size_t r, l, a, b, P = net->P;
+  for (r = 0; r < nr; r++) {
+    double *o = out + r * P;
+    for (l = 0; l < net->L; l++) {
+      size_t din = net->d[l], dout = net->d[l + 1];
+      const double *dv = D[l] + r * dout, *av = A[l] + (r / per) * din;
+      double *ow = o + net->woff[l], *ob = o + net->boff[l];
+      for (a = 0; a < dout; a++) {
+        double sa = weight * net->sw[l] * dv[a];
+        if (sa != 0)
+          for (b = 0; b < din; b++) ow[a * din + b] += sa * av[b];
+        ob[a] += weight * net->sb[l] * dv[a];
+      }
+    }
+  }
+}
+
+/* reg[x*K + k] += alpha * gbar[(x,k)] . v */
+static void reg_dot(pk_decomp *dc, const double *v, double alpha)
+{
+  size_t R = dc->nq * dc->K, P = dc->net->P;
+  if (R == 0) return;
+  cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)R, (int)P, alpha, dc->gbar, (int)P, v, 1, 1.0,
+              dc->reg, 1);
+}
+
+/* contrib (nqK x m) += alpha * G (nqK x P) tr^T */
+static void trace_contract(pk_decomp *dc, const double *G, double alpha)
+{
+  size_t R = dc->nq * dc->K, P = dc->net->P;
+  if (R == 0 || dc->m == 0) return;
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)dc->m, (int)P, alpha, G,
+              (int)P, dc->tr, (int)P, 1.0, dc->contrib, (int)dc->m);
+}
+
+/* Optimizers other than plain steps: update the per-example traces exactly
+ * as the optimizer updates its buffers, then contract them with the
+ * node-averaged query gradients (DESIGN.md section 4). */
+static void explicit_step(pk_decomp *dc, double lr, const double *theta, const size_t *rows,
+                          size_t nb, const pk_acts *w, const pk_optstate *os)
+{
+  const pk_network *net = dc->net;
+  const pk_hyper *h = &dc->hyper;
+  size_t P = net->P, i, p, N = dc->m * P, R = dc->nq * dc->K;
+  double wd = h->weight_decay, keep, decay;
+  int first = os->t == 1;
+  if (dc->opt == PK_OPT_MOMENTUM || dc->opt == PK_OPT_NESTEROV) {
+    decay = first ? 0.0 : h->momentum;
+    keep = first ? 1.0 : 1 - h->dampening;
+  } else {
+    decay = h->beta1;
+    keep = 1 - h->beta1;
+  }
+  /* traces: tr = decay tr + keep e_i (batch rows), rtr likewise with wd w */
+  if (decay != 1.0) for (i = 0; i < N; i++) dc->tr[i] *= decay;
+  {
+    double *A[PK_MAX_LAYERS], *G[PK_MAX_LAYERS];
+    size_t l;
+    for (i = 0; i < nb; i++) {
+      for (l = 0; l < net->L; l++) {
+        A[l] = w->A[l] + i * net->d[l];
+        G[l] = w->G[l] + i * net->d[l + 1];
+      }
+      explicit_rows(net, A, G, 1, 1, keep / (double)nb, dc->tr + rows[i] * P);
+    }
+  }
+  if (dc->opt != PK_OPT_ADAMW)
+    for (p = 0; p < P; p++) dc->rtr[p] = decay * dc->rtr[p] + keep * wd * theta[p];
+  switch (dc->opt) {
+  case PK_OPT_MOMENTUM:
+    trace_contract(dc, dc->gbar, -lr);
+    reg_dot(dc, dc->rtr, -lr);
+    break;
+  case PK_OPT_NESTEROV:
+    /* D = -lr (g + mu buf): the g part is the plain step (added by the
+     * structured engine); here the buffer part and the decay terms */
+    trace_contract(dc, dc->gbar, -lr * h->momentum);
+    reg_dot(dc, dc->rtr, -lr * h->momentum);
+    if (wd > 0) reg_dot(dc, theta, -lr * wd);
+    break;
+  default: {   /* adam, adamw */
+    double bc1 = 1 - pow(h->beta1, (double)os->t), bc2 = 1 - pow(h->beta2, (double)os->t);
+    double step = lr / bc1, bc2s = sqrt(bc2);
+    if (dc->opt == PK_OPT_ADAMW && wd > 0) reg_dot(dc, theta, -lr * wd);
+    for (p = 0; p < P; p++) dc->pc[p] = step / (sqrt(os->b[p]) / bc2s + h->eps);
+    for (i = 0; i < R; i++)
+      for (p = 0; p < P; p++) dc->gbar[i * P + p] *= dc->pc[p];
+    trace_contract(dc, dc->gbar, -1.0);
+    if (dc->opt == PK_OPT_ADAM) reg_dot(dc, dc->rtr, -1.0);
+    break;
+  }
+  }
+}
+
 pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const double *next,
-                         const size_t *rows, size_t nb, const pk_acts *w, const pk_matrix *X)
+                         const size_t *rows, size_t nb, const pk_acts *w, const pk_matrix *X,
+                         const pk_optstate *os)
 {
   const pk_network *net = dc->net;
   size_t K = dc->K, P = net->P, L = net->L, q0, qn, b0, bn, i, x, k, l;
   int q;
   double coef = -lr / (double)nb;
   double *A[PK_MAX_LAYERS], *G[PK_MAX_LAYERS];
+  /* the plain gradient step's terms come from the structured engine:
+   * everything for gd and sgd, the current-gradient part for nesterov */
+  int structured = !dc->explicit_traces || dc->opt == PK_OPT_NESTEROV;
   if (L > PK_MAX_LAYERS) return pk_fail(PK_EINVAL, "decomposition: more than %d layers", PK_MAX_LAYERS);
+  if (dc->need_gbar) memset(dc->gbar, 0, dc->nq * K * P * sizeof(double));
   for (q0 = 0; q0 < dc->nq; q0 += dc->qt) {
     qn = dc->nq - q0 < dc->qt ? dc->nq - q0 : dc->qt;
     for (q = 0; q < dc->nodes; q++) {
@@ -190,8 +328,10 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
       for (i = 0; i < P; i++) dc->theta_node[i] = theta[i] + tq * (next[i] - theta[i]);
       pk_net_forward_ws(net, dc->theta_node, dc->Xq->data + q0 * dc->Xq->cols, qn, &dc->wq);
       pk_net_deltas(net, dc->theta_node, &dc->wq, qn, &dc->dq);
+      if (dc->need_gbar)
+        explicit_rows(net, dc->wq.A, dc->dq.D, qn * K, K, dc->wt[q], dc->gbar + q0 * K * P);
       /* against the batch: per-example loss gradients G at w_s */
-      for (b0 = 0; b0 < nb; b0 += BCHUNK) {
+      for (b0 = 0; structured && b0 < nb; b0 += BCHUNK) {
         bn = nb - b0 < BCHUNK ? nb - b0 : BCHUNK;
         for (l = 0; l < L; l++) {
           A[l] = w->A[l] + b0 * net->d[l];
@@ -226,5 +366,7 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
       }
     }
   }
+  if (dc->explicit_traces) explicit_step(dc, lr, theta, rows, nb, w, os);
+  else if (dc->hyper.weight_decay > 0) reg_dot(dc, theta, -lr * dc->hyper.weight_decay);
   return PK_OK;
 }

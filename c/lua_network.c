@@ -293,8 +293,43 @@ void pk_lua_train_opts(lua_State *L, int idx, pk_network *net, pk_train_opts *o,
   o->loss = check_loss(L, loss);
   opt = pk_lua_optstring(L, idx, "optimizer", "gd");
   if (pk_optimizer_from_name(opt) < 0)
-    luaL_error(L, "unknown optimizer '%s' (valid: gd, sgd)", opt);
+    luaL_error(L, "unknown optimizer '%s' (valid: %s)", opt, pk_optimizer_names());
   o->optimizer = (pk_optimizer)pk_optimizer_from_name(opt);
+  {
+    /* hyperparameters, each only where it means something */
+    static const struct { const char *name; unsigned mask; } hp[] = {
+      { "momentum", 1u << PK_OPT_MOMENTUM | 1u << PK_OPT_NESTEROV },
+      { "dampening", 1u << PK_OPT_MOMENTUM },
+      { "beta1", 1u << PK_OPT_ADAM | 1u << PK_OPT_ADAMW },
+      { "beta2", 1u << PK_OPT_ADAM | 1u << PK_OPT_ADAMW },
+      { "eps", 1u << PK_OPT_ADAM | 1u << PK_OPT_ADAMW },
+      { "weight_decay", 0x3fu },
+    };
+    static const char *const valid[] = {
+      "weight_decay", "weight_decay", "momentum, dampening, weight_decay", "momentum, weight_decay",
+      "beta1, beta2, eps, weight_decay", "beta1, beta2, eps, weight_decay"
+    };
+    double *dst[6];
+    size_t k;
+    dst[0] = &o->hyper.momentum;
+    dst[1] = &o->hyper.dampening;
+    dst[2] = &o->hyper.beta1;
+    dst[3] = &o->hyper.beta2;
+    dst[4] = &o->hyper.eps;
+    dst[5] = &o->hyper.weight_decay;
+    if (o->optimizer == PK_OPT_ADAMW) o->hyper.weight_decay = 0.01;   /* torch's default */
+    for (k = 0; k < 6; k++) {
+      int t = pk_lua_optfield(L, idx, hp[k].name);
+      if (t != LUA_TNIL) {
+        if (!(hp[k].mask & (1u << o->optimizer)))
+          luaL_error(L, "train: %s is not a hyperparameter of %s (its hyperparameters: %s)",
+                     hp[k].name, opt, valid[o->optimizer]);
+        if (t != LUA_TNUMBER) luaL_error(L, "train: %s must be a number", hp[k].name);
+        *dst[k] = lua_tonumber(L, -1);
+      }
+      lua_pop(L, 1);
+    }
+  }
   bs = 0;
   if (pk_lua_optfield(L, idx, "batch_size") != LUA_TNIL) bs = pk_lua_checkint(L, -1, 1, "batch_size");
   lua_pop(L, 1);
@@ -306,7 +341,7 @@ void pk_lua_train_opts(lua_State *L, int idx, pk_network *net, pk_train_opts *o,
   lua_pop(L, 2);
   if (steps && epochs) luaL_error(L, "train: give steps or epochs, not both");
   if (epochs) {
-    size_t b = o->optimizer == PK_OPT_SGD ? o->batch_size : (*X)->rows;
+    size_t b = o->optimizer != PK_OPT_GD && o->batch_size ? o->batch_size : (*X)->rows;
     size_t per = b && (*X)->rows ? ((*X)->rows + b - 1) / b : 1;
     if ((lua_Unsigned)epochs > (lua_Unsigned)LUA_MAXINTEGER / per) luaL_error(L, "train: too many epochs");
     steps = epochs * (lua_Integer)per;
@@ -331,7 +366,8 @@ static int n_train(lua_State *L)
 {
   static const char *const keys[] = { "X", "Y", "loss", "optimizer", "lr", "steps", "epochs",
                                       "batch_size", "seed", "on_step", "progress", "record",
-                                      "explain", "rule", "nodes", NULL };
+                                      "explain", "rule", "nodes", "momentum", "dampening",
+                                      "beta1", "beta2", "eps", "weight_decay", NULL };
   pk_network *net = pk_lua_checknetwork(L, 1);
   pk_train_opts o;
   pk_matrix *X, *Y, *Xq = NULL, *vX = NULL, *vY = NULL;

@@ -281,6 +281,22 @@ static int l_path(lua_State *L)
   return 1;
 }
 
+/* pk.kernel.preconditioned(traj, s [, { outputs, memory }]) */
+static int l_preconditioned(lua_State *L)
+{
+  static const char *const keys[] = { "outputs", "memory", NULL };
+  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
+  lua_Integer s = pk_lua_checkint(L, 2, 0, "step");
+  pk_kernel *k;
+  pk_status st;
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  pk_lua_checkkeys(L, 3, "preconditioned", keys);
+  if ((st = pk_kernel_preconditioned(&k, t, (size_t)s))) return pk_lua_error(L, st);
+  pk_lua_pushkernel(L, k, 0);
+  pk_lua_kernel_opts(L, 3, k);
+  return 1;
+}
+
 /* the options table of a machine method at idx: { progress = } */
 static void call_opts(lua_State *L, int idx, pk_lua_progress *p, pk_call_opts *o, const char *label)
 {
@@ -593,5 +609,7 @@ void pk_lua_open_trajectory(lua_State *L)
   lua_getfield(L, -1, "kernel");
   lua_pushcfunction(L, l_path);
   lua_setfield(L, -2, "path");
+  lua_pushcfunction(L, l_preconditioned);
+  lua_setfield(L, -2, "preconditioned");
   lua_pop(L, 1);
 }

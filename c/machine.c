@@ -118,11 +118,13 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
   if (pk_trajectory_source_changed(t))
     return pk_fail(PK_EINVAL, "kernel machine: the network was changed after its trajectory was recorded");
   drop_results(km);
-  if ((st = pk_decomp_init(&dc, t->net, Xq, t->X->rows, km->rule, km->nodes, want_kp))) return st;
+  if ((st = pk_decomp_init(&dc, t->net, Xq, t->X->rows, km->rule, km->nodes, want_kp, t->optimizer,
+                           &t->hyper)))
+    return st;
   if ((st = pk_cursor_init(&c, t))) { pk_decomp_free(&dc); return st; }
   for (s = 0; s < t->T; s++) {
     if ((st = pk_cursor_seek(&c, s))) break;
-    if ((st = pk_decomp_step(&dc, c.lr, c.theta, c.next, c.rows, c.nb, &c.w, t->X))) break;
+    if ((st = pk_decomp_step(&dc, c.lr, c.theta, c.next, c.rows, c.nb, &c.w, t->X, &c.os))) break;
     if (pk_progress(o, (double)(s + 1), (double)t->T)) {
       st = pk_fail(PK_ECANCEL, "decomposition: cancelled at step %zu", s + 1);
       break;
@@ -135,6 +137,7 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
     dc.contrib = dc.kp = NULL;
     km->nq = Xq->rows;
     if (!(st = pk_matrix_copy(&km->Xq, Xq))) st = ends(km, Xq);
+    if (!st) memcpy(km->reg, dc.reg, km->nq * km->K * sizeof(double));
     km->xq_hash = h;
   }
   pk_decomp_free(&dc);
@@ -214,12 +217,13 @@ typedef struct online_ctx {
 
 static pk_status online_step(void *ud, size_t s, double lr, const size_t *rows, size_t nb,
                              const pk_acts *w, const double *theta, const double *next,
-                             double loss)
+                             double loss, const pk_optstate *os)
 {
   online_ctx *c = ud;
   pk_status st;
-  if (c->rec.step && (st = c->rec.step(c->rec.ud, s, lr, rows, nb, w, theta, next, loss))) return st;
-  if (c->dc.Xq) return pk_decomp_step(&c->dc, lr, theta, next, rows, nb, w, c->X);
+  if (c->rec.step && (st = c->rec.step(c->rec.ud, s, lr, rows, nb, w, theta, next, loss, os)))
+    return st;
+  if (c->dc.Xq) return pk_decomp_step(&c->dc, lr, theta, next, rows, nb, w, c->X, os);
   return PK_OK;
 }
 
@@ -238,7 +242,8 @@ pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
   if ((st = pk_train_check(net, X, Y, o))) return st;
   if (Xq) {
     if ((st = pk_matrix_from_array(&w0, net->P, 1, net->theta))) return st;
-    if ((st = pk_decomp_init(&c.dc, net, Xq, X->rows, rule, nodes, want_kp))) goto done;
+    if ((st = pk_decomp_init(&c.dc, net, Xq, X->rows, rule, nodes, want_kp, o->optimizer, &o->hyper)))
+      goto done;
   }
   if (every && (st = pk_recorder_begin(net, X, Y, o, every, &c.traj, &c.rec))) goto done;
   c.X = X;
@@ -263,6 +268,8 @@ pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
       if ((st2 = pk_matrix_copy(&km->Xq, Xq)) || (st2 = ends(km, Xq))) {
         pk_machine_free(km);
         *out = NULL;
+      } else {
+        memcpy(km->reg, c.dc.reg, km->nq * km->K * sizeof(double));
       }
     }
     if (st2) {

@@ -190,9 +190,27 @@ PK_API pk_status pk_loss_eval(pk_loss loss, const double *F, size_t n, size_t K,
 
 /* ---- training ---------------------------------------------------------- */
 
-typedef enum { PK_OPT_GD = 0, PK_OPT_SGD } pk_optimizer;
+/* The update rules of torch.optim: gd (full batch) and sgd (minibatches)
+ * are SGD without momentum; momentum and nesterov are SGD with momentum
+ * (buf = g on the first step, then buf = mu buf + (1 - dampening) g);
+ * adam and adamw follow Adam and AdamW with bias correction. Weight decay
+ * adds weight_decay * w to the gradient, except for adamw, which first
+ * shrinks w by lr * weight_decay (decoupled). */
+typedef enum {
+  PK_OPT_GD = 0, PK_OPT_SGD, PK_OPT_MOMENTUM, PK_OPT_NESTEROV, PK_OPT_ADAM, PK_OPT_ADAMW,
+  PK_OPT_COUNT
+} pk_optimizer;
 PK_API int pk_optimizer_from_name(const char *name);
 PK_API const char *pk_optimizer_name(pk_optimizer o);
+PK_API const char *pk_optimizer_names(void);
+
+typedef struct pk_hyper {
+  double momentum;       /* momentum, nesterov (0.9) */
+  double dampening;      /* momentum (0) */
+  double beta1, beta2;   /* adam, adamw (0.9, 0.999) */
+  double eps;            /* adam, adamw (1e-8) */
+  double weight_decay;   /* every optimizer (0) */
+} pk_hyper;
 
 typedef struct pk_train_opts {
   pk_loss loss;
@@ -208,6 +226,7 @@ typedef struct pk_train_opts {
   int (*on_step)(void *ud, size_t step, double loss);
   void *on_step_ud;
   pk_call_opts call;     /* progress */
+  pk_hyper hyper;
 } pk_train_opts;
 
 PK_API void pk_train_opts_init(pk_train_opts *o);
@@ -316,6 +335,9 @@ PK_API void pk_kernel_set_outputs(pk_kernel *k, pk_outputs mode);
 
 /* The path kernel of a recorded run (the trajectory is borrowed). */
 PK_API pk_status pk_kernel_path(pk_kernel **out, const pk_trajectory *t, pk_rule rule, int nodes);
+/* The kernel g(x; w_s)^T P_s g(x'; w_s) that Adam's diagonal preconditioner
+ * P_s induces at the update from w_s to w_{s+1} (s = 0..T-1; adam, adamw). */
+PK_API pk_status pk_kernel_preconditioned(pk_kernel **out, const pk_trajectory *t, size_t s);
 /* The empirical tangent kernel of a snapshot of net's current weights. */
 PK_API pk_status pk_kernel_tangent(pk_kernel **out, const pk_network *net);
 

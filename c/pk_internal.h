@@ -184,6 +184,24 @@ size_t pk_deltas_bytes(const pk_network *net, size_t cap);
 void pk_act_mul_deriv(pk_activation act, const double *z, const double *a, double *g, size_t n);
 void pk_act_apply(pk_activation act, const double *z, double *a, size_t n);
 
+/* ---- optimizers ------------------------------------------------------------- */
+
+/* Optimizer state: t updates taken; a = momentum buffer or Adam's first
+ * moment, b = Adam's second moment. */
+typedef struct pk_optstate {
+  size_t t, P;
+  double *a, *b;
+} pk_optstate;
+
+size_t pk_opt_state_vectors(pk_optimizer o);     /* 0, 1 or 2 P-vectors */
+pk_status pk_opt_init(pk_optstate *s, pk_optimizer o, size_t P);
+void pk_opt_free(pk_optstate *s);
+pk_status pk_opt_check(const pk_train_opts *o);
+/* next = the optimizer's update of theta with the mean gradient grad;
+ * updates the state in place */
+void pk_opt_update(pk_optimizer o, const pk_hyper *h, pk_optstate *s, const double *theta,
+                   const double *grad, double lr, double *next);
+
 /* Training with a hook for recorders and online decompositions: called for
  * each step after the update is computed and before it is applied, with
  * theta = w_s, next = w_{s+1}, and w holding the batch (A[0] its inputs) and
@@ -191,13 +209,17 @@ void pk_act_apply(pk_activation act, const double *z, double *a, size_t n);
 typedef struct pk_train_hooks {
   void *ud;
   pk_status (*step)(void *ud, size_t s, double lr, const size_t *rows, size_t nb,
-                    const pk_acts *w, const double *theta, const double *next, double loss);
+                    const pk_acts *w, const double *theta, const double *next, double loss,
+                    const pk_optstate *state);
 } pk_train_hooks;
 
 void pk_gather_rows(const pk_matrix *X, const size_t *rows, size_t nb, double *out);
-void pk_gd_step(const pk_network *net, const double *theta, const double *xb,
-                const pk_matrix *Y, pk_loss loss, const size_t *rows, size_t nb, double lr,
-                pk_acts *w, double *grad, double *next, double *value);
+/* Forward and backward on a gathered batch: w (activations and
+ * per-example loss gradients), the mean gradient, and the batch loss. */
+void pk_grad_step(const pk_network *net, const double *theta, const double *xb,
+                  const pk_matrix *Y, pk_loss loss, const size_t *rows, size_t nb,
+                  pk_acts *w, double *grad, double *value);
+
 pk_status pk_train_check(const pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                          const pk_train_opts *o);
 pk_status pk_train_hooked(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
@@ -220,6 +242,10 @@ struct pk_trajectory {
   double *W;               /* ncheck x P */
   pk_loss lossfn;
   pk_optimizer optimizer;
+  pk_hyper hyper;
+  size_t nstate;           /* optimizer state vectors (0, 1 or 2) */
+  size_t *state_t;         /* per checkpoint: the optimizer's update count */
+  double *S;               /* per checkpoint: nstate x P state values */
   size_t batch_size;
   uint64_t seed;
   const pk_matrix *X, *Y;  /* the training data (borrowed, or owned) */
@@ -242,6 +268,7 @@ typedef struct pk_cursor {
   size_t *rows, nb;
   double lr, loss;
   pk_acts w;
+  pk_optstate os;          /* after step s's update */
 } pk_cursor;
 
 pk_status pk_trajectory_write_payload(pk_writer *w, const pk_trajectory *t, int with_data);
@@ -276,6 +303,15 @@ typedef struct pk_decomp {
   const pk_matrix *Xq;
   size_t nq, K, m, qt;
   int nodes, want_kp;
+  pk_optimizer opt;
+  pk_hyper hyper;
+  /* optimizers with state or weight decay: explicit gradients */
+  int explicit_traces, need_gbar;
+  double *gbar;            /* (nq K) x P: the node-averaged query gradients */
+  double *tr;              /* m x P: per-example traces (momentum or first moment) */
+  double *rtr;             /* P: the weight-decay part of the trace */
+  double *pc;              /* P: Adam's preconditioner */
+  double *reg;             /* nq x K: the weight-decay terms */
   double t[PK_MAX_NODES], wt[PK_MAX_NODES];
   double *contrib;         /* (nq K) x m: row x*K + k, column i */
   double *kp;              /* (nq K) x m: Kp_kk(x, x_i), when wanted */
@@ -285,13 +321,15 @@ typedef struct pk_decomp {
 } pk_decomp;
 
 pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *Xq, size_t m,
-                         pk_rule rule, int nodes, int want_kp);
+                         pk_rule rule, int nodes, int want_kp, pk_optimizer opt,
+                         const pk_hyper *hyper);
 void pk_decomp_free(pk_decomp *dc);
 /* Add step s: theta = w_s, next = w_{s+1}; w holds the batch's activations
  * and per-example loss gradients at w_s; X is the whole training set (for
  * the path kernel values). */
 pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const double *next,
-                         const size_t *rows, size_t nb, const pk_acts *w, const pk_matrix *X);
+                         const size_t *rows, size_t nb, const pk_acts *w, const pk_matrix *X,
+                         const pk_optstate *os);
 
 /* ---- kernel machines -------------------------------------------------------- */
 

@@ -43,6 +43,8 @@ void pk_trajectory_free(pk_trajectory *t)
   free(t->rows);
   free(t->check_step);
   free(t->W);
+  free(t->state_t);
+  free(t->S);
   pk_matrix_free(t->ownX);
   pk_matrix_free(t->ownY);
   free(t);
@@ -59,7 +61,7 @@ size_t pk_trajectory_memory(const pk_trajectory *t)
 {
   size_t b = sizeof *t + t->net->P * sizeof(double);
   b += t->cap * 2 * sizeof(double);
-  b += t->check_cap * (sizeof(size_t) + t->net->P * sizeof(double));
+  b += t->check_cap * (2 * sizeof(size_t) + (1 + t->nstate) * t->net->P * sizeof(double));
   if (!t->full_batch) b += (t->cap + 1) * sizeof(size_t) + t->nrows_cap * sizeof(uint32_t);
   if (t->ownX) b += (t->ownX->rows * t->ownX->cols + t->ownY->rows * t->ownY->cols) * sizeof(double);
   return b;
@@ -75,7 +77,7 @@ void pk_trajectory_detach_source(pk_trajectory *t) { t->source = NULL; }
 /* ---- recording --------------------------------------------------------------- */
 
 static pk_status new_traj(pk_trajectory **out, const pk_network *net, size_t steps, size_t every,
-                          int full_batch, size_t batch)
+                          int full_batch, size_t batch, size_t nstate)
 {
   pk_trajectory *t = calloc(1, sizeof *t);
   size_t nck = steps / every + 2, P = net->P;
@@ -89,8 +91,17 @@ static pk_status new_traj(pk_trajectory **out, const pk_network *net, size_t ste
   if ((st = pk_network_clone(&t->net, net)) ||
       (st = pk_alloc((void **)&t->lr, steps, sizeof(double), "the trajectory")) ||
       (st = pk_alloc((void **)&t->loss, steps, sizeof(double), "the trajectory")) ||
-      (st = pk_alloc((void **)&t->check_step, nck, sizeof(size_t), "the trajectory")))
+      (st = pk_alloc((void **)&t->check_step, nck, sizeof(size_t), "the trajectory")) ||
+      (st = pk_calloc((void **)&t->state_t, nck, sizeof(size_t), "the trajectory")))
     goto fail;
+  t->nstate = nstate;
+  if (nstate) {
+    size_t n;
+    if ((st = pk_mul_size(&n, nck, nstate * P, "the optimizer's checkpoints")) ||
+        (st = pk_alloc((void **)&t->S, n, sizeof(double), "the optimizer's state at the checkpoints "
+                       "(record = { every = k } keeps fewer)")))
+      goto fail;
+  }
   {
     size_t n;
     char what[160];
@@ -115,17 +126,26 @@ fail:
   return st;
 }
 
-static void add_check(pk_trajectory *t, size_t step, const double *w)
+static void add_check(pk_trajectory *t, size_t step, const double *w, const pk_optstate *os)
 {
-  size_t P = t->net->P;
+  size_t P = t->net->P, n = t->nstate * P;
   t->check_step[t->ncheck] = step;
   memcpy(t->W + t->ncheck * P, w, P * sizeof(double));
+  t->state_t[t->ncheck] = os ? os->t : 0;
+  if (n) {
+    double *S = t->S + t->ncheck * n;
+    if (!os) memset(S, 0, n * sizeof(double));
+    else {
+      memcpy(S, os->a, P * sizeof(double));
+      if (t->nstate > 1) memcpy(S + P, os->b, P * sizeof(double));
+    }
+  }
   t->ncheck++;
 }
 
 static pk_status record_step(void *ud, size_t s, double lr, const size_t *rows, size_t nb,
                              const pk_acts *w, const double *theta, const double *next,
-                             double loss)
+                             double loss, const pk_optstate *os)
 {
   pk_trajectory *t = ud;
   size_t i;
@@ -138,7 +158,7 @@ static pk_status record_step(void *ud, size_t s, double lr, const size_t *rows, 
     t->boff[s + 1] = t->boff[s] + nb;
   }
   t->T = s + 1;
-  if ((s + 1) % t->every == 0) add_check(t, s + 1, next);
+  if ((s + 1) % t->every == 0) add_check(t, s + 1, next, os);
   return PK_OK;
 }
 
@@ -152,17 +172,22 @@ pk_status pk_recorder_begin(pk_network *net, const pk_matrix *X, const pk_matrix
   if (every == 0) return pk_fail(PK_EINVAL, "record: every must be >= 1");
   if ((st = pk_train_check(net, X, Y, o))) return st;
   if (X->rows > UINT32_MAX) return pk_fail(PK_EINVAL, "record: more than 2^32 training rows");
-  if ((st = new_traj(&t, net, o->steps, every, o->optimizer == PK_OPT_GD,
-                     o->batch_size ? o->batch_size : X->rows)))
-    return st;
+  {
+    size_t b = o->optimizer != PK_OPT_GD && o->batch_size ? o->batch_size : X->rows;
+    if (b > X->rows) b = X->rows;
+    if ((st = new_traj(&t, net, o->steps, every, o->optimizer == PK_OPT_GD, b,
+                       pk_opt_state_vectors(o->optimizer))))
+      return st;
+    t->batch_size = b;
+  }
   t->lossfn = o->loss;
   t->optimizer = o->optimizer;
-  t->batch_size = o->optimizer == PK_OPT_GD ? X->rows : o->batch_size;
+  t->hyper = o->hyper;
   t->seed = o->seed;
   t->X = X;
   t->Y = Y;
   t->hash = pk_data_hash(X, Y);
-  add_check(t, 0, net->theta);
+  add_check(t, 0, net->theta, NULL);
   hk->ud = t;
   hk->step = record_step;
   *out = t;
@@ -171,8 +196,9 @@ pk_status pk_recorder_begin(pk_network *net, const pk_matrix *X, const pk_matrix
 
 void pk_recorder_end(pk_trajectory *t, const pk_network *net)
 {
-  /* the final weights are always a checkpoint */
-  if (t->check_step[t->ncheck - 1] != t->T) add_check(t, t->T, net->theta);
+  /* the final weights are always a checkpoint; replay never starts from
+   * the last step, so its optimizer state is not needed */
+  if (t->check_step[t->ncheck - 1] != t->T) add_check(t, t->T, net->theta, NULL);
   t->source = net;
   t->source_version = pk_network_version(net);
 }
@@ -212,7 +238,8 @@ pk_status pk_cursor_init(pk_cursor *c, const pk_trajectory *t)
       (st = pk_alloc((void **)&c->grad, P, sizeof(double), "replay")) ||
       (st = pk_alloc((void **)&c->xb, b * t->X->cols, sizeof(double), "replay")) ||
       (st = pk_alloc((void **)&c->rows, b, sizeof(size_t), "replay")) ||
-      (st = pk_acts_init(&c->w, t->net, b, 1))) {
+      (st = pk_acts_init(&c->w, t->net, b, 1)) ||
+      (st = pk_opt_init(&c->os, t->optimizer, P))) {
     pk_cursor_free(c);
     return st;
   }
@@ -229,6 +256,7 @@ void pk_cursor_free(pk_cursor *c)
   free(c->xb);
   free(c->rows);
   pk_acts_free(&c->w);
+  pk_opt_free(&c->os);
   memset(c, 0, sizeof *c);
 }
 
@@ -257,8 +285,8 @@ static void run_step(pk_cursor *c, size_t s)
   }
   c->lr = t->lr[s];
   pk_gather_rows(t->X, c->rows, c->nb, c->xb);
-  pk_gd_step(t->net, c->theta, c->xb, t->Y, t->lossfn, c->rows, c->nb, c->lr, &c->w, c->grad,
-             c->next, &c->loss);
+  pk_grad_step(t->net, c->theta, c->xb, t->Y, t->lossfn, c->rows, c->nb, &c->w, c->grad, &c->loss);
+  pk_opt_update(t->optimizer, &t->hyper, &c->os, c->theta, c->grad, c->lr, c->next);
   k = check_before(t, s + 1);
   if (t->check_step[k] == s + 1)       /* stored: the record is the truth */
     memcpy(c->next, t->W + k * P, P * sizeof(double));
@@ -279,6 +307,12 @@ pk_status pk_cursor_seek(pk_cursor *c, size_t s)
   k = check_before(t, s);
   from = t->check_step[k];
   memcpy(c->theta, t->W + k * P, P * sizeof(double));
+  c->os.t = t->state_t[k];
+  if (t->nstate) {
+    const double *S = t->S + k * t->nstate * P;
+    memcpy(c->os.a, S, P * sizeof(double));
+    if (t->nstate > 1) memcpy(c->os.b, S + P, P * sizeof(double));
+  }
   for (; from < s; from++) {
     run_step(c, from);
     memcpy(c->theta, c->next, P * sizeof(double));
@@ -317,6 +351,12 @@ pk_status pk_trajectory_write_payload(pk_writer *w, const pk_trajectory *t, int 
   pk_put_u64(w, t->T);
   pk_put_u32(w, (uint32_t)t->lossfn);
   pk_put_u32(w, (uint32_t)t->optimizer);
+  pk_put_f64(w, t->hyper.momentum);
+  pk_put_f64(w, t->hyper.dampening);
+  pk_put_f64(w, t->hyper.beta1);
+  pk_put_f64(w, t->hyper.beta2);
+  pk_put_f64(w, t->hyper.eps);
+  pk_put_f64(w, t->hyper.weight_decay);
   pk_put_u64(w, t->batch_size);
   pk_put_u64(w, t->seed);
   pk_put_u64(w, t->every);
@@ -330,7 +370,9 @@ pk_status pk_trajectory_write_payload(pk_writer *w, const pk_trajectory *t, int 
   }
   pk_put_u64(w, t->ncheck);
   for (i = 0; i < t->ncheck; i++) pk_put_u64(w, t->check_step[i]);
+  for (i = 0; i < t->ncheck; i++) pk_put_u64(w, t->state_t[i]);
   pk_put_f64s(w, t->W, t->ncheck * P);
+  pk_put_f64s(w, t->S, t->ncheck * t->nstate * P);
   pk_put_u64(w, t->hash);
   pk_put_u32(w, (uint32_t)with_data);
   if (with_data) {
@@ -366,23 +408,40 @@ pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_traject
   size_t T, i, P, every, ncheck, batch, nrows = 0;
   uint32_t lossfn, opt, full, has_data;
   uint64_t seed;
+  pk_hyper hyper;
   *out = NULL;
   if ((st = pk_network_read_payload(&r, &net))) goto fail;
   P = net->P;
   if ((st = pk_get_count(&r, 16, &T, "step count"))) goto fail;
   lossfn = pk_get_u32(&r);
   opt = pk_get_u32(&r);
+  hyper.momentum = pk_get_f64(&r);
+  hyper.dampening = pk_get_f64(&r);
+  hyper.beta1 = pk_get_f64(&r);
+  hyper.beta2 = pk_get_f64(&r);
+  hyper.eps = pk_get_f64(&r);
+  hyper.weight_decay = pk_get_f64(&r);
   batch = (size_t)pk_get_u64(&r);
   seed = pk_get_u64(&r);
   every = (size_t)pk_get_u64(&r);
   full = pk_get_u32(&r);
   if (r.err) BAD("file is truncated (trajectory header)");
-  if (lossfn > PK_LOSS_SOFTMAX || opt > PK_OPT_SGD || full > 1 || every == 0 || batch == 0)
+  if (lossfn > PK_LOSS_SOFTMAX || opt >= PK_OPT_COUNT || full > 1 || every == 0 || batch == 0)
     BAD("value check failed: bad trajectory settings");
-  if ((st = new_traj(&t, net, T ? T : 1, every, (int)full, full ? 1 : batch))) goto fail;
+  {
+    pk_train_opts probe;
+    pk_train_opts_init(&probe);
+    probe.optimizer = (pk_optimizer)opt;
+    probe.hyper = hyper;
+    if (pk_opt_check(&probe)) BAD("value check failed: bad optimizer hyperparameters");
+  }
+  if ((st = new_traj(&t, net, T ? T : 1, every, (int)full, full ? 1 : batch,
+                     pk_opt_state_vectors((pk_optimizer)opt))))
+    goto fail;
   t->T = T;
   t->lossfn = (pk_loss)lossfn;
   t->optimizer = (pk_optimizer)opt;
+  t->hyper = hyper;
   t->batch_size = batch;
   t->seed = seed;
   pk_get_f64s(&r, t->lr, T);
@@ -406,8 +465,13 @@ pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_traject
       BAD("value check failed: checkpoint steps");
   }
   if (t->check_step[0] != 0 || t->check_step[ncheck - 1] != T) BAD("value check failed: checkpoint steps");
-  if ((r.n - r.pos) / 8 / P < ncheck) BAD("file is truncated (weights)");
+  for (i = 0; i < ncheck; i++) {
+    t->state_t[i] = (size_t)pk_get_u64(&r);
+    if (t->state_t[i] > t->check_step[i]) BAD("value check failed: optimizer step counts");
+  }
+  if ((r.n - r.pos) / 8 / P / (1 + t->nstate) < ncheck) BAD("file is truncated (weights)");
   pk_get_f64s(&r, t->W, ncheck * P);
+  pk_get_f64s(&r, t->S, ncheck * t->nstate * P);
   t->hash = pk_get_u64(&r);
   has_data = pk_get_u32(&r);
   if (r.err) BAD("file is truncated");

@@ -285,13 +285,14 @@ describe("kernel machines", function()
     netlen = netlen + P * 8
     local head = s:sub(pos, pos + netlen - 1)
     local q = pos + netlen + 8                                  -- after T
-    local settings = s:sub(q, q + 4 + 4 + 8 + 8 + 8 + 4 - 1)    -- loss .. full
-    q = q + 36 + 8 + 8                                          -- skip lr[1], loss[1]
-    q = q + 8 + 16                                              -- ncheck and 2 steps
+    -- loss, optimizer, 6 hyperparameters, batch, seed, every, full
+    local settings = s:sub(q, q + 4 + 4 + 48 + 8 + 8 + 8 + 4 - 1)
+    q = q + 84 + 8 + 8                                          -- skip lr[1], loss[1]
+    q = q + 8 + 16 + 16                                         -- ncheck, 2 steps, 2 counts
     local w0 = s:sub(q, q + P * 8 - 1)
     q = q + 2 * P * 8
     local tail = s:sub(q, #s - 4)                               -- hash, data flag, data
-    local payload = head .. string.pack("<I8", 0) .. settings .. string.pack("<I8I8", 1, 0) .. w0 .. tail
+    local payload = head .. string.pack("<I8", 0) .. settings .. string.pack("<I8I8I8", 1, 0, 0) .. w0 .. tail
     H.write_bytes(p, H.container(3, payload))
     local t0 = pk.load(p)
     assert.are.equal(0, #t0)

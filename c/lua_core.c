@@ -30,7 +30,7 @@ lua_Integer pk_lua_checkint(lua_State *L, int idx, lua_Integer lo, const char *w
     luaL_error(L, "%s must be an integer, got %s", what, luaL_typename(L, idx));
   v = lua_tointegerx(L, idx, &isint);
   if (!isint) luaL_error(L, "%s must be an integer, got %s", what, lua_tostring(L, idx));
-  if (v < lo) luaL_error(L, "%s must be >= %d, got %d", what, (int)lo, (int)v);
+  if (v < lo) luaL_error(L, "%s must be >= %I, got %I", what, lo, v);
   return v;
 }
 
@@ -40,6 +40,15 @@ size_t pk_lua_checksize(lua_State *L, int idx, const char *what)
   if ((lua_Unsigned)v > PK_MAX_DIM)
     luaL_error(L, "%s of %I is too large (the limit is %d)", what, v, PK_MAX_DIM);
   return (size_t)v;
+}
+
+const char *pk_lua_checkpath(lua_State *L, int idx)
+{
+  size_t n;
+  const char *p = luaL_checklstring(L, idx, &n);
+  if (strlen(p) != n) luaL_argerror(L, idx, "path contains a NUL byte");
+  if (n == 0) luaL_argerror(L, idx, "empty path");
+  return p;
 }
 
 int pk_lua_optfield(lua_State *L, int idx, const char *key)
@@ -232,7 +241,7 @@ static int l_manual_seed(lua_State *L)
 
 static int l_load(lua_State *L)
 {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = pk_lua_checkpath(L, 1);
   pk_tag tag;
   pk_status st = pk_file_tag(path, &tag);
   if (st == PK_EIO) return pk_lua_fail(L, st);

@@ -403,8 +403,9 @@ static int m_len(lua_State *L)
 static int m_save(lua_State *L)
 {
   pk_matrix *a = pk_lua_checkmatrix(L, 1);
-  pk_status st = pk_matrix_save(a, luaL_checkstring(L, 2));
-  if (st) return pk_lua_fail(L, st);
+  pk_status st = pk_matrix_save(a, pk_lua_checkpath(L, 2));
+  if (st == PK_EIO) return pk_lua_fail(L, st);
+  if (st) return pk_lua_error(L, st);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -420,7 +421,7 @@ int pk_lua_load_matrix(lua_State *L, const char *path)
 
 static int l_read_csv(lua_State *L)
 {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = pk_lua_checkpath(L, 1);
   static const char *const keys[] = { "header", "sep", NULL };
   pk_csv_opts o;
   const char *sep;
@@ -448,13 +449,19 @@ static int l_read_csv(lua_State *L)
 static int m_write_csv(lua_State *L)
 {
   pk_matrix *a = pk_lua_checkmatrix(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = pk_lua_checkpath(L, 2);
+  static const char *const keys[] = { "header", NULL };
   const char *header = NULL;
   pk_status st;
-  if (lua_type(L, 3) == LUA_TTABLE) header = pk_lua_optstring(L, 3, "header", NULL);
-  else if (!lua_isnoneornil(L, 3)) header = luaL_checkstring(L, 3);
+  if (lua_type(L, 3) == LUA_TTABLE) {
+    pk_lua_checkkeys(L, 3, "write_csv", keys);
+    header = pk_lua_optstring(L, 3, "header", NULL);
+  } else if (!lua_isnoneornil(L, 3)) {
+    header = luaL_checkstring(L, 3);
+  }
   st = pk_matrix_write_csv(a, path, header);
-  if (st) return pk_lua_fail(L, st);
+  if (st == PK_EIO) return pk_lua_fail(L, st);
+  if (st) return pk_lua_error(L, st);
   lua_pushboolean(L, 1);
   return 1;
 }

@@ -1,0 +1,176 @@
+-- Reliability: no data lost on a failed save, files that are not regular
+-- files, stray temporaries, the memory limit's messages, and one regression
+-- test per bug found by review, fuzzing or the misuse fuzzer.
+local H = require "helpers"
+local pk = H.pk
+
+local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- Run Lua code in a child lua5.4 that loads the same module as this run
+-- (build/ or build-asan/), under the shell prefix `pre`; answer its output.
+local function child(code, pre)
+  local f = H.tmpname(".lua")
+  H.write_bytes(f, code)
+  local cmd = string.format("%s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s 2>&1", pre or "",
+    shq(package.path), shq(package.cpath), shq(f))
+  local p = assert(io.popen(cmd))
+  local out = p:read("a")
+  local ok, _, rc = p:close()
+  os.remove(f)
+  return out, ok and 0 or rc
+end
+
+local function mkdir()
+  local d = H.tmpname("dir")
+  assert(os.execute("mkdir -p " .. shq(d)))
+  return d
+end
+
+local function ls(dir)
+  local t, p = {}, assert(io.popen("ls -A " .. shq(dir)))
+  for l in p:lines() do t[#t + 1] = l end
+  p:close()
+  table.sort(t)
+  return t
+end
+
+describe("saves", function()
+  local dir
+  before_each(function() dir = mkdir() end)
+  after_each(function() os.execute("rm -rf " .. shq(dir)) end)
+
+  -- root ignores permissions, so the failure comes from a file size limit:
+  -- with SIGXFSZ ignored, write() answers EFBIG part way through the file
+  local function save_under_limit(method, path)
+    return child(string.format([[
+      local pk = require "pathkernel"
+      local ok, msg = pk.randn(200, 200, 1):%s(%q)
+      print(ok, msg)]], method, path), "trap '' XFSZ; ulimit -f 64;")
+  end
+
+  it("that fail part way leave the previous file intact and no temporary", function()
+    local p = dir .. "/m.pk"
+    local A = pk.randn(3, 4, 7)
+    assert.is_true(A:save(p))
+    local before = H.read_bytes(p)
+    local out = save_under_limit("save", p)
+    assert.truthy(out:find("nil\t" .. p .. ": File too large", 1, true), out)
+    assert.are.equal(before, H.read_bytes(p))
+    assert.are.equal(0, (pk.load(p) - A):max_abs())
+    assert.are.same({ "m.pk" }, ls(dir))
+  end)
+
+  it("write_csv is atomic too", function()
+    local p = dir .. "/m.csv"
+    assert.is_true(pk.matrix{{1, 2}}:write_csv(p))
+    local out = save_under_limit("write_csv", p)
+    assert.truthy(out:find("nil\t" .. p .. ": File too large", 1, true), out)
+    assert.are.equal("1,2\n", H.read_bytes(p))
+    assert.are.same({ "m.csv" }, ls(dir))
+  end)
+
+  it("into a folder that is a file return nil and a message", function()
+    H.write_bytes(dir .. "/f", "x")
+    local ok, msg = pk.eye(2):save(dir .. "/f/m.pk")
+    assert.is_nil(ok)
+    assert.truthy(msg:find("Not a directory", 1, true), msg)
+    ok, msg = pk.eye(2):write_csv(dir .. "/f/m.csv")
+    assert.is_nil(ok)
+    assert.truthy(msg:find("Not a directory", 1, true), msg)
+  end)
+
+  it("never replace a folder, a FIFO or a device", function()
+    local ok, msg = pk.eye(2):save(dir)
+    assert.is_nil(ok)
+    assert.truthy(msg:find("is a directory", 1, true), msg)
+    local fifo = dir .. "/fifo"
+    assert(os.execute("mkfifo " .. shq(fifo)))
+    ok, msg = pk.eye(2):save(fifo)
+    assert.is_nil(ok)
+    assert.truthy(msg:find("not a regular file", 1, true), msg)
+    ok = pk.eye(2):write_csv(fifo)
+    assert.is_nil(ok)
+    assert.is_true(os.execute("test -p " .. shq(fifo)))
+    assert.are.same({ "fifo" }, ls(dir))
+  end)
+
+  it("remove the temporaries that crashed saves left, not those of live processes", function()
+    local p = dir .. "/m.pk"
+    -- the pid of a finished shell is (for a while) the pid of no process
+    local sh = assert(io.popen("sh -c 'echo $$'"))
+    local dead = sh:read("l")
+    sh:close()
+    H.write_bytes(p .. ".tmp" .. dead, "half a file")
+    H.write_bytes(p .. ".tmp1", "pid 1 is alive")
+    H.write_bytes(p .. ".tmpx", "not a temporary of ours")
+    H.write_bytes(dir .. "/other.pk.tmp" .. dead, "another file's temporary")
+    assert.is_true(pk.eye(2):save(p))
+    assert.are.same({ "m.pk", "m.pk.tmp1", "m.pk.tmpx", "other.pk.tmp" .. dead }, ls(dir))
+  end)
+
+  it("reject paths with NUL bytes and empty paths instead of cutting them", function()
+    H.raises("path contains a NUL byte", function() return pk.eye(2):save(dir .. "/a\0b") end)
+    H.raises("path contains a NUL byte", function() return pk.eye(2):write_csv(dir .. "/a\0b") end)
+    H.raises("path contains a NUL byte", pk.load, dir .. "/a\0b")
+    H.raises("path contains a NUL byte", pk.read_csv, dir .. "/a\0b")
+    H.raises("empty path", pk.load, "")
+    assert.are.same({}, ls(dir))
+  end)
+
+  it("write_csv refuses a header of several lines and unknown options", function()
+    H.raises("header must be one line", function()
+      return pk.eye(2):write_csv(dir .. "/x.csv", { header = "a\nb" })
+    end)
+    H.raises("unknown option 'headr'", function()
+      return pk.eye(2):write_csv(dir .. "/x.csv", { headr = "a" })
+    end)
+    assert.are.same({}, ls(dir))
+  end)
+end)
+
+describe("loads", function()
+  it("of a folder return nil, 'is a directory' (it asked for 8 EiB before)", function()
+    local v, msg = pk.load("/tmp")
+    assert.is_nil(v)
+    assert.are.equal("/tmp: is a directory", msg)
+    v, msg = pk.read_csv("/tmp")
+    assert.is_nil(v)
+    assert.are.equal("/tmp: is a directory", msg)
+  end)
+
+  it("of a FIFO return at once with nil and a message (no wait for a writer)", function()
+    local dir = mkdir()
+    local fifo = dir .. "/fifo"
+    assert(os.execute("mkfifo " .. shq(fifo)))
+    local v, msg = pk.load(fifo)
+    assert.is_nil(v)
+    assert.truthy(msg:find("not a regular file", 1, true))
+    assert.is_nil((pk.read_csv(fifo)))
+    os.execute("rm -rf " .. shq(dir))
+  end)
+
+  it("of a device return nil and a message", function()
+    local v, msg = pk.load("/dev/null")
+    assert.is_nil(v)
+    assert.are.equal("/dev/null: not a regular file", msg)
+  end)
+
+  it("of a file above the memory limit raise an error that names the limit", function()
+    local p = H.tmpname(".pk")
+    pk.zeros(100, 100):save(p)
+    local old = pk.memory_limit()
+    pk.set_memory_limit(4096)
+    local ok, err = pcall(pk.load, p)
+    pk.set_memory_limit(old)
+    os.remove(p)
+    assert.is_false(ok)
+    assert.truthy(err:find("reading " .. p .. " needs 78.2 KiB, above the memory limit of 4.0 KiB", 1, true), err)
+  end)
+end)
+
+describe("argument checks", function()
+  it("print the value that was out of range, however large", function()
+    H.raises("rows must be >= 0, got -1099511627776", pk.zeros, -2^40, 1)
+    H.raises("rows must be >= 0, got " .. math.mininteger, pk.zeros, math.mininteger, 1)
+  end)
+end)

@@ -146,5 +146,7 @@ int pk_progress(const pk_call_opts *o, double done, double total);
 
 /* ---- small numeric helpers ------------------------------------------- */
 int pk_all_finite(const double *x, size_t n);
+/* out = a / s elementwise (not a * (1/s)) */
+pk_status pk_matrix_div_scalar(pk_matrix **out, const pk_matrix *a, double s);
 
 #endif

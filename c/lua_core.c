@@ -283,6 +283,7 @@ int luaopen_pathkernel_core(lua_State *L)
   luaL_newlib(L, fns);
   pk_lua_open_matrix(L);
   pk_lua_open_kernel(L);
+  pk_lua_open_testkit(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

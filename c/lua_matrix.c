@@ -166,6 +166,15 @@ static int l_matrix(lua_State *L)
   return 1;
 }
 
+pk_matrix *pk_lua_pinmatrix(lua_State *L, int idx)
+{
+  pk_matrix *m = pk_lua_checkmatrix(L, idx);
+  pk_matrix **slot = pk_lua_newmatrix(L);
+  pk_status st = pk_matrix_view_rows(slot, m, 0, m->rows);
+  if (st) pk_lua_error(L, st);
+  return *slot;
+}
+
 static int m_rows(lua_State *L)
 {
   lua_pushinteger(L, (lua_Integer)pk_matrix_rows(pk_lua_checkmatrix(L, 1)));

@@ -146,6 +146,8 @@ int pk_progress(const pk_call_opts *o, double done, double total);
 
 /* ---- small numeric helpers ------------------------------------------- */
 int pk_all_finite(const double *x, size_t n);
+/* The testkit kernel (c/testkit.c): fail_at > 0 fails after that row. */
+pk_status pk_testkit_kernel(pk_kernel **out, size_t nout, size_t input_dim, long fail_at);
 /* out = a / s elementwise (not a * (1/s)) */
 pk_status pk_matrix_div_scalar(pk_matrix **out, const pk_matrix *a, double s);
 

@@ -32,6 +32,7 @@ build = {
       sources = {
         "c/core.c", "c/io.c", "c/kernel.c", "c/matrix.c", "c/rng.c",
         "c/lua_core.c", "c/lua_kernel.c", "c/lua_matrix.c",
+        "c/testkit.c", "c/lua_testkit.c",
       },
       incdirs = { "c", "$(LAPACKE_INCDIR)" },
       libdirs = { "$(LAPACKE_LIBDIR)", "$(BLAS_LIBDIR)", "$(LAPACK_LIBDIR)" },

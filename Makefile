@@ -148,3 +148,22 @@ fuzz: fuzz-build fuzz-corpus
 	    2>$(FUZZ_DIR)/$$f.log || { tail -n 60 $(FUZZ_DIR)/$$f.log; exit 1; }; \
 	  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' $(FUZZ_DIR)/$$f.log; \
 	done
+
+# the misuse fuzzer under AddressSanitizer and UBSan, from a scratch folder
+N           ?= 100000
+MISUSE_SEED ?= 1
+misuse: deps $(ASAN_MOD)
+	@d=$$(mktemp -d); cd $$d && $(ASAN_ENV) \
+	  LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(CURDIR)/$(ASAN_DIR)/?.so;;" \
+	  $(LUA) $(CURDIR)/fuzz/misuse.lua $(N) --seed $(MISUSE_SEED) --trace $$d/trace \
+	  || { echo "misuse: died at call $$(tail -n 1 $$d/trace)"; exit 1; }; rm -rf $$d
+
+# the specs under valgrind memcheck: no errors, no definite leaks.
+# .ci/valgrind.supp holds only third-party noise (see its comments)
+VALGRIND_FLAGS = --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	--show-leak-kinds=definite --track-origins=yes --num-callers=30 \
+	--suppressions=$(CURDIR)/.ci/valgrind.supp
+valgrind: deps all
+	@sh .ci/deps valgrind
+	OPENBLAS_NUM_THREADS=1 PK_MISUSE_COUNT=300 valgrind $(VALGRIND_FLAGS) \
+	  $(LUA) $(BUSTED) --ignore-lua $(BUSTED_ARGS)

@@ -45,7 +45,10 @@ size_t pk_lua_checksize(lua_State *L, int idx, const char *what)
 const char *pk_lua_checkpath(lua_State *L, int idx)
 {
   size_t n;
-  const char *p = luaL_checklstring(L, idx, &n);
+  const char *p;
+  /* not luaL_checkstring: a number would quietly become a file name */
+  if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "string (a path)");
+  p = lua_tolstring(L, idx, &n);
   if (strlen(p) != n) luaL_argerror(L, idx, "path contains a NUL byte");
   if (n == 0) luaL_argerror(L, idx, "empty path");
   return p;

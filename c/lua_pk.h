@@ -19,7 +19,7 @@ lua_Integer pk_lua_checkint(lua_State *L, int idx, lua_Integer lo, const char *w
 /* a size argument: a non-negative integer */
 size_t pk_lua_checksize(lua_State *L, int idx, const char *what);
 
-/* A file path argument: a string without NUL bytes, not empty. */
+/* A file path argument: a string (not a number) without NUL bytes, not empty. */
 const char *pk_lua_checkpath(lua_State *L, int idx);
 
 /* Fields of an option table at idx (idx may be none/nil: then defaults). */

@@ -10,34 +10,6 @@
 #define PK_API __attribute__((visibility("default")))
 #else
 #define PK_API
-/* ---- kernels ---------------------------------------------------------- */
-
-/* A kernel answers Gram matrices K(X1, X2) and diagonals K(x, x). Kernels of
- * networks with K outputs answer (n1*K) x (n2*K) blocks by default (rows
- * example-major); see pk_kernel_outputs. */
-typedef struct pk_kernel pk_kernel;
-
-typedef enum {
-  PK_OUTPUTS_BLOCK = 0,   /* (n1*K) x (n2*K): every output pair */
-  PK_OUTPUTS_TRACE,       /* n1 x n2: the sum over k of K_kk */
-  PK_OUTPUTS_DIAGONAL     /* (n1*K) x n2: row i*K+k holds K_kk(x_i, .) */
-} pk_outputs;
-
-typedef struct pk_call_opts {
-  pk_progress_fn progress;  /* may be NULL */
-  void *progress_ud;
-} pk_call_opts;
-
-PK_API pk_status pk_kernel_gram(const pk_kernel *k, const pk_matrix *X1, const pk_matrix *X2,
-                                const pk_call_opts *o, pk_matrix **out);
-/* n x 1 (n*K x 1 in block or diagonal mode): K(x_i, x_i) */
-PK_API pk_status pk_kernel_diag(const pk_kernel *k, const pk_matrix *X, const pk_call_opts *o,
-                                pk_matrix **out);
-PK_API const char *pk_kernel_name(const pk_kernel *k);
-PK_API size_t pk_kernel_input_dim(const pk_kernel *k);   /* 0: any */
-PK_API size_t pk_kernel_outputs(const pk_kernel *k);     /* rows per example */
-PK_API void pk_kernel_free(pk_kernel *k);
-
 #endif
 
 /* ---- status codes and errors ---------------------------------------- */

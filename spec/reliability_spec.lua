@@ -6,18 +6,23 @@ local pk = H.pk
 
 local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
+-- a shell command's output (stderr too) and exit status
+local function shell(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local ok, _, rc = p:close()
+  return out, ok and 0 or rc
+end
+
 -- Run Lua code in a child lua5.4 that loads the same module as this run
 -- (build/ or build-asan/), under the shell prefix `pre`; answer its output.
 local function child(code, pre)
   local f = H.tmpname(".lua")
   H.write_bytes(f, code)
-  local cmd = string.format("%s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s 2>&1", pre or "",
-    shq(package.path), shq(package.cpath), shq(f))
-  local p = assert(io.popen(cmd))
-  local out = p:read("a")
-  local ok, _, rc = p:close()
+  local out, rc = shell(string.format("%s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s", pre or "",
+    shq(package.path), shq(package.cpath), shq(f)))
   os.remove(f)
-  return out, ok and 0 or rc
+  return out, rc
 end
 
 local function mkdir()
@@ -298,5 +303,82 @@ describe("the Kernel userdata (through pk._testkit.kernel)", function()
     assert.is_false(ok)
     assert.truthy(err:find("the 800 x 1200 Gram needs 7.3 MiB, above the memory limit of 1.0 MiB", 1, true), err)
     assert.truthy(err:find("pk.set_memory_limit", 1, true), err)
+  end)
+end)
+
+describe("the public header", function()
+  it("compiles alone under C99 for compilers that are not GCC-compatible too", function()
+    -- the kernel declarations sat inside the #else of the PK_API test, where
+    -- they came before the types they use: any compiler without __GNUC__ failed
+    local src = H.tmpname(".c")
+    H.write_bytes(src, '#include "pk.h"\nint main(void) { return pk_status_name(PK_OK) == 0; }\n')
+    for _, flags in ipairs({ "", "-U__GNUC__" }) do
+      local out, rc = shell(string.format(
+        "env -u LD_PRELOAD cc -std=c99 -Wall -Wextra -Wpedantic -Werror %s -Ic -fsyntax-only %s",
+        flags, shq(src)))
+      assert.are.equal(0, rc, out)
+    end
+    os.remove(src)
+  end)
+end)
+
+describe("the memory limit", function()
+  local old
+  before_each(function() old = pk.memory_limit() end)
+  after_each(function() pk.set_memory_limit(old) end)
+
+  -- the message says how much was asked for, the limit, and both remedies
+  local function refused(pattern, f, ...)
+    local err = H.raises(pattern, f, ...)
+    assert.truthy(err:find("above the memory limit of", 1, true), err)
+    assert.truthy(err:find("pk.set_memory_limit raises it; or ask for less", 1, true), err)
+  end
+
+  it("guards every constructor", function()
+    pk.set_memory_limit(1 << 20)
+    refused("a 1000 x 1000 matrix needs 7.6 MiB", pk.zeros, 1000, 1000)
+    refused("a 1000 x 1000 matrix needs 7.6 MiB", pk.ones, 1000, 1000)
+    refused("a 1000 x 1000 matrix needs 7.6 MiB", pk.randn, 1000, 1000, 1)
+    refused("a 1000 x 1000 matrix needs 7.6 MiB", pk.rand, 1000, 1000, 1)
+    refused("a 1000 x 1000 matrix needs 7.6 MiB", pk.eye, 1000)
+    local rows = {}
+    for i = 1, 400 do rows[i] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+      17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37,
+      38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50 } end
+    pk.set_memory_limit(100000)
+    refused("a 400 x 50 matrix needs 156.2 KiB", pk.matrix, rows)
+  end)
+
+  it("guards arithmetic results, copies and transposes", function()
+    local A = pk.ones(300, 300)
+    pk.set_memory_limit(500000)
+    refused("a 300 x 300 matrix needs 703.1 KiB", function() return A + A end)
+    refused("a 300 x 300 matrix needs 703.1 KiB", function() return A * A end)
+    refused("a 300 x 300 matrix needs 703.1 KiB", function() return 2 * A end)
+    refused("a 300 x 300 matrix needs 703.1 KiB", function() return A / 2 end)
+    refused("a 300 x 300 matrix needs 703.1 KiB", A.copy, A)
+    refused("a 300 x 300 matrix needs 703.1 KiB", A.t, A)
+    refused("a 300 x 300 matrix needs 703.1 KiB", A.hadamard, A, A)
+  end)
+
+  it("guards reading CSV, at each step of the read", function()
+    local p = H.tmpname(".csv")
+    assert(pk.ones(200, 50):write_csv(p))
+    pk.set_memory_limit(4096)
+    refused("reading " .. p .. " needs", pk.read_csv, p)
+    pk.set_memory_limit(40000)        -- the text fits, the values do not
+    refused("read_csv needs", pk.read_csv, p)
+    pk.set_memory_limit(old)
+    assert.are.same({ 200, 50 }, { pk.read_csv(p):shape() })
+    os.remove(p)
+  end)
+
+  it("is read back as set, and 0 restores the default", function()
+    pk.set_memory_limit(12345)
+    assert.are.equal(12345, pk.memory_limit())
+    pk.set_memory_limit(0)
+    assert.is_true(pk.memory_limit() > 12345)
+    H.raises("memory limit must be >= 0, got -1", pk.set_memory_limit, -1)
+    H.raises("memory limit must be an integer", pk.set_memory_limit, 0 / 0)
   end)
 end)

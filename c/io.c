@@ -598,6 +598,7 @@ pk_status pk_matrix_parse_csv(pk_matrix **out, const char *name, const char *tex
   pk_status st;
   *out = NULL;
   if (header) *header = NULL;
+  if (len == SIZE_MAX) return pk_fail(PK_ENOMEM, "read_csv: the text is too long");
   if ((st = pk_alloc((void **)&copy, len + 1, 1, "read_csv"))) return st;
   memcpy(copy, text, len);
   copy[len] = '\0';

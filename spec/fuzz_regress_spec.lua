@@ -32,9 +32,11 @@ local function walk(obj)
   end
 end
 
+-- by harness name; a harness without an entry holds PATHKRNL files, which
+-- pk.load replays whatever their type
 local replay = {}
 
-function replay.matrix(path)
+local function load_file(path)
   local dt, ok, v, msg = timed(pk.load, path)
   assert(dt < 1, path .. ": load took " .. dt .. " s")
   if ok and v then
@@ -53,7 +55,6 @@ function replay.matrix(path)
     assert.is_string(v)     -- a Lua error with a message
   end
 end
-replay.container = replay.matrix
 
 function replay.csv(path)
   local bytes = H.read_bytes(path)
@@ -68,16 +69,10 @@ function replay.csv(path)
 end
 
 describe("fuzz regressions", function()
-  for _, name in ipairs({ "matrix", "container", "csv" }) do
-    for _, path in ipairs(files("fuzz/regress/" .. name)) do
-      it("replays " .. path, function() replay[name](path) end)
+  for _, dir in ipairs(files("fuzz/regress")) do
+    local name = dir:match("[^/]+$")
+    for _, path in ipairs(files(dir)) do
+      it("replays " .. path, function() (replay[name] or load_file)(path) end)
     end
   end
-
-  it("has a replay for every harness", function()
-    for _, c in ipairs(files("fuzz")) do
-      local name = c:match("^fuzz/fuzz_(.-)%.c$")
-      if name then assert(replay[name], "no replay for fuzz/fuzz_" .. name .. ".c") end
-    end
-  end)
 end)

@@ -167,3 +167,8 @@ valgrind: deps all
 	@sh .ci/deps valgrind
 	OPENBLAS_NUM_THREADS=1 PK_MISUSE_COUNT=300 valgrind $(VALGRIND_FLAGS) \
 	  $(LUA) $(BUSTED) --ignore-lua $(BUSTED_ARGS)
+
+.PHONY: clean-reliability
+clean: clean-reliability
+clean-reliability:
+	rm -rf $(FUZZ_DIR)

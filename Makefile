@@ -101,3 +101,74 @@ clean:
 
 help:
 	@echo "targets: all env test check demo bench install uninstall clean"
+
+# ---- reliability: fuzzing, the misuse fuzzer, valgrind (see README,
+# "Guarantees"). Every fuzz/fuzz_NAME.c is a libFuzzer harness over the C
+# core; fuzz/seeds.lua writes its seed corpus, fuzz/regress/NAME/ holds
+# inputs that once failed (replayed first on every run).
+FUZZ_CC    ?= clang
+FUZZ_TIME  ?= 60
+FUZZ_DEPS  ?= clang libclang-rt-14-dev
+FUZZ_DIR    = build-fuzz
+FUZZ_SAN    = -O1 -g -Werror=implicit-function-declaration -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZERS     = $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS   = $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZERS))
+FUZZ_OBJ    = $(patsubst c/%.c,$(FUZZ_DIR)/obj/%.o,$(CORE_SRC))
+RUN_HERE    = LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;"
+ASAN_ENV    = LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/.ci/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+.PHONY: fuzz fuzz-build fuzz-corpus misuse valgrind
+
+$(FUZZ_DIR)/obj/%.o: c/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(WARN) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Ic -c -o $@ $<
+
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c fuzz/fuzz.h $(FUZZ_OBJ)
+	$(FUZZ_CC) $(WARN) $(FUZZ_SAN) -fsanitize=fuzzer -Ic -o $@ $< $(FUZZ_OBJ) $(LIBS)
+
+fuzz-build:
+	@sh .ci/deps $(FUZZ_DEPS)
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+
+fuzz-corpus: all
+	$(RUN_HERE) $(LUA) fuzz/seeds.lua $(FUZZ_DIR)/corpus $(FUZZERS)
+
+# each harness for FUZZ_TIME seconds; a crash leaves its input in
+# build-fuzz/artifacts/ (copy it to fuzz/regress/NAME/ with a spec)
+fuzz: fuzz-build fuzz-corpus
+	@mkdir -p $(FUZZ_DIR)/artifacts
+	@for f in $(FUZZERS); do \
+	  echo "== fuzz_$$f for $(FUZZ_TIME) s"; \
+	  reg=; [ -d fuzz/regress/$$f ] && reg=fuzz/regress/$$f; \
+	  $(FUZZ_DIR)/fuzz_$$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_DIR)/artifacts/$$f- $(FUZZ_DIR)/corpus/$$f $$reg \
+	    2>$(FUZZ_DIR)/$$f.log || { tail -n 60 $(FUZZ_DIR)/$$f.log; exit 1; }; \
+	  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' $(FUZZ_DIR)/$$f.log; \
+	done
+
+# the misuse fuzzer under AddressSanitizer and UBSan, from a scratch folder
+N           ?= 100000
+MISUSE_SEED ?= 1
+misuse: deps $(ASAN_MOD)
+	@d=$$(mktemp -d); cd $$d && $(ASAN_ENV) \
+	  LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(CURDIR)/$(ASAN_DIR)/?.so;;" \
+	  $(LUA) $(CURDIR)/fuzz/misuse.lua $(N) --seed $(MISUSE_SEED) --trace $$d/trace \
+	  || { echo "misuse: died at call $$(tail -n 1 $$d/trace)"; exit 1; }; rm -rf $$d
+
+# the specs under valgrind memcheck: no errors, no definite leaks.
+# .ci/valgrind.supp holds only third-party noise (see its comments)
+VALGRIND_FLAGS = --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+	--show-leak-kinds=definite --track-origins=yes --num-callers=30 \
+	--suppressions=$(CURDIR)/.ci/valgrind.supp
+valgrind: deps all
+	@sh .ci/deps valgrind
+	OPENBLAS_NUM_THREADS=1 PK_MISUSE_COUNT=300 valgrind $(VALGRIND_FLAGS) \
+	  $(LUA) $(BUSTED) --ignore-lua $(BUSTED_ARGS)
+
+.PHONY: clean-reliability
+clean: clean-reliability
+clean-reliability:
+	rm -rf $(FUZZ_DIR)

@@ -8,6 +8,10 @@
 #include <unistd.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/types.h>
+#include <signal.h>
+#include <dirent.h>
+#include <stdint.h>
 #include "pk_internal.h"
 
 static const char MAGIC[8] = { 'P', 'A', 'T', 'H', 'K', 'R', 'N', 'L' };
@@ -85,62 +89,162 @@ void pk_put_f64s(pk_writer *w, const double *v, size_t n)
   }
 }
 
-pk_status pk_save_object(const char *path, pk_tag tag, pk_serialize_fn fn, const void *obj)
+/* Write obj framed as one object: header, payload, CRC. I/O errors are left
+ * in *err (an errno value) for the caller, who knows the path. */
+pk_status pk_write_object(FILE *f, pk_tag tag, pk_serialize_fn fn, const void *obj, int *err)
 {
   pk_writer w;
   pk_status st;
-  char *tmp;
-  size_t len = strlen(path);
-  int fd, e;
   uint64_t payload;
 
   memset(&w, 0, sizeof w);
   if ((st = fn(&w, obj))) return st;   /* counting pass */
   payload = w.n;
+  memset(&w, 0, sizeof w);
+  w.f = f;
+  errno = 0;
+  pk_put_bytes(&w, MAGIC, 8);
+  pk_put_u32(&w, PK_FORMAT_VERSION);
+  pk_put_u32(&w, (uint32_t)tag);
+  pk_put_u64(&w, payload);
+  if ((st = fn(&w, obj))) return st;
+  pk_put_u32(&w, w.crc);
+  if (!w.err && w.n != HEADER_BYTES + payload + 4)
+    return pk_fail(PK_EINVAL, "save: the serializer wrote %llu payload bytes after counting %llu",
+                   (unsigned long long)(w.n - HEADER_BYTES - 4), (unsigned long long)payload);
+  *err = w.err;
+  return PK_OK;
+}
 
-  tmp = malloc(len + 16);
+/* The folder part of path ("." when there is none), malloc'd. */
+static char *dir_of(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  size_t n = slash ? (slash == path ? 1 : (size_t)(slash - path)) : 1;
+  char *d = malloc(n + 1);
+  if (!d) return NULL;
+  memcpy(d, slash ? path : ".", n);
+  d[n] = '\0';
+  return d;
+}
+
+/* A save writes "<path>.tmp<pid>". One whose process is gone was left by a
+ * crash (a failure of a running save removes its own): remove those, so
+ * temporaries never pile up beside a file that is saved again and again. */
+static void remove_stale_temps(const char *path)
+{
+  const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+  size_t blen = strlen(base);
+  char *dir = dir_of(path);
+  DIR *d = dir ? opendir(dir) : NULL;
+  struct dirent *e;
+  if (!d) { free(dir); return; }
+  while ((e = readdir(d)) != NULL) {
+    const char *p = e->d_name;
+    char *end, *full;
+    long pid;
+    if (blen == 0 || strncmp(p, base, blen) != 0 || strncmp(p + blen, ".tmp", 4) != 0) continue;
+    p += blen + 4;
+    if (*p < '0' || *p > '9') continue;
+    errno = 0;
+    pid = strtol(p, &end, 10);
+    if (*end || errno || pid <= 0 || pid == (long)getpid()) continue;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;   /* alive, or not ours to judge */
+    full = malloc(strlen(dir) + strlen(e->d_name) + 2);
+    if (!full) break;
+    sprintf(full, "%s/%s", dir, e->d_name);
+    unlink(full);
+    free(full);
+  }
+  closedir(d);
+  free(dir);
+}
+
+/* After the rename, fsync the folder so the new name itself is durable.
+ * Best effort: some file systems refuse fsync on a folder. */
+static void sync_dir(const char *path)
+{
+  char *dir = dir_of(path);
+  int fd = dir ? open(dir, O_RDONLY) : -1;
+  if (fd >= 0) {
+    (void)fsync(fd);
+    close(fd);
+  }
+  free(dir);
+}
+
+typedef pk_status (*emit_fn)(FILE *f, const void *ctx, int *err);
+
+/* Write through emit to a temporary file beside path, fsync it and rename it
+ * into place: whatever fails, the file that was at path is untouched and the
+ * temporary is gone. Only regular files are replaced (never a device, a
+ * FIFO or a folder). */
+static pk_status atomic_save(const char *path, emit_fn emit, const void *ctx)
+{
+  struct stat sb;
+  pk_status st;
+  size_t len = strlen(path) + 32;
+  char *tmp;
+  FILE *f;
+  int fd, err = 0;
+
+  if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+    return pk_fail(PK_EIO, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" :
+                   "not a regular file (a save only replaces regular files)");
+  tmp = malloc(len);
   if (!tmp) return pk_fail(PK_ENOMEM, "save: out of memory");
-  snprintf(tmp, len + 16, "%s.tmp%ld", path, (long)getpid());
+  snprintf(tmp, len, "%s.tmp%ld", path, (long)getpid());
+  remove_stale_temps(path);
   fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
   if (fd < 0) {
     st = pk_fail(PK_EIO, "%s: %s", path, strerror(errno));
     free(tmp);
     return st;
   }
-  memset(&w, 0, sizeof w);
-  w.f = fdopen(fd, "wb");
-  if (!w.f) {
-    st = pk_fail(PK_EIO, "%s: %s", path, strerror(errno));
+  f = fdopen(fd, "wb");
+  if (!f) {
+    err = errno;
     close(fd);
+    goto io_fail;
+  }
+  if ((st = emit(f, ctx, &err))) {
+    fclose(f);
     goto fail;
   }
-  errno = 0;
-  pk_put_bytes(&w, MAGIC, 8);
-  pk_put_u32(&w, PK_FORMAT_VERSION);
-  pk_put_u32(&w, (uint32_t)tag);
-  pk_put_u64(&w, payload);
-  if ((st = fn(&w, obj))) { fclose(w.f); goto fail; }
-  pk_put_u32(&w, w.crc);
-  if (!w.err && w.n != HEADER_BYTES + payload + 4) w.err = EINVAL;
-  if (!w.err && fflush(w.f) != 0) w.err = errno ? errno : EIO;
-  if (!w.err && fsync(fileno(w.f)) != 0) w.err = errno ? errno : EIO;
-  if (fclose(w.f) != 0 && !w.err) w.err = errno ? errno : EIO;
-  if (w.err) {
-    st = pk_fail(PK_EIO, "%s: %s", path, strerror(w.err));
-    goto fail;
-  }
+  if (!err && fflush(f) != 0) err = errno ? errno : EIO;
+  if (!err && fsync(fileno(f)) != 0) err = errno ? errno : EIO;
+  if (fclose(f) != 0 && !err) err = errno ? errno : EIO;
+  if (err) goto io_fail;
   if (rename(tmp, path) != 0) {
-    st = pk_fail(PK_EIO, "%s: %s", path, strerror(errno));
-    goto fail;
+    err = errno;
+    goto io_fail;
   }
+  sync_dir(path);
   free(tmp);
   return PK_OK;
+io_fail:
+  st = pk_fail(PK_EIO, "%s: %s", path, strerror(err ? err : EIO));
 fail:
-  e = errno;
   remove(tmp);
-  errno = e;
   free(tmp);
   return st;
+}
+
+struct framed { pk_tag tag; pk_serialize_fn fn; const void *obj; };
+
+static pk_status emit_framed(FILE *f, const void *ctx, int *err)
+{
+  const struct framed *o = ctx;
+  return pk_write_object(f, o->tag, o->fn, o->obj, err);
+}
+
+pk_status pk_save_object(const char *path, pk_tag tag, pk_serialize_fn fn, const void *obj)
+{
+  struct framed o;
+  o.tag = tag;
+  o.fn = fn;
+  o.obj = obj;
+  return atomic_save(path, emit_framed, &o);
 }
 
 /* ---- reading --------------------------------------------------------- */
@@ -191,31 +295,54 @@ pk_status pk_get_count(pk_reader *r, size_t unit, size_t *out, const char *what)
   return PK_OK;
 }
 
-static pk_status read_file(const char *path, unsigned char **buf, size_t *len)
+pk_status pk_read_file(const char *path, unsigned char **buf, size_t *len)
 {
-  FILE *f = fopen(path, "rb");
-  long n;
+  /* O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused
+   * below like every other file that is not a regular one */
+  int fd = open(path, O_RDONLY | O_NONBLOCK);
+  struct stat sb;
+  size_t n, got = 0;
+  char what[96];
   pk_status st;
   *buf = NULL;
-  if (!f) return pk_fail(PK_EIO, "%s: %s", path, strerror(errno));
-  if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
-    st = pk_fail(PK_EIO, "%s: cannot determine its size (%s)", path, strerror(errno));
-    fclose(f);
+  *len = 0;
+  if (fd < 0) return pk_fail(PK_EIO, "%s: %s", path, strerror(errno));
+  if (fstat(fd, &sb) != 0) {
+    st = pk_fail(PK_EIO, "%s: %s", path, strerror(errno));
+    close(fd);
     return st;
   }
-  if ((st = pk_alloc((void **)buf, (size_t)n + 1, 1, "reading the file"))) {
-    fclose(f);
+  if (!S_ISREG(sb.st_mode)) {
+    close(fd);
+    return pk_fail(PK_EIO, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" :
+                   "not a regular file");
+  }
+  if (sb.st_size < 0 || (uintmax_t)sb.st_size >= (uintmax_t)SIZE_MAX) {
+    close(fd);
+    return pk_fail(PK_ENOMEM, "%s: the file is too large for this machine", path);
+  }
+  n = (size_t)sb.st_size;
+  snprintf(what, sizeof what, "reading %.60s%s", path, strlen(path) > 60 ? "..." : "");
+  if ((st = pk_alloc((void **)buf, n + 1, 1, what))) {
+    close(fd);
     return st;
   }
-  if ((size_t)n && fread(*buf, 1, (size_t)n, f) != (size_t)n) {
-    st = pk_fail(PK_EIO, "%s: read failed", path);
-    fclose(f);
-    free(*buf);
-    *buf = NULL;
-    return st;
+  while (got < n) {            /* a file that shrinks meanwhile is read as it is now */
+    ssize_t k = read(fd, *buf + got, n - got);
+    if (k < 0 && errno == EINTR) continue;
+    if (k < 0) {
+      st = pk_fail(PK_EIO, "%s: %s", path, strerror(errno));
+      close(fd);
+      free(*buf);
+      *buf = NULL;
+      return st;
+    }
+    if (k == 0) break;
+    got += (size_t)k;
   }
-  fclose(f);
-  *len = (size_t)n;
+  close(fd);
+  (*buf)[got] = '\0';
+  *len = got;
   return PK_OK;
 }
 
@@ -265,22 +392,44 @@ static pk_status check_frame(const char *path, const unsigned char *b, size_t le
   return PK_OK;
 }
 
+pk_status pk_load_object_mem(const char *name, const unsigned char *buf, size_t len,
+                             pk_tag want, pk_reader *r)
+{
+  pk_tag tag;
+  pk_status st = check_frame(name, buf, len, &tag, r);
+  if (st) return st;
+  if (tag != want)
+    return pk_fail(PK_EFORMAT, "%s: tag check failed: holds a %s, not a %s", name,
+                   tag_name(tag), tag_name(want));
+  return PK_OK;
+}
+
 pk_status pk_load_object(const char *path, pk_tag want, unsigned char **buf, pk_reader *r)
 {
   size_t len;
-  pk_tag tag;
-  pk_status st = read_file(path, buf, &len);
+  pk_status st = pk_read_file(path, buf, &len);
   if (st) return st;
-  if ((st = check_frame(path, *buf, len, &tag, r))) goto fail;
-  if (tag != want) {
-    st = pk_fail(PK_EFORMAT, "%s: tag check failed: holds a %s, not a %s", path,
-                 tag_name(tag), tag_name(want));
-    goto fail;
+  if ((st = pk_load_object_mem(path, *buf, len, want, r))) {
+    free(*buf);
+    *buf = NULL;
   }
+  return st;
+}
+
+pk_status pk_reader_end(const pk_reader *r, const char *name)
+{
+  if (r->err) return pk_fail(PK_EFORMAT, "%s: length check failed: the payload is truncated", name);
+  if (r->pos != r->n)
+    return pk_fail(PK_EFORMAT, "%s: length check failed: %zu stray payload bytes", name,
+                   r->n - r->pos);
   return PK_OK;
-fail:
-  free(*buf);
-  *buf = NULL;
+}
+
+pk_status pk_file_tag_mem(const char *name, const unsigned char *buf, size_t len, pk_tag *tag)
+{
+  pk_status st = check_frame(name, buf, len, tag, NULL);
+  if (!st && (*tag < PK_TAG_MATRIX || *tag > PK_TAG_MACHINE))
+    st = pk_fail(PK_EFORMAT, "%s: tag check failed: unknown object tag %u", name, (unsigned)*tag);
   return st;
 }
 
@@ -288,12 +437,10 @@ pk_status pk_file_tag(const char *path, pk_tag *tag)
 {
   unsigned char *buf;
   size_t len;
-  pk_status st = read_file(path, &buf, &len);
+  pk_status st = pk_read_file(path, &buf, &len);
   if (st) return st;
-  st = check_frame(path, buf, len, tag, NULL);
+  st = pk_file_tag_mem(path, buf, len, tag);
   free(buf);
-  if (!st && (*tag < PK_TAG_MATRIX || *tag > PK_TAG_MACHINE))
-    st = pk_fail(PK_EFORMAT, "%s: tag check failed: unknown object tag %u", path, (unsigned)*tag);
   return st;
 }
 
@@ -328,18 +475,28 @@ pk_status pk_matrix_save(const pk_matrix *a, const char *path)
   return pk_save_object(path, PK_TAG_MATRIX, pk_matrix_write_payload, a);
 }
 
+pk_status pk_matrix_load_mem(pk_matrix **out, const char *name, const unsigned char *buf,
+                             size_t len)
+{
+  pk_reader r;
+  pk_status st;
+  *out = NULL;
+  if ((st = pk_load_object_mem(name, buf, len, PK_TAG_MATRIX, &r))) return st;
+  if ((st = pk_matrix_read_payload(&r, out)) || (st = pk_reader_end(&r, name))) {
+    pk_matrix_free(*out);
+    *out = NULL;
+  }
+  return st;
+}
+
 pk_status pk_matrix_load(pk_matrix **out, const char *path)
 {
   unsigned char *buf;
-  pk_reader r;
-  pk_status st = pk_load_object(path, PK_TAG_MATRIX, &buf, &r);
+  size_t len;
+  pk_status st;
   *out = NULL;
-  if (st) return st;
-  st = pk_matrix_read_payload(&r, out);
-  if (!st && r.pos != r.n)
-    st = pk_fail(PK_EFORMAT, "%s: length check failed: %zu stray payload bytes", path,
-                 r.n - r.pos);
-  if (st && *out) { pk_matrix_free(*out); *out = NULL; }
+  if ((st = pk_read_file(path, &buf, &len))) return st;
+  st = pk_matrix_load_mem(out, path, buf, len);
   free(buf);
   return st;
 }
@@ -417,40 +574,82 @@ done:
   return st;
 }
 
+/* text is writable, len bytes plus a terminating NUL at text[len] */
+static pk_status csv_from_buffer(pk_matrix **out, const char *name, char *text, size_t len,
+                                 const pk_csv_opts *opts, char **header)
+{
+  char sep = opts && opts->sep ? opts->sep : ',';
+  pk_status st;
+  *out = NULL;
+  if (header) *header = NULL;
+  if (sep == '\n' || sep == '\r')
+    return pk_fail(PK_EINVAL, "read_csv: the separator cannot be a line break");
+  if (memchr(text, '\0', len))
+    return pk_fail(PK_EINVAL, "%s: not a text file (contains NUL bytes)", name);
+  st = parse_csv(name, text, len, sep, opts && opts->header, out, header);
+  if (st && header && *header) { free(*header); *header = NULL; }
+  return st;
+}
+
+pk_status pk_matrix_parse_csv(pk_matrix **out, const char *name, const char *text, size_t len,
+                              const pk_csv_opts *opts, char **header)
+{
+  char *copy;
+  pk_status st;
+  *out = NULL;
+  if (header) *header = NULL;
+  if (len == SIZE_MAX) return pk_fail(PK_ENOMEM, "read_csv: the text is too long");
+  if ((st = pk_alloc((void **)&copy, len + 1, 1, "read_csv"))) return st;
+  memcpy(copy, text, len);
+  copy[len] = '\0';
+  st = csv_from_buffer(out, name, copy, len, opts, header);
+  free(copy);
+  return st;
+}
+
 pk_status pk_matrix_read_csv(pk_matrix **out, const char *path, const pk_csv_opts *opts,
                              char **header)
 {
   unsigned char *buf;
   size_t len;
   pk_status st;
-  char sep = opts && opts->sep ? opts->sep : ',';
   *out = NULL;
   if (header) *header = NULL;
-  if ((st = read_file(path, &buf, &len))) return st;
-  buf[len] = '\0';
-  if (memchr(buf, '\0', len))
-    st = pk_fail(PK_EINVAL, "%s: not a text file (contains NUL bytes)", path);
-  else
-    st = parse_csv(path, (char *)buf, len, sep, opts && opts->header, out, header);
+  if ((st = pk_read_file(path, &buf, &len))) return st;
+  st = csv_from_buffer(out, path, (char *)buf, len, opts, header);
   free(buf);
-  if (st && header && *header) { free(*header); *header = NULL; }
   return st;
+}
+
+struct csv_out { const pk_matrix *a; const char *header; };
+
+pk_status pk_matrix_emit_csv(FILE *f, const pk_matrix *a, const char *header, int *err)
+{
+  size_t i, j;
+  errno = 0;
+  if (header && fprintf(f, "%s\n", header) < 0) goto bad;
+  for (i = 0; i < a->rows; i++)
+    for (j = 0; j < a->cols; j++)
+      if (fprintf(f, "%.17g%c", a->data[i * a->cols + j], j + 1 < a->cols ? ',' : '\n') < 0)
+        goto bad;
+  return PK_OK;
+bad:
+  *err = errno ? errno : EIO;
+  return PK_OK;
+}
+
+static pk_status emit_csv(FILE *f, const void *ctx, int *err)
+{
+  const struct csv_out *o = ctx;
+  return pk_matrix_emit_csv(f, o->a, o->header, err);
 }
 
 pk_status pk_matrix_write_csv(const pk_matrix *a, const char *path, const char *header)
 {
-  FILE *f = fopen(path, "w");
-  size_t i, j;
-  int bad = 0;
-  if (!f) return pk_fail(PK_EIO, "%s: %s", path, strerror(errno));
-  if (header && fprintf(f, "%s\n", header) < 0) bad = 1;
-  for (i = 0; i < a->rows && !bad; i++)
-    for (j = 0; j < a->cols; j++)
-      if (fprintf(f, "%.17g%c", a->data[i * a->cols + j], j + 1 < a->cols ? ',' : '\n') < 0) {
-        bad = 1;
-        break;
-      }
-  if (fclose(f) != 0) bad = 1;
-  if (bad) return pk_fail(PK_EIO, "%s: write failed", path);
-  return PK_OK;
+  struct csv_out o;
+  if (header && strpbrk(header, "\r\n"))
+    return pk_fail(PK_EINVAL, "write_csv: the header must be one line");
+  o.a = a;
+  o.header = header;
+  return atomic_save(path, emit_csv, &o);
 }

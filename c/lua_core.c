@@ -30,7 +30,7 @@ lua_Integer pk_lua_checkint(lua_State *L, int idx, lua_Integer lo, const char *w
     luaL_error(L, "%s must be an integer, got %s", what, luaL_typename(L, idx));
   v = lua_tointegerx(L, idx, &isint);
   if (!isint) luaL_error(L, "%s must be an integer, got %s", what, lua_tostring(L, idx));
-  if (v < lo) luaL_error(L, "%s must be >= %d, got %d", what, (int)lo, (int)v);
+  if (v < lo) luaL_error(L, "%s must be >= %I, got %I", what, lo, v);
   return v;
 }
 
@@ -40,6 +40,18 @@ size_t pk_lua_checksize(lua_State *L, int idx, const char *what)
   if ((lua_Unsigned)v > PK_MAX_DIM)
     luaL_error(L, "%s of %I is too large (the limit is %d)", what, v, PK_MAX_DIM);
   return (size_t)v;
+}
+
+const char *pk_lua_checkpath(lua_State *L, int idx)
+{
+  size_t n;
+  const char *p;
+  /* not luaL_checkstring: a number would quietly become a file name */
+  if (lua_type(L, idx) != LUA_TSTRING) luaL_typeerror(L, idx, "string (a path)");
+  p = lua_tolstring(L, idx, &n);
+  if (strlen(p) != n) luaL_argerror(L, idx, "path contains a NUL byte");
+  if (n == 0) luaL_argerror(L, idx, "empty path");
+  return p;
 }
 
 int pk_lua_optfield(lua_State *L, int idx, const char *key)
@@ -236,7 +248,7 @@ static int l_manual_seed(lua_State *L)
 /* pk.load(path [, { X =, Y = }]): opens any saved object by its tag */
 static int l_load(lua_State *L)
 {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = pk_lua_checkpath(L, 1);
   static const char *const keys[] = { "X", "Y", NULL };
   pk_tag tag;
   pk_status st;
@@ -296,6 +308,7 @@ int luaopen_pathkernel_core(lua_State *L)
   pk_lua_open_kernel(L);
   pk_lua_open_network(L);
   pk_lua_open_trajectory(L);
+  pk_lua_open_testkit(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   return 1;

@@ -4,7 +4,10 @@
 #include <string.h>
 #include "lua_pk.h"
 
-typedef struct { pk_kernel *k; } kbox;
+/* busy counts the calls running on the kernel: a progress callback may
+ * try to release it (directly or through __gc/__close), and must not free
+ * what the C code below it is still using. */
+typedef struct { pk_kernel *k; int busy; } kbox;
 
 pk_kernel *pk_lua_checkkernel(lua_State *L, int idx)
 {
@@ -20,6 +23,7 @@ void pk_lua_pushkernel(lua_State *L, pk_kernel *k, int keep)
   if (!lua_checkstack(L, 3)) { pk_kernel_free(k); luaL_error(L, "stack overflow"); }
   b = lua_newuserdatauv(L, sizeof *b, 1);
   b->k = k;
+  b->busy = 0;
   luaL_setmetatable(L, PK_KERNEL_MT);
   if (keep) {
     lua_pushvalue(L, keep);
@@ -45,55 +49,72 @@ void pk_lua_kernel_opts(lua_State *L, int idx, pk_kernel *k)
 static int k_release(lua_State *L)
 {
   kbox *b = luaL_checkudata(L, 1, PK_KERNEL_MT);
+  if (b->busy) return luaL_error(L, "kernel is in use: it cannot be released from its own progress callback");
   pk_kernel_free(b->k);
   b->k = NULL;
   return 0;
 }
 
-/* K:gram(X1 [, X2] [, { progress = }]) */
-static int k_gram(lua_State *L)
+static const char *const call_keys[] = { "progress", NULL };
+
+/* The options argument at idx: nil or a table of known keys. */
+static void check_call_opts(lua_State *L, int idx, const char *fn)
 {
-  pk_kernel *k = pk_lua_checkkernel(L, 1);
-  pk_matrix *X1 = pk_lua_checkmatrix(L, 2), *X2 = X1;
-  int oidx = 3;
+  if (!lua_isnoneornil(L, idx) && lua_type(L, idx) != LUA_TTABLE)
+    luaL_typeerror(L, idx, "table of options");
+  pk_lua_checkkeys(L, idx, fn, call_keys);
+}
+
+/* Run gram (X2 != NULL) or diag with the kernel marked busy; the matrices
+ * are pinned, so a callback that releases them cannot free their storage. */
+static int run(lua_State *L, kbox *b, pk_matrix *X1, pk_matrix *X2, int oidx, const char *label)
+{
   pk_lua_progress p;
   pk_call_opts o;
   pk_matrix **slot;
   pk_status st;
-  if (pk_lua_testmatrix(L, 3)) {
-    X2 = pk_lua_checkmatrix(L, 3);
+  pk_lua_optfield(L, oidx, "progress");
+  pk_lua_progress_init(L, &p, -1, label, &o);
+  slot = pk_lua_newmatrix(L);
+  b->busy++;
+  st = X2 ? pk_kernel_gram(b->k, X1, X2, &o, slot) : pk_kernel_diag(b->k, X1, &o, slot);
+  b->busy--;
+  pk_lua_progress_done(&p);
+  if (st) return pk_lua_error(L, st);
+  return 1;
+}
+
+/* K:gram(X1 [, X2] [, { progress = }]) */
+static int k_gram(lua_State *L)
+{
+  kbox *b = luaL_checkudata(L, 1, PK_KERNEL_MT);
+  pk_matrix *X1, *X2;
+  int oidx = 3;
+  pk_lua_checkkernel(L, 1);
+  pk_lua_checkmatrix(L, 2);
+  if (luaL_testudata(L, 3, PK_MATRIX_MT)) {
+    pk_lua_checkmatrix(L, 3);      /* a released X2 says so */
     oidx = 4;
   } else if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TTABLE) {
     luaL_typeerror(L, 3, PK_MATRIX_MT);
   }
+  check_call_opts(L, oidx, "gram");
   lua_settop(L, oidx);
-  pk_lua_optfield(L, oidx, "progress");
-  pk_lua_progress_init(L, &p, -1, "gram", &o);
-  slot = pk_lua_newmatrix(L);
-  st = pk_kernel_gram(k, X1, X2, &o, slot);
-  pk_lua_progress_done(&p);
-  if (st) return pk_lua_error(L, st);
-  return 1;
+  X1 = pk_lua_pinmatrix(L, 2);
+  X2 = oidx == 4 ? pk_lua_pinmatrix(L, 3) : X1;
+  return run(L, b, X1, X2, oidx, "gram");
 }
 
 static int k_call(lua_State *L) { return k_gram(L); }
 
 static int k_diag(lua_State *L)
 {
-  pk_kernel *k = pk_lua_checkkernel(L, 1);
-  pk_matrix *X = pk_lua_checkmatrix(L, 2);
-  pk_lua_progress p;
-  pk_call_opts o;
-  pk_matrix **slot;
-  pk_status st;
+  kbox *b = luaL_checkudata(L, 1, PK_KERNEL_MT);
+  pk_lua_checkkernel(L, 1);
+  pk_lua_checkmatrix(L, 2);
+  check_call_opts(L, 3, "diag");
   lua_settop(L, 3);
-  pk_lua_optfield(L, 3, "progress");
-  pk_lua_progress_init(L, &p, -1, "diag", &o);
-  slot = pk_lua_newmatrix(L);
-  st = pk_kernel_diag(k, X, &o, slot);
-  pk_lua_progress_done(&p);
-  if (st) return pk_lua_error(L, st);
-  return 1;
+  return run(L, b, pk_lua_pinmatrix(L, 2), NULL, 3, "diag");
 }
 
 static int k_name(lua_State *L)

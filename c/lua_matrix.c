@@ -166,6 +166,15 @@ static int l_matrix(lua_State *L)
   return 1;
 }
 
+pk_matrix *pk_lua_pinmatrix(lua_State *L, int idx)
+{
+  pk_matrix *m = pk_lua_checkmatrix(L, idx);
+  pk_matrix **slot = pk_lua_newmatrix(L);
+  pk_status st = pk_matrix_view_rows(slot, m, 0, m->rows);
+  if (st) pk_lua_error(L, st);
+  return *slot;
+}
+
 static int m_rows(lua_State *L)
 {
   lua_pushinteger(L, (lua_Integer)pk_matrix_rows(pk_lua_checkmatrix(L, 1)));
@@ -246,6 +255,12 @@ static int m_totable(lua_State *L)
 {
   pk_matrix *m = pk_lua_checkmatrix(L, 1);
   size_t i, j;
+  char what[80];
+  pk_status st;
+  /* Lua tables cost about 16 bytes a slot and 64 a table: a 2^31 x 0
+   * matrix would make 2^31 empty rows, so check the memory limit first */
+  snprintf(what, sizeof what, "totable of a %zu x %zu matrix", m->rows, m->cols);
+  if ((st = pk_check_bytes(m->rows + 1, 64 + 16 * m->cols, what))) return pk_lua_error(L, st);
   lua_createtable(L, (int)m->rows, 0);
   for (i = 0; i < m->rows; i++) {
     lua_createtable(L, (int)m->cols, 0);
@@ -260,21 +275,23 @@ static int m_totable(lua_State *L)
 
 /* like NumPy: whole for small matrices, 3 + ... + 3 beyond 10 rows or cols */
 static int shown(size_t n, size_t k) { return n <= 10 || k < 3 || k >= n - 3; }
+/* the index after k that tostring looks at: 3 stands for the elided middle */
+static size_t next_shown(size_t n, size_t k) { return n > 10 && k == 3 ? n - 3 : k + 1; }
 
 static int m_tostring(lua_State *L)
 {
   mbox *b = luaL_checkudata(L, 1, PK_MATRIX_MT);
   pk_matrix *m = b->m;
   luaL_Buffer buf;
-  char cell[40];
+  char cell[64];   /* the header line: 18 + 2 x 20 digits + x */
   int width = 1;
   size_t i, j;
   if (!m) {
     lua_pushliteral(L, "pathkernel.Matrix (released)");
     return 1;
   }
-  for (i = 0; i < m->rows; i++)
-    for (j = 0; j < m->cols; j++)
+  for (i = 0; i < m->rows; i = next_shown(m->rows, i))
+    for (j = 0; j < m->cols; j = next_shown(m->cols, j))
       if (shown(m->rows, i) && shown(m->cols, j)) {
         int w = snprintf(cell, sizeof cell, "%.6g", m->data[i * m->cols + j]);
         if (w > width) width = w;
@@ -282,13 +299,13 @@ static int m_tostring(lua_State *L)
   luaL_buffinit(L, &buf);
   snprintf(cell, sizeof cell, "pathkernel.Matrix %zux%zu", m->rows, m->cols);
   luaL_addstring(&buf, cell);
-  for (i = 0; i < m->rows; i++) {
+  for (i = 0; i < m->rows; i = next_shown(m->rows, i)) {
     if (!shown(m->rows, i)) {
       if (i == 3) luaL_addstring(&buf, "\n ...");
       continue;
     }
     luaL_addstring(&buf, "\n");
-    for (j = 0; j < m->cols; j++) {
+    for (j = 0; j < m->cols; j = next_shown(m->cols, j)) {
       if (!shown(m->cols, j)) {
         if (j == 3) luaL_addstring(&buf, "  ...");
         continue;
@@ -336,7 +353,7 @@ static int m_div(lua_State *L)
 {
   pk_matrix *a = pk_lua_checkmatrix(L, 1);
   double s = luaL_checknumber(L, 2);
-  NEWM(L, pk_matrix_scale(slot_, 1.0 / s, a));
+  NEWM(L, pk_matrix_div_scalar(slot_, a, s));
   return 1;
 }
 
@@ -403,8 +420,9 @@ static int m_len(lua_State *L)
 static int m_save(lua_State *L)
 {
   pk_matrix *a = pk_lua_checkmatrix(L, 1);
-  pk_status st = pk_matrix_save(a, luaL_checkstring(L, 2));
-  if (st) return pk_lua_fail(L, st);
+  pk_status st = pk_matrix_save(a, pk_lua_checkpath(L, 2));
+  if (st == PK_EIO) return pk_lua_fail(L, st);
+  if (st) return pk_lua_error(L, st);
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -420,7 +438,7 @@ int pk_lua_load_matrix(lua_State *L, const char *path)
 
 static int l_read_csv(lua_State *L)
 {
-  const char *path = luaL_checkstring(L, 1);
+  const char *path = pk_lua_checkpath(L, 1);
   static const char *const keys[] = { "header", "sep", NULL };
   pk_csv_opts o;
   const char *sep;
@@ -448,13 +466,19 @@ static int l_read_csv(lua_State *L)
 static int m_write_csv(lua_State *L)
 {
   pk_matrix *a = pk_lua_checkmatrix(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = pk_lua_checkpath(L, 2);
+  static const char *const keys[] = { "header", NULL };
   const char *header = NULL;
   pk_status st;
-  if (lua_type(L, 3) == LUA_TTABLE) header = pk_lua_optstring(L, 3, "header", NULL);
-  else if (!lua_isnoneornil(L, 3)) header = luaL_checkstring(L, 3);
+  if (lua_type(L, 3) == LUA_TTABLE) {
+    pk_lua_checkkeys(L, 3, "write_csv", keys);
+    header = pk_lua_optstring(L, 3, "header", NULL);
+  } else if (!lua_isnoneornil(L, 3)) {
+    header = luaL_checkstring(L, 3);
+  }
   st = pk_matrix_write_csv(a, path, header);
-  if (st) return pk_lua_fail(L, st);
+  if (st == PK_EIO) return pk_lua_fail(L, st);
+  if (st) return pk_lua_error(L, st);
   lua_pushboolean(L, 1);
   return 1;
 }

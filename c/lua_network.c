@@ -467,7 +467,7 @@ static int n_train(lua_State *L)
 static int n_save(lua_State *L)
 {
   pk_network *net = pk_lua_checknetwork(L, 1);
-  pk_status st = pk_network_save(net, luaL_checkstring(L, 2));
+  pk_status st = pk_network_save(net, pk_lua_checkpath(L, 2));
   if (st) return pk_lua_fail(L, st);
   lua_pushboolean(L, 1);
   return 1;

@@ -19,6 +19,9 @@ lua_Integer pk_lua_checkint(lua_State *L, int idx, lua_Integer lo, const char *w
 /* a size argument: a non-negative integer */
 size_t pk_lua_checksize(lua_State *L, int idx, const char *what);
 
+/* A file path argument: a string (not a number) without NUL bytes, not empty. */
+const char *pk_lua_checkpath(lua_State *L, int idx);
+
 /* Fields of an option table at idx (idx may be none/nil: then defaults). */
 int pk_lua_optfield(lua_State *L, int idx, const char *key); /* pushes it; returns its type */
 double pk_lua_optnumber(lua_State *L, int idx, const char *key, double def);
@@ -35,6 +38,10 @@ pk_matrix *pk_lua_testmatrix(lua_State *L, int idx);
 pk_matrix **pk_lua_newmatrix(lua_State *L);
 /* Push m as a Matrix, taking ownership (frees m if pushing fails). */
 void pk_lua_pushmatrix(lua_State *L, pk_matrix *m);
+/* The matrix at idx, pinned for a call that runs Lua callbacks: pushes a
+ * view of all of it and returns that view, whose storage stays alive even
+ * if the callback releases the matrix at idx. */
+pk_matrix *pk_lua_pinmatrix(lua_State *L, int idx);
 
 /* The default random seed stream of this Lua state (pk.manual_seed). */
 uint64_t pk_lua_nextseed(lua_State *L);
@@ -80,6 +87,7 @@ void pk_lua_open_matrix(lua_State *L);
 void pk_lua_open_kernel(lua_State *L);
 void pk_lua_open_network(lua_State *L);
 void pk_lua_open_trajectory(lua_State *L);
+void pk_lua_open_testkit(lua_State *L);
 
 /* Loaders for pk.load, by tag: push the object and return 1, or push
  * nil, message and return 2. */

@@ -138,7 +138,7 @@ static int t_save(lua_State *L)
 {
   static const char *const keys[] = { "data", NULL };
   pk_trajectory *t = pk_lua_checktrajectory(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = pk_lua_checkpath(L, 2);
   int data;
   pk_status st;
   pk_lua_checkkeys(L, 3, "save", keys);
@@ -532,7 +532,7 @@ static int km_verify(lua_State *L)
 static int km_save(lua_State *L)
 {
   pk_machine *km = pk_lua_checkmachine(L, 1);
-  pk_status st = pk_machine_save(km, luaL_checkstring(L, 2));
+  pk_status st = pk_machine_save(km, pk_lua_checkpath(L, 2));
   if (st == PK_EIO) return pk_lua_fail(L, st);
   if (st) return pk_lua_error(L, st);
   lua_pushboolean(L, 1);

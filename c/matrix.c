@@ -212,6 +212,7 @@ pk_status pk_matrix_transpose(pk_matrix **out, const pk_matrix *a)
   size_t i, j;
   pk_status st = pk_matrix_new(out, a->cols, a->rows);
   if (st) return st;
+  if (a->cols == 0) return PK_OK;   /* rows may be 2^31 - 1: no empty walk */
   for (i = 0; i < a->rows; i++)
     for (j = 0; j < a->cols; j++)
       (*out)->data[j * a->rows + i] = a->data[i * a->cols + j];
@@ -228,13 +229,17 @@ double pk_matrix_sum(const pk_matrix *a)
 
 double pk_matrix_norm(const pk_matrix *a)
 {
-  /* scaled sum of squares: no overflow for large entries */
+  /* scaled sum of squares: no overflow for large entries; a NaN gives NaN,
+   * else an infinity gives +inf (inf/inf in the scaling would give NaN) */
   size_t i, n = a->rows * a->cols;
   double scale = 0, ssq = 1;
+  int inf = 0;
   for (i = 0; i < n; i++) {
     double x = fabs(a->data[i]);
-    if (x != 0 || isnan(x)) {
-      if (isnan(x)) return x;
+    if (isnan(x)) return x;
+    if (isinf(x)) {
+      inf = 1;
+    } else if (x != 0) {
       if (scale < x) {
         ssq = 1 + ssq * (scale / x) * (scale / x);
         scale = x;
@@ -243,7 +248,7 @@ double pk_matrix_norm(const pk_matrix *a)
       }
     }
   }
-  return scale * sqrt(ssq);
+  return inf ? (double)INFINITY : scale * sqrt(ssq);
 }
 
 double pk_matrix_max_abs(const pk_matrix *a)
@@ -256,4 +261,15 @@ double pk_matrix_max_abs(const pk_matrix *a)
     if (x > m) m = x;
   }
   return m;
+}
+
+pk_status pk_matrix_div_scalar(pk_matrix **out, const pk_matrix *a, double s)
+{
+  /* a true division: a * (1/s) rounds twice, and 1/s overflows for a
+   * subnormal s where a / s is finite */
+  size_t i, n = a->rows * a->cols;
+  pk_status st = pk_matrix_new(out, a->rows, a->cols);
+  if (st) return st;
+  for (i = 0; i < n; i++) (*out)->data[i] = a->data[i] / s;
+  return PK_OK;
 }

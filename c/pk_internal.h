@@ -72,9 +72,13 @@ void pk_put_f64s(pk_writer *w, const double *v, size_t n);
 typedef pk_status (*pk_serialize_fn)(pk_writer *w, const void *obj);
 
 /* Write obj as one checksummed object to a temporary file beside path,
- * fsync it and rename it into place: the old file survives any failure. */
+ * fsync it and rename it into place: the old file survives any failure.
+ * Temporaries are "<path>.tmp<pid>"; a save removes those of dead processes. */
 pk_status pk_save_object(const char *path, pk_tag tag, pk_serialize_fn fn,
                          const void *obj);
+/* The framed object (header, payload, CRC) written to any stream; an I/O
+ * error is left in *err as an errno value. */
+pk_status pk_write_object(FILE *f, pk_tag tag, pk_serialize_fn fn, const void *obj, int *err);
 
 /* A bounds-checked reader over a payload held in memory. */
 typedef struct pk_reader {
@@ -95,6 +99,23 @@ pk_status pk_get_count(pk_reader *r, size_t unit, size_t *out, const char *what)
  * *buf holds the file (free it) and *r reads its payload. */
 pk_status pk_load_object(const char *path, pk_tag want, unsigned char **buf,
                          pk_reader *r);
+/* The same checks on a file image in memory (name is used in messages):
+ * what every loader runs, and what the fuzz harnesses call. */
+pk_status pk_load_object_mem(const char *name, const unsigned char *buf, size_t len,
+                             pk_tag want, pk_reader *r);
+pk_status pk_file_tag_mem(const char *name, const unsigned char *buf, size_t len, pk_tag *tag);
+/* After a payload is read: PK_OK only if it was read exactly to its end. */
+pk_status pk_reader_end(const pk_reader *r, const char *name);
+/* A whole regular file into *buf (NUL-terminated, *len bytes; free it).
+ * Folders, devices and FIFOs are refused with PK_EIO. */
+pk_status pk_read_file(const char *path, unsigned char **buf, size_t *len);
+pk_status pk_matrix_load_mem(pk_matrix **out, const char *name, const unsigned char *buf,
+                             size_t len);
+/* CSV from text in memory (as pk_matrix_read_csv reads a file), and to a
+ * stream (as pk_matrix_write_csv writes one). */
+pk_status pk_matrix_parse_csv(pk_matrix **out, const char *name, const char *text, size_t len,
+                              const pk_csv_opts *opts, char **header);
+pk_status pk_matrix_emit_csv(FILE *f, const pk_matrix *a, const char *header, int *err);
 pk_status pk_matrix_read_payload(pk_reader *r, pk_matrix **out);
 pk_status pk_matrix_write_payload(pk_writer *w, const void *a);
 
@@ -370,5 +391,9 @@ pk_status pk_check_input(const pk_network *net, const pk_matrix *X, const char *
 void pk_vtanh(const double *x, double *y, size_t n);
 void pk_vsigmoid(const double *x, double *y, size_t n);
 int pk_all_finite(const double *x, size_t n);
+/* The testkit kernel (c/testkit.c): fail_at > 0 fails after that row. */
+pk_status pk_testkit_kernel(pk_kernel **out, size_t nout, size_t input_dim, long fail_at);
+/* out = a / s elementwise (not a * (1/s)) */
+pk_status pk_matrix_div_scalar(pk_matrix **out, const pk_matrix *a, double s);
 
 #endif

@@ -1,0 +1,59 @@
+-- The misuse fuzzer (fuzz/misuse.lua) in a child process, in a scratch
+-- folder: a few thousand calls of every function and method with wrong
+-- arguments must end in returns and Lua errors only. Under `make check`
+-- the child inherits the sanitizer runtime, so a report fails this spec
+-- with the call that caused it. `make misuse N=100000` is the long run.
+local H = require "helpers"
+local pk = H.pk
+
+local COUNT = tonumber(os.getenv("PK_MISUSE_COUNT")) or 3000
+
+local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- package paths made absolute, for a child that runs elsewhere
+local function absolute(path, cwd)
+  local t = {}
+  for e in path:gmatch("[^;]+") do
+    t[#t + 1] = (e:sub(1, 1) == "/" or e == "") and e or cwd .. "/" .. e
+  end
+  return table.concat(t, ";")
+end
+
+describe("the misuse fuzzer", function()
+  it("makes " .. COUNT .. " wrong calls without a crash or a sanitizer report", function()
+    local cwd = assert(io.popen("pwd")):read("l")
+    local dir = H.tmpname("dir")
+    local trace = dir .. "/trace"
+    assert(os.execute("mkdir -p " .. shq(dir)))
+    local cmd = string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s lua5.4 %s %d --seed %d --trace %s 2>&1",
+      shq(dir), shq(absolute(package.path, cwd)), shq(absolute(package.cpath, cwd)),
+      shq(cwd .. "/fuzz/misuse.lua"), COUNT, os.time() % 1000, shq(trace))
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    local ok = p:close()
+    local last = ""
+    local f = io.open(trace)
+    if f then
+      for l in f:lines() do last = l end
+      f:close()
+    end
+    os.execute("rm -rf " .. shq(dir))
+    assert(ok, "the misuse fuzzer died at call: " .. last .. "\n" .. out:sub(-4000))
+    local calls = tonumber(out:match("misuse: (%d+) calls"))
+    assert.are.equal(COUNT, calls, out)
+    -- it found the module's functions and both userdata types
+    local nf, nm, nt = out:match("on (%d+) module functions and (%d+) methods of (%d+) types")
+    assert.is_true(tonumber(nf) >= 12 and tonumber(nm) >= 30 and tonumber(nt) >= 2, out)
+  end)
+
+  it("runs in this process too, restoring the memory limit and writing nothing here", function()
+    local before = assert(io.popen("ls -A")):read("a")
+    local limit = pk.memory_limit()
+    local M = dofile("fuzz/misuse.lua")
+    local stats = M.main({ "500", "--quiet", "--seed", "3" })
+    assert.are.equal(500, stats.calls)
+    assert.is_true(stats.ok > 0 and stats.err > 0)
+    assert.are.equal(limit, pk.memory_limit())
+    assert.are.equal(before, assert(io.popen("ls -A")):read("a"))
+  end)
+end)

@@ -1,0 +1,384 @@
+-- Reliability: no data lost on a failed save, files that are not regular
+-- files, stray temporaries, the memory limit's messages, and one regression
+-- test per bug found by review, fuzzing or the misuse fuzzer.
+local H = require "helpers"
+local pk = H.pk
+
+local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- a shell command's output (stderr too) and exit status
+local function shell(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local ok, _, rc = p:close()
+  return out, ok and 0 or rc
+end
+
+-- Run Lua code in a child lua5.4 that loads the same module as this run
+-- (build/ or build-asan/), under the shell prefix `pre`; answer its output.
+local function child(code, pre)
+  local f = H.tmpname(".lua")
+  H.write_bytes(f, code)
+  local out, rc = shell(string.format("%s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s", pre or "",
+    shq(package.path), shq(package.cpath), shq(f)))
+  os.remove(f)
+  return out, rc
+end
+
+local function mkdir()
+  local d = H.tmpname("dir")
+  assert(os.execute("mkdir -p " .. shq(d)))
+  return d
+end
+
+local function ls(dir)
+  local t, p = {}, assert(io.popen("ls -A " .. shq(dir)))
+  for l in p:lines() do t[#t + 1] = l end
+  p:close()
+  table.sort(t)
+  return t
+end
+
+describe("saves", function()
+  local dir
+  before_each(function() dir = mkdir() end)
+  after_each(function() os.execute("rm -rf " .. shq(dir)) end)
+
+  -- root ignores permissions, so the failure comes from a file size limit:
+  -- with SIGXFSZ ignored, write() answers EFBIG part way through the file
+  local function save_under_limit(method, path)
+    return child(string.format([[
+      local pk = require "pathkernel"
+      local ok, msg = pk.randn(200, 200, 1):%s(%q)
+      print(ok, msg)]], method, path), "trap '' XFSZ; ulimit -f 64;")
+  end
+
+  it("that fail part way leave the previous file intact and no temporary", function()
+    local p = dir .. "/m.pk"
+    local A = pk.randn(3, 4, 7)
+    assert.is_true(A:save(p))
+    local before = H.read_bytes(p)
+    local out = save_under_limit("save", p)
+    assert.truthy(out:find("nil\t" .. p .. ": File too large", 1, true), out)
+    assert.are.equal(before, H.read_bytes(p))
+    assert.are.equal(0, (pk.load(p) - A):max_abs())
+    assert.are.same({ "m.pk" }, ls(dir))
+  end)
+
+  it("write_csv is atomic too", function()
+    local p = dir .. "/m.csv"
+    assert.is_true(pk.matrix{{1, 2}}:write_csv(p))
+    local out = save_under_limit("write_csv", p)
+    assert.truthy(out:find("nil\t" .. p .. ": File too large", 1, true), out)
+    assert.are.equal("1,2\n", H.read_bytes(p))
+    assert.are.same({ "m.csv" }, ls(dir))
+  end)
+
+  it("into a folder that is a file return nil and a message", function()
+    H.write_bytes(dir .. "/f", "x")
+    local ok, msg = pk.eye(2):save(dir .. "/f/m.pk")
+    assert.is_nil(ok)
+    assert.truthy(msg:find("Not a directory", 1, true), msg)
+    ok, msg = pk.eye(2):write_csv(dir .. "/f/m.csv")
+    assert.is_nil(ok)
+    assert.truthy(msg:find("Not a directory", 1, true), msg)
+  end)
+
+  it("never replace a folder, a FIFO or a device", function()
+    local ok, msg = pk.eye(2):save(dir)
+    assert.is_nil(ok)
+    assert.truthy(msg:find("is a directory", 1, true), msg)
+    local fifo = dir .. "/fifo"
+    assert(os.execute("mkfifo " .. shq(fifo)))
+    ok, msg = pk.eye(2):save(fifo)
+    assert.is_nil(ok)
+    assert.truthy(msg:find("not a regular file", 1, true), msg)
+    ok = pk.eye(2):write_csv(fifo)
+    assert.is_nil(ok)
+    assert.is_true(os.execute("test -p " .. shq(fifo)))
+    assert.are.same({ "fifo" }, ls(dir))
+  end)
+
+  it("remove the temporaries that crashed saves left, not those of live processes", function()
+    local p = dir .. "/m.pk"
+    -- the pid of a finished shell is (for a while) the pid of no process
+    local sh = assert(io.popen("sh -c 'echo $$'"))
+    local dead = sh:read("l")
+    sh:close()
+    H.write_bytes(p .. ".tmp" .. dead, "half a file")
+    H.write_bytes(p .. ".tmp1", "pid 1 is alive")
+    H.write_bytes(p .. ".tmpx", "not a temporary of ours")
+    H.write_bytes(dir .. "/other.pk.tmp" .. dead, "another file's temporary")
+    assert.is_true(pk.eye(2):save(p))
+    assert.are.same({ "m.pk", "m.pk.tmp1", "m.pk.tmpx", "other.pk.tmp" .. dead }, ls(dir))
+  end)
+
+  it("reject paths with NUL bytes and empty paths instead of cutting them", function()
+    H.raises("path contains a NUL byte", function() return pk.eye(2):save(dir .. "/a\0b") end)
+    H.raises("path contains a NUL byte", function() return pk.eye(2):write_csv(dir .. "/a\0b") end)
+    H.raises("path contains a NUL byte", pk.load, dir .. "/a\0b")
+    H.raises("path contains a NUL byte", pk.read_csv, dir .. "/a\0b")
+    H.raises("empty path", pk.load, "")
+    -- a number is not taken for a file name (A:save(2) wrote ./2)
+    H.raises("string (a path) expected, got number", function() return pk.eye(2):save(2) end)
+    H.raises("string (a path) expected, got number", pk.read_csv, 1.5)
+    assert.are.same({}, ls(dir))
+  end)
+
+  it("write_csv refuses a header of several lines and unknown options", function()
+    H.raises("header must be one line", function()
+      return pk.eye(2):write_csv(dir .. "/x.csv", { header = "a\nb" })
+    end)
+    H.raises("unknown option 'headr'", function()
+      return pk.eye(2):write_csv(dir .. "/x.csv", { headr = "a" })
+    end)
+    assert.are.same({}, ls(dir))
+  end)
+end)
+
+describe("loads", function()
+  it("of a folder return nil, 'is a directory' (it asked for 8 EiB before)", function()
+    local v, msg = pk.load("/tmp")
+    assert.is_nil(v)
+    assert.are.equal("/tmp: is a directory", msg)
+    v, msg = pk.read_csv("/tmp")
+    assert.is_nil(v)
+    assert.are.equal("/tmp: is a directory", msg)
+  end)
+
+  it("of a FIFO return at once with nil and a message (no wait for a writer)", function()
+    local dir = mkdir()
+    local fifo = dir .. "/fifo"
+    assert(os.execute("mkfifo " .. shq(fifo)))
+    local v, msg = pk.load(fifo)
+    assert.is_nil(v)
+    assert.truthy(msg:find("not a regular file", 1, true))
+    assert.is_nil((pk.read_csv(fifo)))
+    os.execute("rm -rf " .. shq(dir))
+  end)
+
+  it("of a device return nil and a message", function()
+    local v, msg = pk.load("/dev/null")
+    assert.is_nil(v)
+    assert.are.equal("/dev/null: not a regular file", msg)
+  end)
+
+  it("of a file above the memory limit raise an error that names the limit", function()
+    local p = H.tmpname(".pk")
+    pk.zeros(100, 100):save(p)
+    local old = pk.memory_limit()
+    pk.set_memory_limit(4096)
+    local ok, err = pcall(pk.load, p)
+    pk.set_memory_limit(old)
+    os.remove(p)
+    assert.is_false(ok)
+    assert.truthy(err:find("reading " .. p .. " needs 78.2 KiB, above the memory limit of 4.0 KiB", 1, true), err)
+  end)
+end)
+
+describe("argument checks", function()
+  it("print the value that was out of range, however large", function()
+    H.raises("rows must be >= 0, got -1099511627776", pk.zeros, -2^40, 1)
+    H.raises("rows must be >= 0, got " .. math.mininteger, pk.zeros, math.mininteger, 1)
+  end)
+end)
+
+describe("matrix review regressions", function()
+  it("norm is +inf with infinities (it was NaN from inf/inf), NaN with a NaN", function()
+    assert.are.equal(math.huge, pk.matrix{{math.huge, math.huge}}:norm())
+    assert.are.equal(math.huge, pk.matrix{{1, -math.huge, 3, math.huge}}:norm())
+    local n = pk.matrix{{math.huge, 0 / 0}}:norm()
+    assert.is_true(n ~= n)
+    assert.are.equal(5, pk.matrix{{3, 4}}:norm())
+  end)
+
+  it("A / s divides (it multiplied by 1/s, which overflows for a subnormal s)", function()
+    assert.are.equal(1e-300 / 1e-310, (pk.matrix{{1e-300}} / 1e-310):get(1, 1))
+    -- 5 / 3 and 5 * (1/3) differ in the last bit
+    local a = 5
+    assert.is_true(a / 3 ~= a * (1 / 3))
+    assert.are.equal(a / 3, (pk.matrix{{a}} / 3):get(1, 1))
+    assert.are.equal(math.huge, (pk.matrix{{1}} / 0):get(1, 1))
+  end)
+
+  it("a 2^31-1 x 0 matrix prints, transposes and refuses totable at once", function()
+    local A = pk.zeros(2^31 - 1, 0)
+    local t0 = os.clock()
+    local s = tostring(A)
+    assert.truthy(s:find("2147483647x0", 1, true))
+    assert.are.same({ 0, 2^31 - 1 }, { A:t():shape() })
+    H.raises("totable of a 2147483647 x 0 matrix needs", A.totable, A)
+    assert.is_true(os.clock() - t0 < 0.5, "took " .. (os.clock() - t0) .. " s")
+  end)
+
+  it("totable still works within the limit", function()
+    local old = pk.memory_limit()
+    pk.set_memory_limit(1 << 20)
+    local ok, err = pcall(function() return pk.zeros(3, 2):totable() end)
+    local big = pcall(function() return pk.zeros(5000, 10):totable() end)
+    pk.set_memory_limit(old)
+    assert(ok, err)
+    assert.is_false(big)
+  end)
+end)
+
+describe("the Kernel userdata (through pk._testkit.kernel)", function()
+  local X = pk.randn(5, 3, 1)
+  local Y = pk.randn(4, 3, 2)
+
+  -- the testkit sums x_k y_k in order from 0, as the naive loop does
+  it("answers X1 X2^T in block, trace and diagonal modes", function()
+    local G = H.naive_mul(X, Y:t())
+    assert.are.equal(0, (pk._testkit.kernel{}:gram(X, Y) - G):max_abs())
+    local B = pk._testkit.kernel{ nout = 2 }:gram(X, Y)
+    assert.are.same({ 10, 8 }, { B:shape() })
+    assert.are.equal(G:get(3, 2), B:get(5, 3))
+    assert.are.equal(G:get(3, 2), B:get(6, 4))
+    assert.are.equal(0, B:get(5, 4))
+    local T = pk._testkit.kernel{ nout = 2, outputs = "trace" }:gram(X, Y)
+    assert.are.equal(0, (T - 2 * G):max_abs())
+    local D = pk._testkit.kernel{ nout = 2, outputs = "diagonal" }(X, Y)
+    assert.are.same({ 10, 4 }, { D:shape() })
+    assert.are.equal(G:get(5, 4), D:get(10, 4))
+    local d = pk._testkit.kernel{}:diag(X)
+    for i = 1, 5 do assert.are.equal(H.naive_mul(X:row(i), X:row(i):t()):get(1, 1), d:get(i, 1)) end
+  end)
+
+  it("keeps matrices a progress callback releases alive until the call ends", function()
+    local K = pk._testkit.kernel{}
+    local A, B = X:copy(), Y:copy()
+    local G = K:gram(A, B, { progress = function(done)
+      if done == 1 then A:release(); B:release(); collectgarbage() end
+    end })
+    assert.are.equal(0, (G - H.naive_mul(X, Y:t())):max_abs())
+    H.raises("matrix has been released", K.gram, K, A)
+  end)
+
+  it("cannot be released from its own progress callback, and stays usable", function()
+    local K = pk._testkit.kernel{}
+    H.raises("kernel is in use", K.gram, K, X, { progress = function() K:release() end })
+    H.raises("kernel is in use", K.diag, K, X, { progress = function() getmetatable(K).__gc(K) end })
+    assert.are.equal(0, (K:gram(X) - H.naive_mul(X, X:t())):max_abs())
+    K:release()
+    H.raises("kernel has been released", K.gram, K, X)
+    assert.are.equal("pathkernel.Kernel (released)", tostring(K))
+  end)
+
+  it("passes on a callback's error, even one that is not a string", function()
+    local K = pk._testkit.kernel{}
+    H.raises("boom", K.gram, K, X, { progress = function() error("boom") end })
+    local ok, e = pcall(K.gram, K, X, { progress = function() error({ code = 7 }) end })
+    assert.is_false(ok)
+    assert.are.equal(7, e.code)
+    H.raises("cancelled", K.gram, K, X, { progress = function() return false end })
+  end)
+
+  it("raises the core's failure with its message", function()
+    local K = pk._testkit.kernel{ fail_at = 2 }
+    H.raises("failing after row 2 as asked", K.gram, K, X)
+    H.raises("failing after row 2 as asked", K.diag, K, X)
+  end)
+
+  it("checks its arguments", function()
+    local K = pk._testkit.kernel{ input_dim = 2 }
+    H.raises("X1 has 3 columns, the kernel takes 2 inputs", K.gram, K, X)
+    local K2 = pk._testkit.kernel{}
+    H.raises("X1 has 3 columns and X2 has 2", K2.gram, K2, X, pk.zeros(2, 2))
+    local R = pk.zeros(2, 3)
+    R:release()
+    H.raises("matrix has been released", K2.gram, K2, X, R)
+    H.raises("table of options expected, got number", K2.gram, K2, X, Y, 5)
+    H.raises("table of options expected, got string", K2.diag, K2, X, "fast")
+    H.raises("unknown option 'progres'", K2.gram, K2, X, { progres = false })
+    H.raises("unknown outputs mode 'all'", pk._testkit.kernel, { outputs = "all" })
+    H.raises("option 'memory' must be a positive number", pk._testkit.kernel, { memory = 0 })
+  end)
+
+  it("checks the Gram against the memory limit, saying how much and how to ask for less", function()
+    local K = pk._testkit.kernel{ nout = 4 }
+    local old = pk.memory_limit()
+    pk.set_memory_limit(1 << 20)
+    local ok, err = pcall(K.gram, K, pk.zeros(200, 1), pk.zeros(300, 1))
+    pk.set_memory_limit(old)
+    assert.is_false(ok)
+    assert.truthy(err:find("the 800 x 1200 Gram needs 7.3 MiB, above the memory limit of 1.0 MiB", 1, true), err)
+    assert.truthy(err:find("pk.set_memory_limit", 1, true), err)
+  end)
+end)
+
+describe("the public header", function()
+  it("compiles alone under C99 for compilers that are not GCC-compatible too", function()
+    -- the kernel declarations sat inside the #else of the PK_API test, where
+    -- they came before the types they use: any compiler without __GNUC__ failed
+    local src = H.tmpname(".c")
+    H.write_bytes(src, '#include "pk.h"\nint main(void) { return pk_status_name(PK_OK) == 0; }\n')
+    for _, flags in ipairs({ "", "-U__GNUC__" }) do
+      local out, rc = shell(string.format(
+        "env -u LD_PRELOAD cc -std=c99 -Wall -Wextra -Wpedantic -Werror %s -Ic -fsyntax-only %s",
+        flags, shq(src)))
+      assert.are.equal(0, rc, out)
+    end
+    os.remove(src)
+  end)
+end)
+
+describe("the memory limit", function()
+  local old
+  before_each(function() old = pk.memory_limit() end)
+  after_each(function() pk.set_memory_limit(old) end)
+
+  -- the message says how much was asked for, the limit, and both remedies
+  local function refused(pattern, f, ...)
+    local err = H.raises(pattern, f, ...)
+    assert.truthy(err:find("above the memory limit of", 1, true), err)
+    assert.truthy(err:find("pk.set_memory_limit raises it; or ask for less", 1, true), err)
+  end
+
+  it("guards every constructor", function()
+    pk.set_memory_limit(1 << 20)
+    refused("a 1000 x 1000 matrix needs 7.6 MiB", pk.zeros, 1000, 1000)
+    refused("a 1000 x 1000 matrix needs 7.6 MiB", pk.ones, 1000, 1000)
+    refused("a 1000 x 1000 matrix needs 7.6 MiB", pk.randn, 1000, 1000, 1)
+    refused("a 1000 x 1000 matrix needs 7.6 MiB", pk.rand, 1000, 1000, 1)
+    refused("a 1000 x 1000 matrix needs 7.6 MiB", pk.eye, 1000)
+    local rows = {}
+    for i = 1, 400 do rows[i] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+      17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37,
+      38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50 } end
+    pk.set_memory_limit(100000)
+    refused("a 400 x 50 matrix needs 156.2 KiB", pk.matrix, rows)
+  end)
+
+  it("guards arithmetic results, copies and transposes", function()
+    local A = pk.ones(300, 300)
+    pk.set_memory_limit(500000)
+    refused("a 300 x 300 matrix needs 703.1 KiB", function() return A + A end)
+    refused("a 300 x 300 matrix needs 703.1 KiB", function() return A * A end)
+    refused("a 300 x 300 matrix needs 703.1 KiB", function() return 2 * A end)
+    refused("a 300 x 300 matrix needs 703.1 KiB", function() return A / 2 end)
+    refused("a 300 x 300 matrix needs 703.1 KiB", A.copy, A)
+    refused("a 300 x 300 matrix needs 703.1 KiB", A.t, A)
+    refused("a 300 x 300 matrix needs 703.1 KiB", A.hadamard, A, A)
+  end)
+
+  it("guards reading CSV, at each step of the read", function()
+    local p = H.tmpname(".csv")
+    assert(pk.ones(200, 50):write_csv(p))
+    pk.set_memory_limit(4096)
+    refused("reading " .. p .. " needs", pk.read_csv, p)
+    pk.set_memory_limit(40000)        -- the text fits, the values do not
+    refused("read_csv needs", pk.read_csv, p)
+    pk.set_memory_limit(old)
+    assert.are.same({ 200, 50 }, { pk.read_csv(p):shape() })
+    os.remove(p)
+  end)
+
+  it("is read back as set, and 0 restores the default", function()
+    pk.set_memory_limit(12345)
+    assert.are.equal(12345, pk.memory_limit())
+    pk.set_memory_limit(0)
+    assert.is_true(pk.memory_limit() > 12345)
+    H.raises("memory limit must be >= 0, got -1", pk.set_memory_limit, -1)
+    H.raises("memory limit must be an integer", pk.set_memory_limit, 0 / 0)
+  end)
+end)

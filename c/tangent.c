@@ -8,6 +8,9 @@
 #include <cblas.h>
 #include "pk_internal.h"
 
+/* rows of the left side per chunk of a tile */
+#define RCHUNK 128
+
 typedef struct tangent_state {
   pk_network *net;      /* a snapshot of the weights */
 } tangent_state;
@@ -26,8 +29,8 @@ static size_t feat_bytes(const pk_network *net, size_t t)
 
 static size_t scratch_bytes(const pk_network *net, size_t t1, size_t t2)
 {
-  size_t K = net->d[net->L];
-  return (t1 * K * t2 * K + t1 * t2) * sizeof(double);
+  size_t K = net->d[net->L], rc = t1 < RCHUNK ? t1 : RCHUNK;
+  return (rc * K * t2 * K + rc * t2) * sizeof(double);
 }
 
 static pk_status feats_init(feats *f, const pk_network *net, size_t cap)
@@ -57,74 +60,90 @@ static void feats_compute(feats *f, const pk_network *net, const double *theta,
 }
 
 /* C = alpha A1 A2^T (t1 x t2), or its upper triangle when sym (A1 == A2) */
-static void gram_of(const double *A1, size_t t1, const double *A2, size_t t2, size_t d,
-                    size_t lda, double alpha, double beta, double *C, size_t ldc, int sym)
+/* C (r x c, leading dimension ldc) = alpha A1 A2^T + beta C */
+static void gemm_nt(const double *A1, size_t r, const double *A2, size_t c, size_t d, size_t lda,
+                    double alpha, double beta, double *C, size_t ldc)
 {
-  if (t1 == 0 || t2 == 0) return;
-  if (sym)
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)t1, (int)d, alpha, A1, (int)lda,
-                beta, C, (int)ldc);
-  else
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)t1, (int)t2, (int)d, alpha, A1,
-                (int)lda, A2, (int)lda, beta, C, (int)ldc);
+  if (r == 0 || c == 0) return;
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)c, (int)d, alpha, A1,
+              (int)lda, A2, (int)lda, beta, C, (int)ldc);
 }
 
 /* One output tile: alpha times the kernel of the rows of f1 against the
- * rows of f2, added at out (leading dimension ldo). sym: f1 == f2 and only
- * the upper triangle is needed. */
+ * rows of f2, added at out (leading dimension ldo). The rows go in chunks
+ * of RCHUNK, so that each layer's two products and their Hadamard
+ * product stay in cache and the scratch stays small. sym: f1 == f2 and
+ * only the upper triangle is needed (each chunk starts at its diagonal;
+ * what lands below the diagonal is overwritten by the final mirror). */
 static void tile(const pk_network *net, pk_outputs mode, const feats *f1, const feats *f2,
                  double *out, size_t ldo, int sym, double *M, double *C, double alpha)
 {
-  size_t K = net->d[net->L], t1 = f1->n, t2 = f2->n, l, i, j, k, k2;
-  for (l = 0; l < net->L; l++) {
-    size_t din = net->d[l], dout = net->d[l + 1];
-    double c = alpha * net->sw[l] * net->sw[l], b = alpha * net->sb[l] * net->sb[l];
-    const double *D1 = f1->dl.D[l], *D2 = f2->dl.D[l];
-    if (l + 1 == net->L) {
-      /* D rows are unit vectors: M is the identity on outputs */
-      double mult = mode == PK_OUTPUTS_TRACE ? (double)K : 1.0;
+  size_t K = net->d[net->L], t1 = f1->n, t2 = f2->n, L = net->L, l, i, j, k, k2, r0;
+  for (r0 = 0; r0 < t1; r0 += RCHUNK) {
+    size_t rc = t1 - r0 < RCHUNK ? t1 - r0 : RCHUNK, j0 = sym ? r0 : 0, nc = t2 - j0;
+    double extra = 0;   /* the last layer's constant, folded into another pass */
+    double *o0 = out + r0 * (mode == PK_OUTPUTS_TRACE ? 1 : K) * ldo +
+                 j0 * (mode == PK_OUTPUTS_BLOCK ? K : 1);
+    /* the last layer first: its sensitivities are unit rows, M = I */
+    {
+      size_t din = net->d[L - 1];
+      double c = alpha * net->sw[L - 1] * net->sw[L - 1], b = alpha * net->sb[L - 1] * net->sb[L - 1];
+      const double *A1 = f1->w.A[L - 1] + r0 * din, *A2 = f2->w.A[L - 1] + j0 * din;
       if (K == 1 || mode == PK_OUTPUTS_TRACE) {
-        /* out += mult (c A1 A2^T + b), straight into the output */
-        for (i = 0; i < t1; i++)
-          for (j = sym ? i : 0; j < t2; j++) out[i * ldo + j] += mult * b;
-        gram_of(f1->w.A[l], t1, f2->w.A[l], t2, din, din, mult * c, 1.0, out, ldo, sym);
-        continue;
-      }
-      gram_of(f1->w.A[l], t1, f2->w.A[l], t2, din, din, c, 0.0, C, t2, sym);
-      for (i = 0; i < t1; i++)
-        for (j = sym ? i : 0; j < t2; j++) {
-          double v = C[i * t2 + j] + b;
-          for (k = 0; k < K; k++) {
-            if (mode == PK_OUTPUTS_BLOCK) out[(i * K + k) * ldo + j * K + k] += v;
-            else out[(i * K + k) * ldo + j] += v;
+        double mult = mode == PK_OUTPUTS_TRACE ? (double)K : 1.0;
+        gemm_nt(A1, rc, A2, nc, din, din, mult * c, 1.0, o0, ldo);
+        extra = mult * b;
+        if (L == 1)
+          for (i = 0; i < rc; i++)
+            for (j = 0; j < nc; j++) o0[i * ldo + j] += extra;
+      } else {
+        gemm_nt(A1, rc, A2, nc, din, din, c, 0.0, C, nc);
+        for (i = 0; i < rc; i++)
+          for (j = 0; j < nc; j++) {
+            double v = C[i * nc + j] + b;
+            for (k = 0; k < K; k++) {
+              if (mode == PK_OUTPUTS_BLOCK) o0[(i * K + k) * ldo + j * K + k] += v;
+              else o0[(i * K + k) * ldo + j] += v;
+            }
           }
-        }
-      continue;
+      }
     }
-    gram_of(f1->w.A[l], t1, f2->w.A[l], t2, din, din, c, 0.0, C, t2, sym);
-    if (mode == PK_OUTPUTS_BLOCK) {
-      /* M: (t1 K) x (t2 K) */
-      gram_of(D1, t1 * K, D2, t2 * K, dout, dout, 1.0, 0.0, M, t2 * K, sym);
-      for (i = 0; i < t1; i++)
+    for (l = 0; l + 1 < L; l++) {
+      size_t din = net->d[l], dout = net->d[l + 1];
+      double c = alpha * net->sw[l] * net->sw[l], b = alpha * net->sb[l] * net->sb[l];
+      const double *D1 = f1->dl.D[l] + r0 * K * dout, *D2 = f2->dl.D[l] + j0 * K * dout;
+      gemm_nt(f1->w.A[l] + r0 * din, rc, f2->w.A[l] + j0 * din, nc, din, din, c, 0.0, C, nc);
+      if (mode == PK_OUTPUTS_BLOCK) {
+        gemm_nt(D1, rc * K, D2, nc * K, dout, dout, 1.0, 0.0, M, nc * K);
+        for (i = 0; i < rc; i++)
+          for (k = 0; k < K; k++) {
+            const double *m = M + (i * K + k) * nc * K;
+            double *o = o0 + (i * K + k) * ldo;
+            for (j = 0; j < nc; j++) {
+              double v = C[i * nc + j] + b;
+              for (k2 = 0; k2 < K; k2++) o[j * K + k2] += m[j * K + k2] * v + extra;
+            }
+          }
+      } else if (mode == PK_OUTPUTS_TRACE) {
+        /* rows of D viewed as t x (K dout): their dot products sum over k */
+        gemm_nt(D1, rc, D2, nc, K * dout, K * dout, 1.0, 0.0, M, nc);
+        for (i = 0; i < rc; i++) {
+          const double *m = M + i * nc, *cr = C + i * nc;
+          double *o = o0 + i * ldo;
+          for (j = 0; j < nc; j++) o[j] += m[j] * (cr[j] + b) + extra;
+        }
+      } else {
         for (k = 0; k < K; k++) {
-          const double *m = M + (i * K + k) * t2 * K;
-          double *o = out + (i * K + k) * ldo;
-          for (j = sym ? i : 0; j < t2; j++) {
-            double v = C[i * t2 + j] + b;
-            for (k2 = (sym && j == i) ? k : 0; k2 < K; k2++) o[j * K + k2] += m[j * K + k2] * v;
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rc, (int)nc, (int)dout, 1.0,
+                      D1 + k * dout, (int)(K * dout), D2 + k * dout, (int)(K * dout), 0.0, M, (int)nc);
+          for (i = 0; i < rc; i++) {
+            const double *m = M + i * nc, *cr = C + i * nc;
+            double *o = o0 + (i * K + k) * ldo;
+            for (j = 0; j < nc; j++) o[j] += m[j] * (cr[j] + b) + (k == 0 ? extra : 0.0);
           }
         }
-    } else if (mode == PK_OUTPUTS_TRACE) {
-      /* rows of D viewed as t x (K dout): their dot products sum over k */
-      gram_of(D1, t1, D2, t2, K * dout, K * dout, 1.0, 0.0, M, t2, sym);
-      for (i = 0; i < t1; i++)
-        for (j = sym ? i : 0; j < t2; j++) out[i * ldo + j] += M[i * t2 + j] * (C[i * t2 + j] + b);
-    } else {
-      for (k = 0; k < K; k++) {
-        gram_of(D1 + k * dout, t1, D2 + k * dout, t2, dout, K * dout, 1.0, 0.0, M, t2, 0);
-        for (i = 0; i < t1; i++)
-          for (j = 0; j < t2; j++) out[(i * K + k) * ldo + j] += M[i * t2 + j] * (C[i * t2 + j] + b);
       }
+      extra = 0;
     }
   }
 }
@@ -176,8 +195,9 @@ pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, cons
     size_t t1 = t < n1 ? t : n1, t2 = t < n2 ? t : n2;
     if ((st = feats_init(&f1, net, t1))) goto out;
     if (!same && (st = feats_init(&f2, net, t2))) goto out;
-    if ((st = pk_alloc((void **)&M, t1 * K * t2 * K, sizeof(double), "the tangent kernel's tile")) ||
-        (st = pk_alloc((void **)&C, t1 * t2, sizeof(double), "the tangent kernel's tile")))
+    size_t rc = t1 < RCHUNK ? t1 : RCHUNK;
+    if ((st = pk_alloc((void **)&M, rc * K * t2 * K, sizeof(double), "the tangent kernel's tile")) ||
+        (st = pk_alloc((void **)&C, rc * t2, sizeof(double), "the tangent kernel's tile")))
       goto out;
   }
   ntiles = ((n1 + t - 1) / t) * ((n2 + t - 1) / t);

@@ -95,9 +95,15 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
     pk_decomp_free(dc);
     return st;
   }
-  if ((st = pk_calloc((void **)&dc->reg, nq * K + 1, sizeof(double), "the decomposition"))) {
+  if ((st = pk_calloc((void **)&dc->reg, nq * K + 1, sizeof(double), "the decomposition")) ||
+      (st = pk_alloc((void **)&dc->c0, nq * m + 1, sizeof(double), "the queries' input products")) ||
+      (st = pk_alloc((void **)&dc->idx, m + 1, sizeof(size_t), "the decomposition"))) {
     pk_decomp_free(dc);
     return st;
+  }
+  {
+    size_t i;
+    for (i = 0; i < m; i++) dc->idx[i] = i;
   }
   if (dc->need_gbar) {
     size_t P = net->P, n;
@@ -145,6 +151,8 @@ void pk_decomp_free(pk_decomp *dc)
   free(dc->rtr);
   free(dc->pc);
   free(dc->reg);
+  free(dc->c0);
+  free(dc->idx);
   pk_acts_free(&dc->wq);
   pk_deltas_free(&dc->dq);
   pk_acts_free(&dc->wa);
@@ -164,8 +172,9 @@ static void mm_nt(const double *A, size_t ra, const double *B, size_t rb, size_t
  * are A_l[j] and whose per-output sensitivities are Gt (rows j*Kt + k, Kt
  * = K for the training deltas, 1 with loss gradients G). diag: M uses the
  * same output k on both sides (the training side has K rows per example). */
-static void contract(const pk_decomp *dc, size_t qn, double *const *A, double *const *Gt,
-                     size_t nj, int diag, double weight, double *acc)
+static void contract(const pk_decomp *dc, size_t q0, size_t qn, double *const *A,
+                     double *const *Gt, const size_t *cols, size_t nj, int diag, double weight,
+                     double *acc)
 {
   const pk_network *net = dc->net;
   size_t K = dc->K, l, x, k, j, L = net->L;
@@ -173,7 +182,15 @@ static void contract(const pk_decomp *dc, size_t qn, double *const *A, double *c
   for (l = 0; l < L; l++) {
     size_t din = net->d[l], dout = net->d[l + 1];
     double c = net->sw[l] * net->sw[l], b = net->sb[l] * net->sb[l];
-    mm_nt(dc->wq.A[l], qn, A[l], nj, din, C);
+    if (l == 0) {
+      /* the inputs do not move: Xq X^T was computed once */
+      for (x = 0; x < qn; x++) {
+        const double *src = dc->c0 + (q0 + x) * dc->m;
+        for (j = 0; j < nj; j++) C[x * nj + j] = src[cols[j]];
+      }
+    } else {
+      mm_nt(dc->wq.A[l], qn, A[l], nj, din, C);
+    }
     if (l + 1 == L) {
       /* query sensitivities are unit rows: M[(x,k), j] = Gt[j][k] */
       for (x = 0; x < qn; x++)
@@ -321,6 +338,11 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
   int structured = !dc->explicit_traces || dc->opt == PK_OPT_NESTEROV;
   if (L > PK_MAX_LAYERS) return pk_fail(PK_EINVAL, "decomposition: more than %d layers", PK_MAX_LAYERS);
   if (dc->need_gbar) memset(dc->gbar, 0, dc->nq * K * P * sizeof(double));
+  if (!dc->c0_ready && dc->nq && dc->m) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)dc->nq, (int)dc->m, (int)X->cols, 1.0,
+                dc->Xq->data, (int)X->cols, X->data, (int)X->cols, 0.0, dc->c0, (int)dc->m);
+    dc->c0_ready = 1;
+  }
   for (q0 = 0; q0 < dc->nq; q0 += dc->qt) {
     qn = dc->nq - q0 < dc->qt ? dc->nq - q0 : dc->qt;
     for (q = 0; q < dc->nodes; q++) {
@@ -338,7 +360,7 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
           G[l] = w->G[l] + b0 * net->d[l + 1];
         }
         memset(dc->acc, 0, qn * K * bn * sizeof(double));
-        contract(dc, qn, A, G, bn, 0, dc->wt[q], dc->acc);
+        contract(dc, q0, qn, A, G, rows + b0, bn, 0, dc->wt[q], dc->acc);
         for (x = 0; x < qn; x++)
           for (k = 0; k < K; k++) {
             double *crow = dc->contrib + ((q0 + x) * K + k) * dc->m;
@@ -355,7 +377,7 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
           pk_net_forward_ws(net, theta, dc->xa, bn, &dc->wa);
           pk_net_deltas(net, theta, &dc->wa, bn, &dc->da);
           memset(dc->acc, 0, qn * K * bn * sizeof(double));
-          contract(dc, qn, dc->wa.A, dc->da.D, bn, 1, dc->wt[q], dc->acc);
+          contract(dc, q0, qn, dc->wa.A, dc->da.D, dc->idx + b0, bn, 1, dc->wt[q], dc->acc);
           for (x = 0; x < qn; x++)
             for (k = 0; k < K; k++) {
               double *krow = dc->kp + ((q0 + x) * K + k) * dc->m + b0;

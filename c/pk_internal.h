@@ -333,6 +333,9 @@ typedef struct pk_decomp {
   double *rtr;             /* P: the weight-decay part of the trace */
   double *pc;              /* P: Adam's preconditioner */
   double *reg;             /* nq x K: the weight-decay terms */
+  double *c0;              /* nq x m: Xq X^T, the first layer's input products */
+  int c0_ready;
+  size_t *idx;             /* 0..m-1 */
   double t[PK_MAX_NODES], wt[PK_MAX_NODES];
   double *contrib;         /* (nq K) x m: row x*K + k, column i */
   double *kp;              /* (nq K) x m: Kp_kk(x, x_i), when wanted */

@@ -81,10 +81,13 @@ demo: deps
 	@$(MAKE) --no-print-directory all
 	LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;" $(LUA) examples/kernel_machine.lua
 
+# Each benchmark runs its competitor (PyTorch, scikit-learn, NumPy under
+# /usr/bin/python3) in the same run and prints ratios; `make bench B=ntk`
+# runs one.
+BENCHES = $(if $(B),bench/$(B).lua,$(filter-out bench/util.lua,$(wildcard bench/*.lua)))
 bench: all
-	@for b in bench/*.lua; do \
-	  echo "== $$b"; \
-	  LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;" $(LUA) $$b || exit 1; \
+	@for b in $(BENCHES); do \
+	  LUA_PATH="$(CURDIR)/?.lua;$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;" $(LUA) $$b || exit 1; \
 	done
 
 install: $(MODULE)

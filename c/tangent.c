@@ -9,7 +9,7 @@
 #include "pk_internal.h"
 
 /* rows of the left side per chunk of a tile */
-#define RCHUNK 128
+#define RCHUNK 256
 
 typedef struct tangent_state {
   pk_network *net;      /* a snapshot of the weights */

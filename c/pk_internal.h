@@ -302,9 +302,13 @@ pk_status pk_cursor_seek(pk_cursor *c, size_t s);
 void pk_cursor_free(pk_cursor *c);
 
 /* ---- tangent and path kernels ---------------------------------------------- */
+typedef struct pk_tangent_ws pk_tangent_ws;
+pk_tangent_ws *pk_tangent_ws_new(void);
+void pk_tangent_ws_free(pk_tangent_ws *ws);
+/* ws (may be NULL) is reused between calls with the same network shape */
 pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, const pk_matrix *X1,
                                 const pk_matrix *X2, pk_outputs mode, size_t memory, double alpha,
-                                const pk_call_opts *o, pk_matrix *out);
+                                const pk_call_opts *o, pk_tangent_ws *ws, pk_matrix *out);
 pk_status pk_tangent_diag_accumulate(const pk_network *net, const double *theta,
                                      const pk_matrix *X, pk_outputs mode, size_t memory,
                                      double alpha, const pk_call_opts *o, pk_matrix *out);

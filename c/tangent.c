@@ -13,6 +13,7 @@
 
 typedef struct tangent_state {
   pk_network *net;      /* a snapshot of the weights */
+  struct pk_tangent_ws *ws;
 } tangent_state;
 
 /* Features of a block of rows: activations and output sensitivities. */
@@ -60,6 +61,54 @@ static void feats_compute(feats *f, const pk_network *net, const double *theta,
 }
 
 /* C = alpha A1 A2^T (t1 x t2), or its upper triangle when sym (A1 == A2) */
+/* A workspace kept between Grams (by a kernel, or across the steps of a
+ * path kernel): first-touch page faults on fresh buffers otherwise cost a
+ * large share of a Gram. It never exceeds the kernel's memory budget. */
+struct pk_tangent_ws {
+  feats f1, f2;
+  size_t cap1, cap2;      /* rows the feature blocks hold */
+  double *M, *C;
+  size_t mcap, ccap;      /* doubles */
+};
+
+pk_tangent_ws *pk_tangent_ws_new(void)
+{
+  return calloc(1, sizeof(pk_tangent_ws));
+}
+
+void pk_tangent_ws_free(pk_tangent_ws *ws)
+{
+  if (!ws) return;
+  feats_free(&ws->f1);
+  feats_free(&ws->f2);
+  free(ws->M);
+  free(ws->C);
+  free(ws);
+}
+
+static pk_status ws_feats(feats *f, size_t *cap, const pk_network *net, size_t rows)
+{
+  pk_status st;
+  if (*cap >= rows && f->w.buf) return PK_OK;
+  feats_free(f);
+  *cap = 0;
+  if ((st = feats_init(f, net, rows))) return st;
+  *cap = rows;
+  return PK_OK;
+}
+
+static pk_status ws_buf(double **p, size_t *cap, size_t n, const char *what)
+{
+  pk_status st;
+  if (*cap >= n && *p) return PK_OK;
+  free(*p);
+  *p = NULL;
+  *cap = 0;
+  if ((st = pk_alloc((void **)p, n ? n : 1, sizeof(double), what))) return st;
+  *cap = n;
+  return PK_OK;
+}
+
 /* C (r x c, leading dimension ldc) = alpha A1 A2^T + beta C */
 static void gemm_nt(const double *A1, size_t r, const double *A2, size_t c, size_t d, size_t lda,
                     double alpha, double beta, double *C, size_t ldc)
@@ -172,50 +221,57 @@ static size_t pick_tile(const pk_network *net, size_t n1, size_t n2, size_t mem,
  * mode is symmetric: pk_tangent_mirror completes it). */
 pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, const pk_matrix *X1,
                                 const pk_matrix *X2, pk_outputs mode, size_t memory, double alpha,
-                                const pk_call_opts *o, pk_matrix *out)
+                                const pk_call_opts *o, pk_tangent_ws *ws, pk_matrix *out)
 {
   size_t K = net->d[net->L], n1 = X1->rows, n2 = X2->rows, t, ti, tj, ntiles, done = 0;
   int same = X1 == X2 || (X1->data == X2->data && n1 == n2);
   int sym = same && mode != PK_OUTPUTS_DIAGONAL;
   size_t rk = mode == PK_OUTPUTS_TRACE ? 1 : K, ck = mode == PK_OUTPUTS_BLOCK ? K : 1;
   size_t ldo = n2 * ck;
-  feats f1, f2;
-  double *M = NULL, *C = NULL;
+  pk_tangent_ws *own = NULL;
+  feats *f1, *f2;
   pk_status st = PK_OK;
   if (n1 == 0 || n2 == 0) return PK_OK;
+  if (!ws && !(ws = own = pk_tangent_ws_new())) return pk_fail(PK_ENOMEM, "tangent kernel: out of memory");
+  f1 = &ws->f1;
+  f2 = &ws->f2;
   t = pick_tile(net, n1, n2, memory, same);
   if (t == 0) {
     size_t need = tile_need(net, n1, n2, 1, 0);
     return pk_fail(PK_ENOMEM, "tangent kernel: memory = %zu bytes is too small for one tile; "
                    "the minimum for this network is %zu bytes", memory, need);
   }
-  memset(&f1, 0, sizeof f1);
-  memset(&f2, 0, sizeof f2);
   {
-    size_t t1 = t < n1 ? t : n1, t2 = t < n2 ? t : n2;
-    if ((st = feats_init(&f1, net, t1))) goto out;
-    if (!same && (st = feats_init(&f2, net, t2))) goto out;
-    size_t rc = t1 < RCHUNK ? t1 : RCHUNK;
-    if ((st = pk_alloc((void **)&M, rc * K * t2 * K, sizeof(double), "the tangent kernel's tile")) ||
-        (st = pk_alloc((void **)&C, rc * t2, sizeof(double), "the tangent kernel's tile")))
+    size_t t1 = t < n1 ? t : n1, t2 = t < n2 ? t : n2, rc = t1 < RCHUNK ? t1 : RCHUNK;
+    /* a cached workspace must not push the total over the budget */
+    if (ws->cap1 > t1 || ws->cap2 > t2 || ws->mcap > rc * K * t2 * K) {
+      feats_free(&ws->f1);
+      feats_free(&ws->f2);
+      ws->cap1 = ws->cap2 = 0;
+    }
+    if ((st = ws_feats(f1, &ws->cap1, net, t1))) goto out;
+    if (!same && (st = ws_feats(f2, &ws->cap2, net, t2))) goto out;
+    if ((st = ws_buf(&ws->M, &ws->mcap, rc * K * t2 * K, "the tangent kernel's tile")) ||
+        (st = ws_buf(&ws->C, &ws->ccap, rc * t2, "the tangent kernel's tile")))
       goto out;
   }
   ntiles = ((n1 + t - 1) / t) * ((n2 + t - 1) / t);
   if (sym) ntiles = ((n1 + t - 1) / t) * ((n1 + t - 1) / t + 1) / 2;
   for (ti = 0; ti < n1; ti += t) {
     size_t m1 = n1 - ti < t ? n1 - ti : t;
-    feats_compute(&f1, net, theta, X1, ti, m1);
+    feats_compute(f1, net, theta, X1, ti, m1);
     for (tj = sym ? ti : 0; tj < n2; tj += t) {
       size_t m2 = n2 - tj < t ? n2 - tj : t;
-      const feats *g = &f1;
+      const feats *g = f1;
       if (!(same && tj == ti)) {
         /* X1 == X2 only reaches here off the diagonal when there are
          * several tiles: then the second feature block is needed too */
-        if (same && !f2.w.buf && (st = feats_init(&f2, net, t))) goto out;
-        feats_compute(&f2, net, theta, X2, tj, m2);
-        g = &f2;
+        if ((st = ws_feats(f2, &ws->cap2, net, t))) goto out;
+        feats_compute(f2, net, theta, X2, tj, m2);
+        g = f2;
       }
-      tile(net, mode, &f1, g, out->data + ti * rk * ldo + tj * ck, ldo, sym && tj == ti, M, C, alpha);
+      tile(net, mode, f1, g, out->data + ti * rk * ldo + tj * ck, ldo, sym && tj == ti, ws->M,
+           ws->C, alpha);
       if (pk_progress(o, (double)++done, (double)ntiles)) {
         st = pk_fail(PK_ECANCEL, "tangent kernel: cancelled");
         goto out;
@@ -223,10 +279,7 @@ pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, cons
     }
   }
 out:
-  feats_free(&f1);
-  feats_free(&f2);
-  free(M);
-  free(C);
+  pk_tangent_ws_free(own);
   return st;
 }
 
@@ -253,7 +306,11 @@ static pk_status tangent_gram(const pk_kernel *k, const pk_matrix *X1, const pk_
   const tangent_state *s = k->state;
   pk_status st;
   memset(out->data, 0, out->rows * out->cols * sizeof(double));
-  st = pk_tangent_accumulate(s->net, s->net->theta, X1, X2, k->mode, k->memory, 1.0, o, out);
+  if (!s->ws) {
+    tangent_state *m = k->state;     /* the cache is not part of the value */
+    if (!(m->ws = pk_tangent_ws_new())) return pk_fail(PK_ENOMEM, "tangent kernel: out of memory");
+  }
+  st = pk_tangent_accumulate(s->net, s->net->theta, X1, X2, k->mode, k->memory, 1.0, o, s->ws, out);
   if (!st && pk_tangent_symmetric(X1, X2, k->mode)) pk_tangent_mirror(out);
   return st;
 }
@@ -309,7 +366,10 @@ static pk_status tangent_diag(const pk_kernel *k, const pk_matrix *X, const pk_c
 static void tangent_destroy(pk_kernel *k)
 {
   tangent_state *s = k->state;
-  if (s) pk_network_free(s->net);
+  if (s) {
+    pk_network_free(s->net);
+    pk_tangent_ws_free(s->ws);
+  }
   free(s);
 }
 

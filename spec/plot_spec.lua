@@ -126,6 +126,35 @@ describe("pk.plot without gnuplot", function()
   end)
 end)
 
+describe("pk.plot when gnuplot fails", function()
+  local saved, fake
+  local function fake_gnuplot(body)
+    fake = H.tmpname("-gnuplot")
+    H.write_bytes(fake, "#!/bin/sh\n" .. body .. "\n")
+    os.execute("chmod +x '" .. fake .. "'")
+    saved = plot.config{ gnuplot = fake }
+  end
+  after_each(function()
+    plot.config(saved)
+    os.remove(fake)
+  end)
+
+  it("raises gnuplot's message and leaves no picture", function()
+    fake_gnuplot("echo 'line 3: undefined variable: boom' >&2; : > \"$(sed -n 's/^set output \"\\(.*\\)\"$/\\1/p' \"$1\")\"; exit 1")
+    local err = H.raises("plot.line: gnuplot failed writing '" .. dir .. "/failed.png' (exit 1)", plot.line,
+                         { file = dir .. "/failed.png", x = { 1 }, y = { 1 } })
+    assert.truthy(err:find("undefined variable: boom", 1, true), err)
+    assert.is_false(exists(dir .. "/failed.png"))
+  end)
+
+  it("raises when gnuplot writes nothing", function()
+    fake_gnuplot("exit 0")
+    H.raises("plot.line: gnuplot wrote nothing to '" .. dir .. "/empty.svg'", plot.line,
+             { file = dir .. "/empty.svg", x = { 1 }, y = { 1 } })
+    assert.is_false(exists(dir .. "/empty.svg"))
+  end)
+end)
+
 describe("pk.plot refuses bad input", function()
   local ok_x, ok_y = { 1, 2, 3 }, { 4, 5, 6 }
   it("with clear errors", function()

@@ -1,5 +1,5 @@
 -- pathkernel.plot: line, scatter, heatmap and image-grid pictures drawn by
--- gnuplot (a script with inline data written to its standard input) into
+-- gnuplot (one script with the data inline, run through io.popen) into
 -- PNG or SVG files. Without gnuplot the data goes to a CSV file next to the
 -- requested picture and the call says so in its second return value, so an
 -- experiment never dies for want of a plotting program.
@@ -176,25 +176,36 @@ local function terminal(cmd, ext, w, h)
   return ("set terminal png %s noenhanced background rgb 'white'"):format(size)
 end
 
--- run a script; nil when gnuplot cannot be started, else raise on failure
+-- Run a script; nil when gnuplot cannot be started, else raise on failure.
+-- The script goes through a temporary file rather than a pipe to gnuplot's
+-- input: a gnuplot that stops early at an error must not leave us writing
+-- into a closed pipe (SIGPIPE would end the whole process).
 local function run(fn, script, file)
-  local errfile = os.tmpname()
-  local p = io.popen(gnuplot_cmd(cfg.gnuplot) .. " >" .. shq(errfile) .. " 2>&1", "w")
-  if not p then os.remove(errfile); return nil end
-  p:write(script)
-  local _, how, code = p:close()
-  local f = io.open(errfile, "rb")
-  local msg = f and f:read("a") or ""
-  if f then f:close() end
-  os.remove(errfile)
-  if how == "exit" and code == 127 then return nil end    -- the shell found no gnuplot
-  if code ~= 0 then
-    fail("%s: gnuplot failed writing '%s' (%s %s):\n%s", fn, file, how, tostring(code), msg)
+  local sfile = os.tmpname()
+  local f = io.open(sfile, "wb")
+  if not f then fail("%s: cannot write a temporary gnuplot script '%s'", fn, sfile) end
+  local okw, werr = f:write(script)
+  f:close()
+  if not okw then
+    os.remove(sfile)
+    fail("%s: cannot write a temporary gnuplot script: %s", fn, tostring(werr))
   end
+  local p = io.popen(gnuplot_cmd(cfg.gnuplot) .. " " .. shq(sfile) .. " 2>&1", "r")
+  if not p then os.remove(sfile); return nil end
+  local msg = p:read("a") or ""
+  local _, how, code = p:close()
+  os.remove(sfile)
+  if how == "exit" and code == 127 then return nil end    -- the shell found no gnuplot
   local out = io.open(file, "rb")
   local size = out and out:seek("end") or 0
   if out then out:close() end
-  if size == 0 then fail("%s: gnuplot wrote nothing to '%s':\n%s", fn, file, msg) end
+  if code ~= 0 or size == 0 then
+    os.remove(file)                                       -- a broken picture is worse than none
+    if code ~= 0 then
+      fail("%s: gnuplot failed writing '%s' (%s %s):\n%s", fn, file, how, tostring(code), msg)
+    end
+    fail("%s: gnuplot wrote nothing to '%s':\n%s", fn, file, msg)
+  end
   return true
 end
 

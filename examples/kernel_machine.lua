@@ -11,7 +11,11 @@
 local pk = require "pathkernel"
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-local outdir = pk.plot.folder(arg and arg[1] or (here .. "/out"))
+local okdir, outdir = pcall(pk.plot.folder, arg and arg[1] or (here .. "/out"))
+if not okdir then
+  io.stderr:write("kernel_machine: " .. outdir .. "\n")
+  os.exit(1)
+end
 local quick = os.getenv("PATHKERNEL_QUICK") == "1"
 local t0 = pk.clock()
 

@@ -114,12 +114,17 @@ describe("examples", function()
     check_picture(out, dir, "digits_explain")
   end)
 
-  it("fail with a clear message when the data is missing", function()
+  it("fail with a clear message when the data is missing or the folder unwritable", function()
     local out, code = run("digits_explain", dir, { PATHKERNEL_DIGITS = "/nonexistent/digits.csv" })
     assert.are_not.equal(0, code)
     assert.truthy(out:find("digits_explain: cannot read the digits data", 1, true), out)
     assert.truthy(out:find("/nonexistent/digits.csv", 1, true), out)
     assert.is_nil(out:find("stack traceback", 1, true), out)
+    -- and when the picture folder cannot be written
+    local out2, code2 = run("learning_rate", "/proc/pathkernel-no-such-folder")
+    assert.are_not.equal(0, code2)
+    assert.truthy(out2:find("learning_rate: plot.folder: cannot write into '/proc/pathkernel-no-such-folder'", 1, true), out2)
+    assert.is_nil(out2:find("stack traceback", 1, true), out2)
   end)
 
   it("write CSV files and say so when gnuplot is missing", function()

@@ -552,7 +552,7 @@ M.images = entry(function(o)
     table.concat(panels, "\n"),
     "unset multiplot" }
   local w, h = size(fn, o)
-  w = w or math.max(240, 130 * columns)
+  w = w or math.max(240, 150 * columns)
   h = h or (130 * nrows + (o.title and 40 or 10))
   return render(fn, o.file, ext, table.concat(body, "\n"), "image,title,row,col,value", csv, w, h)
 end)

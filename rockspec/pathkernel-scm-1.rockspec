@@ -41,5 +41,6 @@ build = {
       libraries = { "lapacke", "lapack", "blas", "m" },
     },
     ["pathkernel"] = "lua/pathkernel/init.lua",
+    ["pathkernel.plot"] = "lua/pathkernel/plot.lua",
   },
 }

@@ -344,8 +344,8 @@ typedef struct pk_decomp {
   double *contrib;         /* (nq K) x m: row x*K + k, column i */
   double *kp;              /* (nq K) x m: Kp_kk(x, x_i), when wanted */
   double *theta_node, *M, *C, *acc, *xa;
-  pk_acts wq, wa;
-  pk_deltas dq, da;
+  pk_acts wq[PK_MAX_NODES], wa;      /* the queries at each node; training rows */
+  pk_deltas dq[PK_MAX_NODES], da;
 } pk_decomp;
 
 pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *Xq, size_t m,
@@ -374,7 +374,10 @@ struct pk_machine {
   size_t nq;
   double *contrib, *kp;        /* (nq K) x m */
   double *bias, *final, *reg;  /* nq x K */
+  size_t *map, nreq;           /* the last requested queries: their rows here */
 };
+
+double pk_machine_final(const pk_machine *km, size_t i);
 
 pk_status pk_recorder_begin(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                             const pk_train_opts *o, size_t every, pk_trajectory **out,

@@ -124,10 +124,27 @@ static void gemm_nt(const double *A1, size_t r, const double *A2, size_t c, size
  * product stay in cache and the scratch stays small. sym: f1 == f2 and
  * only the upper triangle is needed (each chunk starts at its diagonal;
  * what lands below the diagonal is overwritten by the final mirror). */
+/* C = alpha A1 A2^T + beta C for a chunk: with sym, A1 and A2 start at the
+ * same row and only the upper triangle of the leading r x r block is
+ * wanted, which SYRK computes at half the cost; the rest is a GEMM. */
+static void prod(const double *A1, size_t r, const double *A2, size_t c, size_t d, size_t lda,
+                 double alpha, double beta, double *C, size_t ldc, int sym)
+{
+  if (!sym) {
+    gemm_nt(A1, r, A2, c, d, lda, alpha, beta, C, ldc);
+    return;
+  }
+  if (r == 0) return;
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)r, (int)d, alpha, A1, (int)lda, beta,
+              C, (int)ldc);
+  if (c > r) gemm_nt(A1, r, A2 + r * lda, c - r, d, lda, alpha, beta, C + r, ldc);
+}
+
 static void tile(const pk_network *net, pk_outputs mode, const feats *f1, const feats *f2,
                  double *out, size_t ldo, int sym, double *M, double *C, double alpha)
 {
   size_t K = net->d[net->L], t1 = f1->n, t2 = f2->n, L = net->L, l, i, j, k, k2, r0;
+  if (mode == PK_OUTPUTS_DIAGONAL) sym = 0;
   for (r0 = 0; r0 < t1; r0 += RCHUNK) {
     size_t rc = t1 - r0 < RCHUNK ? t1 - r0 : RCHUNK, j0 = sym ? r0 : 0, nc = t2 - j0;
     double extra = 0;   /* the last layer's constant, folded into another pass */
@@ -140,15 +157,15 @@ static void tile(const pk_network *net, pk_outputs mode, const feats *f1, const 
       const double *A1 = f1->w.A[L - 1] + r0 * din, *A2 = f2->w.A[L - 1] + j0 * din;
       if (K == 1 || mode == PK_OUTPUTS_TRACE) {
         double mult = mode == PK_OUTPUTS_TRACE ? (double)K : 1.0;
-        gemm_nt(A1, rc, A2, nc, din, din, mult * c, 1.0, o0, ldo);
+        prod(A1, rc, A2, nc, din, din, mult * c, 1.0, o0, ldo, sym);
         extra = mult * b;
         if (L == 1)
           for (i = 0; i < rc; i++)
-            for (j = 0; j < nc; j++) o0[i * ldo + j] += extra;
+            for (j = sym ? i : 0; j < nc; j++) o0[i * ldo + j] += extra;
       } else {
-        gemm_nt(A1, rc, A2, nc, din, din, c, 0.0, C, nc);
+        prod(A1, rc, A2, nc, din, din, c, 0.0, C, nc, sym);
         for (i = 0; i < rc; i++)
-          for (j = 0; j < nc; j++) {
+          for (j = sym ? i : 0; j < nc; j++) {
             double v = C[i * nc + j] + b;
             for (k = 0; k < K; k++) {
               if (mode == PK_OUTPUTS_BLOCK) o0[(i * K + k) * ldo + j * K + k] += v;
@@ -161,25 +178,25 @@ static void tile(const pk_network *net, pk_outputs mode, const feats *f1, const 
       size_t din = net->d[l], dout = net->d[l + 1];
       double c = alpha * net->sw[l] * net->sw[l], b = alpha * net->sb[l] * net->sb[l];
       const double *D1 = f1->dl.D[l] + r0 * K * dout, *D2 = f2->dl.D[l] + j0 * K * dout;
-      gemm_nt(f1->w.A[l] + r0 * din, rc, f2->w.A[l] + j0 * din, nc, din, din, c, 0.0, C, nc);
+      prod(f1->w.A[l] + r0 * din, rc, f2->w.A[l] + j0 * din, nc, din, din, c, 0.0, C, nc, sym);
       if (mode == PK_OUTPUTS_BLOCK) {
-        gemm_nt(D1, rc * K, D2, nc * K, dout, dout, 1.0, 0.0, M, nc * K);
+        prod(D1, rc * K, D2, nc * K, dout, dout, 1.0, 0.0, M, nc * K, sym);
         for (i = 0; i < rc; i++)
           for (k = 0; k < K; k++) {
             const double *m = M + (i * K + k) * nc * K;
             double *o = o0 + (i * K + k) * ldo;
-            for (j = 0; j < nc; j++) {
+            for (j = sym ? i : 0; j < nc; j++) {
               double v = C[i * nc + j] + b;
-              for (k2 = 0; k2 < K; k2++) o[j * K + k2] += m[j * K + k2] * v + extra;
+              for (k2 = (sym && j == i) ? k : 0; k2 < K; k2++) o[j * K + k2] += m[j * K + k2] * v + extra;
             }
           }
       } else if (mode == PK_OUTPUTS_TRACE) {
         /* rows of D viewed as t x (K dout): their dot products sum over k */
-        gemm_nt(D1, rc, D2, nc, K * dout, K * dout, 1.0, 0.0, M, nc);
+        prod(D1, rc, D2, nc, K * dout, K * dout, 1.0, 0.0, M, nc, sym);
         for (i = 0; i < rc; i++) {
           const double *m = M + i * nc, *cr = C + i * nc;
           double *o = o0 + i * ldo;
-          for (j = 0; j < nc; j++) o[j] += m[j] * (cr[j] + b) + extra;
+          for (j = sym ? i : 0; j < nc; j++) o[j] += m[j] * (cr[j] + b) + extra;
         }
       } else {
         for (k = 0; k < K; k++) {

@@ -78,6 +78,7 @@ check: deps $(ASAN_MOD)
 	$(LUA) $(BUSTED) --cpath="$(CURDIR)/$(ASAN_DIR)/?.so" $(BUSTED_ARGS)
 
 demo: deps
+	@sh .ci/deps gnuplot-nox 2>/dev/null || echo "(gnuplot-nox is optional: without it the demo writes CSV files instead of pictures)"
 	@$(MAKE) --no-print-directory all
 	LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;" $(LUA) examples/kernel_machine.lua
 

@@ -226,6 +226,7 @@ static const char *tag_name(uint32_t t)
   case PK_TAG_NETWORK: return "network";
   case PK_TAG_TRAJECTORY: return "trajectory";
   case PK_TAG_MACHINE: return "kernel machine";
+  case PK_TAG_REGRESSOR: return "kernel regressor";
   }
   return "unknown object";
 }
@@ -292,7 +293,7 @@ pk_status pk_file_tag(const char *path, pk_tag *tag)
   if (st) return st;
   st = check_frame(path, buf, len, tag, NULL);
   free(buf);
-  if (!st && (*tag < PK_TAG_MATRIX || *tag > PK_TAG_MACHINE))
+  if (!st && (*tag < PK_TAG_MATRIX || *tag > PK_TAG_REGRESSOR))
     st = pk_fail(PK_EFORMAT, "%s: tag check failed: unknown object tag %u", path, (unsigned)*tag);
   return st;
 }

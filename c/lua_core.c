@@ -239,6 +239,7 @@ static int l_load(lua_State *L)
   if (st) return pk_lua_error(L, st);
   switch (tag) {
   case PK_TAG_MATRIX: return pk_lua_load_matrix(L, path);
+  case PK_TAG_REGRESSOR: return pk_lua_load_regressor(L, path);
   default: break;
   }
   return luaL_error(L, "%s: this build cannot load objects with tag %d", path, (int)tag);
@@ -254,6 +255,13 @@ static int l_set_memory_limit(lua_State *L)
 static int l_memory_limit(lua_State *L)
 {
   lua_pushinteger(L, (lua_Integer)pk_memory_limit());
+  return 1;
+}
+
+/* pk.clock(): seconds on a monotonic wall clock, for timing (benchmarks) */
+static int l_clock(lua_State *L)
+{
+  lua_pushnumber(L, pk_lua_now());
   return 1;
 }
 
@@ -276,5 +284,10 @@ int luaopen_pathkernel_core(lua_State *L)
   pk_lua_open_kernel(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
+  pk_lua_open_kernels(L);
+  pk_lua_open_regressor(L);
+  pk_lua_open_analysis(L);
+  lua_pushcfunction(L, l_clock);
+  lua_setfield(L, -2, "clock");
   return 1;
 }

@@ -81,4 +81,15 @@ void pk_lua_open_kernel(lua_State *L);
  * nil, message and return 2. */
 int pk_lua_load_matrix(lua_State *L, const char *path);
 
+/* ---- kernels by parameters, regressors, analysis (issue 7) ------------ */
+
+/* pk.kernel.linear, rbf, laplacian, poly, ntk, nngp, precomputed */
+void pk_lua_open_kernels(lua_State *L);
+/* the pathkernel.Regressor userdata and pk.machine.ridge, gp, gradient_flow */
+#define PK_REGRESSOR_MT "pathkernel.Regressor"
+void pk_lua_open_regressor(lua_State *L);
+int pk_lua_load_regressor(lua_State *L, const char *path);
+/* pk.eigh, pk.alignment, pk.cka */
+void pk_lua_open_analysis(lua_State *L);
+
 #endif

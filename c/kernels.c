@@ -110,7 +110,7 @@ static double gram_rows(void *ctx, size_t i0, size_t i1)
     case PK_KSPEC_RBF:
       for (j = j0; j < n2; j++) {
         double dist = J->r1[i] + J->r2[j] + row[j];
-        row[j] = exp(-p->gamma * (dist > 0 ? dist : 0.0));
+        row[j] = exp(-p->gamma * (dist < 0 ? 0.0 : dist));   /* NaN stays NaN */
       }
       break;
     case PK_KSPEC_POLY:

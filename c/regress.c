@@ -55,15 +55,13 @@ int pk_regressor_needs_f0(const pk_regressor *r) { return r->has_f0; }
 static size_t rows_per(const pk_kernel *k) { return k->mode == PK_OUTPUTS_TRACE ? 1 : k->nout; }
 static size_t cols_per(const pk_kernel *k) { return k->mode == PK_OUTPUTS_BLOCK ? k->nout : 1; }
 
-static pk_status set_warning(pk_regressor *r, const char *fmt, double a, size_t b, size_t c,
-                             double d)
+static pk_status set_warning(pk_regressor *r, const char *msg)
 {
-  char buf[400];
-  snprintf(buf, sizeof buf, fmt, kind_names[r->kind], a, b, c, d);
+  size_t n = strlen(msg) + 1;
   free(r->warning);
-  r->warning = malloc(strlen(buf) + 1);
+  r->warning = malloc(n);
   if (!r->warning) return pk_fail(PK_ENOMEM, "%s: out of memory", kind_names[r->kind]);
-  memcpy(r->warning, buf, strlen(buf) + 1);
+  memcpy(r->warning, msg, n);
   return PK_OK;
 }
 
@@ -179,6 +177,7 @@ static pk_status solve_regularized(pk_regressor *r, pk_matrix *G, double lam, co
 {
   size_t N = G->rows, m = T->cols, i, j, dropped = 0;
   double *dg = NULL, *Bt = NULL, *w, cut;
+  char msg[400];
   lapack_int info;
   pk_status st;
   if ((st = pk_alloc((void **)&dg, N + N * m, sizeof(double), "the ridge solve"))) return st;
@@ -213,11 +212,11 @@ static pk_status solve_regularized(pk_regressor *r, pk_matrix *G, double lam, co
       if (fabs(w[i]) > cut) Bt[i] = 1 / w[i];
       else { Bt[i] = 0; dropped++; }
     if ((st = eig_apply(G->data, Bt, T, r->alpha))) goto done;
-    if ((st = set_warning(r, "%s: the regularized Gram is not numerically positive definite "
-                          "(smallest eigenvalue %.3g; Cholesky failed at column %zu): solved "
-                          "through its eigendecomposition, %zu eigenvalues at most %.3g "
-                          "in size dropped", w[0], (size_t)pivot, dropped, cut)))
-      goto done;
+    snprintf(msg, sizeof msg, "%s: the regularized Gram is not numerically positive definite "
+             "(Cholesky failed at column %d; smallest eigenvalue %.3g): solved through its "
+             "eigendecomposition, dropping %zu eigenvalues of size at most %.3g",
+             kind_names[r->kind], pivot, w[0], dropped, cut);
+    if ((st = set_warning(r, msg))) goto done;
     if ((st = pk_matrix_alloc(&r->winv, N, 1, "the inverse eigenvalues"))) goto done;
     memcpy(r->winv->data, Bt, N * sizeof(double));
     r->factor = FACTOR_EIG;

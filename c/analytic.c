@@ -35,14 +35,16 @@ static inline double atan_q(double y, double x)
     P4 = -6.485021904942025371773e+01, Q0 = 2.485846490142306297962e+01,
     Q1 = 1.650270098316988542046e+02, Q2 = 4.328810604912902668951e+02,
     Q3 = 4.853903996359136964868e+02, Q4 = 1.945506571482613964425e+02;
-  int swap = y > x;
-  double num = swap ? x : y, den = swap ? y : x, t, z, r, hi = 0, lo = 0;
-  t = den > 0 ? num / den : num - num;   /* NaN in, NaN out */
-  if (t > 0.66) {
-    t = (t - 1) / (t + 1);
-    hi = PIO4_HI;
-    lo = PIO4_LO;
-  }
+  int swap = y > x, red;
+  double num = swap ? x : y, den = swap ? y : x, a, b, t, z, r, hi, lo;
+  /* beyond 0.66, atan(num/den) = pi/4 + atan((num - den)/(num + den)):
+   * one division either way, and num - den is exact (Sterbenz) */
+  red = num > 0.66 * den;
+  a = red ? num - den : num;
+  b = red ? num + den : den;
+  hi = red ? PIO4_HI : 0.0;
+  lo = red ? PIO4_LO : 0.0;
+  t = b > 0 ? a / b : a - a;   /* 0 for 0/0; NaN in, NaN out */
   z = t * t;
   r = t + t * (z * ((((P0 * z + P1) * z + P2) * z + P3) * z + P4) /
                (((((z + Q0) * z + Q1) * z + Q2) * z + Q3) * z + Q4));

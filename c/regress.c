@@ -309,20 +309,19 @@ pk_status pk_gradient_flow_fit(pk_regressor **out, const pk_kernel *k, const pk_
   cut = eig_cut(w, N);
   for (i = 0; i < N; i++) {
     double h, l = w[i];
-    if (fabs(l) <= cut) {
-      /* an eigenvalue 0 up to rounding: K(x, X) v = 0 for its eigenvector
-       * v in exact arithmetic, so its term is 0 for every t; keeping it
-       * would only amplify rounding by c */
-      h = 0;
-    } else if (isinf(t)) {
-      /* the limit is the pseudo-inverse; a truly negative eigenvalue
-       * makes the flow run away */
-      if (l < 0) {
+    if (isinf(t)) {
+      /* the limit is the pseudo-inverse: eigenvalues 0 up to rounding are
+       * dropped; a truly negative one makes the flow run away */
+      if (l < -cut) {
         st = pk_fail(PK_ENUMERIC, "gradient_flow: the Gram has eigenvalue %g < 0 (it is not "
                      "positive semidefinite), so the flow diverges as t -> inf", l);
         goto done;
       }
-      h = 1 / l;
+      h = l > cut ? 1 / l : 0;
+    } else if (fabs(l) <= cut) {
+      /* an eigenvalue 0 up to rounding: the l -> 0 limit of the next line,
+       * so a rounding residue below 0 cannot make exp overflow */
+      h = c;
     } else {
       /* (1 - exp(-c l)) / l, accurate for small c l through expm1 */
       h = c == 0 ? 0 : -expm1(-c * l) / l;

@@ -243,6 +243,11 @@ describe("pk.machine.gradient_flow", function()
     assert.is_true(math.abs(P:get(4, 1) - 3) <= 1e-10)
     assert.is_true(math.abs(P:get(2, 1) - 2) <= 1e-10)
     assert.is_true(math.abs(P:get(3, 1) - 3) <= 1e-10)
+    -- at a long finite time the same: the null direction takes the l -> 0
+    -- limit c = lr t / n of (1 - exp(-c l))/l, multiplied by K v ~ rounding
+    -- (2500 * 1e-16), the others have decayed by exp(-c l_min) ~ 0
+    local fl = pk.machine.gradient_flow(K, Xd, Yd, { lr = 1, t = 1e4 })
+    assert.is_true(diff(fl:predict(Xd), P) <= 1e-9)
   end)
 
   it("matches explicit gradient descent on the linearized model", function()

@@ -174,7 +174,7 @@ PK_API size_t pk_kernel_input_dim(const pk_kernel *k);   /* 0: any */
 PK_API size_t pk_kernel_outputs(const pk_kernel *k);     /* rows per example */
 PK_API void pk_kernel_free(pk_kernel *k);
 
-/* ---- classical and infinite-width kernels (kernels.c, analytic.c) ---- */
+/* ---- classical and infinite-width kernels (classic.c, analytic.c) ---- */
 
 /* x.x' */
 PK_API pk_status pk_kernel_linear(pk_kernel **out);

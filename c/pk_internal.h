@@ -126,7 +126,7 @@ int pk_progress(const pk_call_opts *o, double done, double total);
 /* ---- small numeric helpers ------------------------------------------- */
 int pk_all_finite(const double *x, size_t n);
 
-/* ---- kernels defined by parameters (kernels.c, analytic.c) ----------- */
+/* ---- kernels defined by parameters (classic.c, analytic.c) ----------- */
 
 /* What a saved model records of its kernel: a type and its parameters. */
 enum {

@@ -32,7 +32,7 @@ build = {
       sources = {
         "c/core.c", "c/io.c", "c/kernel.c", "c/matrix.c", "c/rng.c",
         "c/lua_core.c", "c/lua_kernel.c", "c/lua_matrix.c",
-        "c/analytic.c", "c/kernels.c", "c/regress.c", "c/analysis.c",
+        "c/analytic.c", "c/classic.c", "c/regress.c", "c/analysis.c",
         "c/parallel.c", "c/lua_kernels.c", "c/lua_regressor.c", "c/lua_analysis.c",
       },
       incdirs = { "c", "$(LAPACKE_INCDIR)" },

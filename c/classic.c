@@ -1,4 +1,4 @@
-/* kernels.c - the classical kernels (linear, rbf, laplacian, polynomial) and
+/* classic.c - the classical kernels (linear, rbf, laplacian, polynomial) and
  * the precomputed kernel over a user's own Gram. Grams of inner-product
  * kernels are one dgemm (dsyrk for K(X, X), then half the entries) plus
  * row norms and one elementwise pass. */

@@ -406,4 +406,47 @@ pk_status pk_testkit_kernel(pk_kernel **out, size_t nout, size_t input_dim, long
 /* out = a / s elementwise (not a * (1/s)) */
 pk_status pk_matrix_div_scalar(pk_matrix **out, const pk_matrix *a, double s);
 
+/* ---- kernels defined by parameters (classic.c, analytic.c) ----------- */
+
+/* What a saved model records of its kernel: a type and its parameters. */
+enum {
+  PK_KSPEC_LINEAR = 1, PK_KSPEC_RBF, PK_KSPEC_LAPLACIAN, PK_KSPEC_POLY,
+  PK_KSPEC_NTK, PK_KSPEC_NNGP
+};
+typedef struct pk_kernel_spec {
+  uint32_t type;
+  double p[4];    /* rbf/laplacian: gamma; poly: degree, c;
+                   * ntk/nngp: depth, activation (1 relu, 2 erf, 3 identity),
+                   * sigma_w, sigma_b */
+} pk_kernel_spec;
+
+/* Fill s and return 1 if k is one of ours, else 0. */
+int pk_classic_kernel_spec(const pk_kernel *k, pk_kernel_spec *s);
+int pk_analytic_kernel_spec(const pk_kernel *k, pk_kernel_spec *s);
+/* Rebuild a kernel from a spec read from a file (checking its values). */
+pk_status pk_kernel_from_spec(const pk_kernel_spec *s, pk_kernel **out);
+
+/* X1 X2^T scaled by alpha into out (n1 x n2). When sym (X1 == X2) only the
+ * upper triangle (j >= i) is written, by dsyrk. */
+void pk_cross(const pk_matrix *X1, const pk_matrix *X2, double alpha, int sym, double *out);
+/* Copy the upper triangle of the n x n row-major a into its lower one. */
+void pk_mirror_upper(double *a, size_t n);
+/* Run fn over [0, n) in chunks of `chunk` on up to pk_threads() threads,
+ * the caller's among them. fn returns the units of work its chunk did;
+ * progress (out of `total` units) and cancellation go through the calling
+ * thread only, so a Lua callback never runs on another thread. */
+typedef double (*pk_chunk_fn)(void *ctx, size_t i0, size_t i1);
+pk_status pk_parallel_for(size_t n, size_t chunk, pk_chunk_fn fn, void *ctx,
+                          const pk_call_opts *o, double total, const char *what);
+/* PK_NUM_THREADS, else OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS, else the
+ * online CPUs; 1..64 */
+int pk_threads(void);
+
+/* Eigen-decompose the symmetric n x n a by dsyevd, reading the triangle
+ * uplo names in LAPACK's column-major view ('U': the row-major lower
+ * triangle); w gets the eigenvalues ascending and row i of a (row-major)
+ * the eigenvector of w[i]. Workspace counts against the memory limit;
+ * `what` names the caller in messages. */
+pk_status pk_syev(double *a, size_t n, char uplo, double *w, const char *what);
+
 #endif

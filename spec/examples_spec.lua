@@ -114,6 +114,26 @@ describe("examples", function()
     check_picture(out, dir, "digits_explain")
   end)
 
+  it("infinite_width.lua: the empirical NTK approaches the analytic one like w^-1/2", function()
+    local out, code = run("infinite_width", dir)
+    assert.are.equal(0, code, out)
+    for _, act in ipairs{ "relu", "erf" } do
+      -- quick mode fits 6 widths with 8 seeds each: the seed noise alone
+      -- gives the slope a spread of ~0.06 (spec/ntk_limit_spec.lua tests
+      -- the limit itself more tightly)
+      local slope = number_after(out, "slope " .. act .. " (%S+)")
+      assert.is_number(slope, out)
+      assert.is_true(math.abs(slope + 0.5) <= 0.2, out)
+      -- the rms column: 32 and 1024 are a factor 32 apart, so sqrt(32) ~ 5.7
+      -- in error; at least 3 of it
+      local block = out:match(act .. ":\n(.-)\n  slope")
+      local first = number_after(block, "^%s+width[^\n]*\n%s+32%s+(%S+)")
+      local last = number_after(block, "\n%s+1024%s+(%S+)")
+      assert.is_true(first / last >= 3, out)
+    end
+    check_picture(out, dir, "infinite_width")
+  end)
+
   it("fail with a clear message when the data is missing or the folder unwritable", function()
     local out, code = run("digits_explain", dir, { PATHKERNEL_DIGITS = "/nonexistent/digits.csv" })
     assert.are_not.equal(0, code)

@@ -134,6 +134,27 @@ describe("examples", function()
     check_picture(out, dir, "infinite_width")
   end)
 
+  it("ntk_regime.lua: a wider network stays closer to kernel gradient flow", function()
+    local out, code = run("ntk_regime", dir)
+    assert.are.equal(0, code, out)
+    local w1, g1, w2, g2 = out:match("gap network vs gradient flow: width (%d+) (%S+), width (%d+) (%S+)")
+    assert.is_truthy(w1, out)
+    assert.are.equal("64", w1)
+    assert.are.equal("1024", w2)
+    g1, g2 = tonumber(g1), tonumber(g2)
+    -- the narrow network strays visibly; 16 times the width brings it
+    -- several times closer (measured: 5.7x)
+    assert.is_true(g1 > 0.05, out)
+    assert.is_true(g2 < g1 / 3, out)
+    -- the closed form at t = steps is the discrete linearized run up to
+    -- O(lr l / n) ~ 0.03 of the residual
+    for disc in out:gmatch("\n%s+%d+%s+%S+%s+%S+%s+(%S+)%s+%S+%s+%S+%s+%S+%s+%S+ s") do
+      assert.is_true(tonumber(disc) < 0.03, out)
+    end
+    check_picture(out, dir, "ntk_regime")
+    check_picture(out, dir, "ntk_regime_outputs")
+  end)
+
   it("fail with a clear message when the data is missing or the folder unwritable", function()
     local out, code = run("digits_explain", dir, { PATHKERNEL_DIGITS = "/nonexistent/digits.csv" })
     assert.are_not.equal(0, code)

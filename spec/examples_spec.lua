@@ -114,6 +114,47 @@ describe("examples", function()
     check_picture(out, dir, "digits_explain")
   end)
 
+  it("infinite_width.lua: the empirical NTK approaches the analytic one like w^-1/2", function()
+    local out, code = run("infinite_width", dir)
+    assert.are.equal(0, code, out)
+    for _, act in ipairs{ "relu", "erf" } do
+      -- quick mode fits 6 widths with 8 seeds each: the seed noise alone
+      -- gives the slope a spread of ~0.06 (spec/ntk_limit_spec.lua tests
+      -- the limit itself more tightly)
+      local slope = number_after(out, "slope " .. act .. " (%S+)")
+      assert.is_number(slope, out)
+      assert.is_true(math.abs(slope + 0.5) <= 0.2, out)
+      -- the rms column: 32 and 1024 are a factor 32 apart, so sqrt(32) ~ 5.7
+      -- in error; at least 3 of it
+      local block = out:match(act .. ":\n(.-)\n  slope")
+      local first = number_after(block, "^%s+width[^\n]*\n%s+32%s+(%S+)")
+      local last = number_after(block, "\n%s+1024%s+(%S+)")
+      assert.is_true(first / last >= 3, out)
+    end
+    check_picture(out, dir, "infinite_width")
+  end)
+
+  it("ntk_regime.lua: a wider network stays closer to kernel gradient flow", function()
+    local out, code = run("ntk_regime", dir)
+    assert.are.equal(0, code, out)
+    local w1, g1, w2, g2 = out:match("gap network vs gradient flow: width (%d+) (%S+), width (%d+) (%S+)")
+    assert.is_truthy(w1, out)
+    assert.are.equal("64", w1)
+    assert.are.equal("1024", w2)
+    g1, g2 = tonumber(g1), tonumber(g2)
+    -- the narrow network strays visibly; 16 times the width brings it
+    -- several times closer (measured: 5.7x)
+    assert.is_true(g1 > 0.05, out)
+    assert.is_true(g2 < g1 / 3, out)
+    -- the closed form at t = steps is the discrete linearized run up to
+    -- O(lr l / n) ~ 0.03 of the residual
+    for disc in out:gmatch("\n%s+%d+%s+%S+%s+%S+%s+(%S+)%s+%S+%s+%S+%s+%S+%s+%S+ s") do
+      assert.is_true(tonumber(disc) < 0.03, out)
+    end
+    check_picture(out, dir, "ntk_regime")
+    check_picture(out, dir, "ntk_regime_outputs")
+  end)
+
   it("fail with a clear message when the data is missing or the folder unwritable", function()
     local out, code = run("digits_explain", dir, { PATHKERNEL_DIGITS = "/nonexistent/digits.csv" })
     assert.are_not.equal(0, code)

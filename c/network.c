@@ -128,12 +128,12 @@ static pk_status layout(pk_network *n)
   return pk_alloc((void **)&n->theta, P, sizeof(double), "the network's parameters");
 }
 
-pk_status pk_network_new(pk_network **out, const pk_network_spec *s)
+/* a network of the spec's shape with its parameters allocated, not drawn */
+static pk_status net_shell(pk_network **out, const pk_network_spec *s)
 {
   pk_network *n;
   pk_status st;
-  pk_rng r;
-  size_t l, i;
+  size_t l;
   *out = NULL;
   if (s->nsizes < 2)
     return pk_fail(PK_EINVAL, "network: sizes needs at least 2 entries (inputs and outputs), got %zu",
@@ -163,6 +163,18 @@ pk_status pk_network_new(pk_network **out, const pk_network_spec *s)
     pk_network_free(n);
     return st;
   }
+  *out = n;
+  return PK_OK;
+}
+
+pk_status pk_network_new(pk_network **out, const pk_network_spec *s)
+{
+  pk_network *n;
+  pk_status st;
+  pk_rng r;
+  size_t l, i;
+  if ((st = net_shell(out, s))) return st;
+  n = *out;
   pk_rng_seed(&r, s->seed);
   for (l = 0; l < n->L; l++) {
     double ws = n->param == PK_PARAM_NTK ? 1.0 : n->sigma_w / sqrt((double)n->d[l]);
@@ -186,7 +198,7 @@ pk_status pk_network_clone(pk_network **out, const pk_network *src)
   s.sigma_w = src->sigma_w;
   s.sigma_b = src->sigma_b;
   s.seed = src->seed;
-  if ((st = pk_network_new(out, &s))) return st;
+  if ((st = net_shell(out, &s))) return st;
   memcpy((*out)->theta, src->theta, src->P * sizeof(double));
   (*out)->version = src->version;
   return PK_OK;

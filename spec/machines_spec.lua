@@ -329,6 +329,28 @@ describe("pk.machine.gradient_flow", function()
     H.raises("f0 has NaN or infinite values (row 3)", pk.machine.gradient_flow, K, X, Y, { f0 = Fn })
   end)
 
+  it("reads several outputs example-major with a block tangent kernel", function()
+    -- the same flow on the (nK) x (nK) block Gram, once through the
+    -- network's tangent kernel with Y n x K, once through a precomputed
+    -- Gram over nK index rows with Y flattened: c = lr t / n, so the
+    -- second run's t is scaled by K to keep the same c
+    local net = pk.network{ sizes = {3, 16, 2}, activation = "tanh", seed = 1 }
+    local Kt = pk.kernel.tangent(net)
+    local X, Y, Xq = pk.randn(6, 3, 1), pk.randn(6, 2, 2), pk.randn(4, 3, 3)
+    local P = pk.machine.gradient_flow(Kt, X, Y, { lr = 0.5, t = 10 }):predict(Xq)
+    local all = pk.zeros(10, 3)
+    for i = 1, 6 do for j = 1, 3 do all:set(i, j, X:get(i, j)) end end
+    for i = 1, 4 do for j = 1, 3 do all:set(6 + i, j, Xq:get(i, j)) end end
+    local pre = pk.kernel.precomputed(Kt:gram(all))
+    local idx, Yf, qidx = pk.zeros(12, 1), pk.zeros(12, 1), pk.zeros(8, 1)
+    for r = 1, 12 do idx:set(r, 1, r); Yf:set(r, 1, Y:get((r - 1) // 2 + 1, (r - 1) % 2 + 1)) end
+    for r = 1, 8 do qidx:set(r, 1, 12 + r) end
+    local R = pk.machine.gradient_flow(pre, idx, Yf, { lr = 0.5, t = 20 }):predict(qidx)
+    for x = 1, 4 do for k = 1, 2 do
+      assert.is_true(math.abs(P:get(x, k) - R:get((x - 1) * 2 + k, 1)) <= 1e-12 * math.max(1, math.abs(R:get((x - 1) * 2 + k, 1))))
+    end end
+  end)
+
   it("refuses to run to t = inf on an indefinite Gram and reports overflow", function()
     local Kp = pk.kernel.precomputed(pk.matrix{ { 1, 2 }, { 2, 1 } })   -- eigenvalues -1, 3
     local idx, Yp = pk.matrix{ 1, 2 }, pk.matrix{ 1, 0 }

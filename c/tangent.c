@@ -300,15 +300,10 @@ out:
   return st;
 }
 
-/* complete a symmetric Gram from its upper triangle, in cache-sized blocks */
+/* complete a symmetric Gram from its upper triangle */
 void pk_tangent_mirror(pk_matrix *out)
 {
-  size_t N = out->rows, bi, bj, i, j, B = 64;
-  double *a = out->data;
-  for (bi = 0; bi < N; bi += B)
-    for (bj = bi; bj < N; bj += B)
-      for (i = bi; i < bi + B && i < N; i++)
-        for (j = bj > i + 1 ? bj : i + 1; j < bj + B && j < N; j++) a[j * N + i] = a[i * N + j];
+  pk_mirror_upper(out->data, out->rows);
 }
 
 int pk_tangent_symmetric(const pk_matrix *X1, const pk_matrix *X2, pk_outputs mode)

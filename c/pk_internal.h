@@ -39,12 +39,23 @@ pk_status pk_alloc(void **out, size_t n, size_t size, const char *what);
 pk_status pk_calloc(void **out, size_t n, size_t size, const char *what);
 /* Would n * size bytes be allowed? (checks only, allocates nothing) */
 pk_status pk_check_bytes(size_t n, size_t size, const char *what);
+/* The same with a hint that says how to ask for less ("record = { every =
+ * k } keeps fewer checkpoints"); the refusal then reads "<what> needs N,
+ * above the memory limit of M (pk.set_memory_limit raises it; or <hint>)". */
+pk_status pk_check_bytes_hint(size_t n, size_t size, const char *what, const char *hint);
+pk_status pk_alloc_hint(void **out, size_t n, size_t size, const char *what, const char *hint);
+pk_status pk_calloc_hint(void **out, size_t n, size_t size, const char *what, const char *hint);
+/* Prefix the last error's message with name (a file) unless it already
+ * starts with "name:"; returns s. */
+pk_status pk_fail_in(pk_status s, const char *name);
 /* a x b without overflow, else an error naming `what` */
 pk_status pk_mul_size(size_t *out, size_t a, size_t b, const char *what);
 
 /* A matrix of the given shape, allocated but not initialized, with `what`
  * used in the memory-limit message. */
 pk_status pk_matrix_alloc(pk_matrix **out, size_t rows, size_t cols, const char *what);
+pk_status pk_matrix_alloc_hint(pk_matrix **out, size_t rows, size_t cols, const char *what,
+                               const char *hint);
 pk_status pk_check_same_shape(const pk_matrix *a, const pk_matrix *b, const char *op);
 
 /* ---- the PATHKRNL container ----------------------------------------- */
@@ -383,6 +394,17 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
 
 pk_status pk_network_write_payload(pk_writer *w, const void *net);
 pk_status pk_network_read_payload(pk_reader *r, pk_network **out);
+/* The loaders on a file image in memory (name is used in messages): what
+ * pk_network_load, pk_trajectory_load and pk_machine_load run after
+ * pk_read_file, and what the fuzz harnesses call. */
+pk_status pk_network_load_mem(pk_network **out, const char *name, const unsigned char *buf,
+                              size_t len);
+pk_status pk_trajectory_load_mem(pk_trajectory **out, const char *name, const unsigned char *buf,
+                                 size_t len, const pk_matrix *X, const pk_matrix *Y);
+pk_status pk_machine_load_mem(pk_machine **out, const char *name, const unsigned char *buf,
+                              size_t len);
+/* what a machine file holds, for writing one to any stream */
+pk_status pk_machine_write_payload(pk_writer *w, const void *km);
 pk_status pk_check_input(const pk_network *net, const pk_matrix *X, const char *what);
 
 /* ---- small numeric helpers ------------------------------------------- */

@@ -222,6 +222,94 @@ describe("matrix review regressions", function()
   end)
 end)
 
+describe("file loader regressions", function()
+  local X, Y = pk.randn(6, 2, 11), pk.randn(6, 1, 12)
+  local old
+  before_each(function() old = pk.memory_limit() end)
+  after_each(function() pk.set_memory_limit(old) end)
+
+  local function payload(path) return H.read_bytes(path):sub(25, -5) end
+  local function record(o)
+    local net = pk.network{ sizes = o.sizes or { 2, 3, 1 }, seed = 1 }
+    return net:train{ X = o.X or X, Y = o.Y or Y, steps = o.steps or 3, lr = 0.1, record = true,
+      optimizer = o.optimizer, batch_size = o.batch_size, progress = false }
+  end
+
+  it("a trajectory loaded with its stored data given keeps one copy (the stored one leaked)", function()
+    local p = H.tmpname(".pk")
+    assert(record{}:save(p))
+    local back = pk.load(p, { X = X, Y = Y })
+    assert.are.equal(3, #back)
+    assert.are.equal(0, (back:weights(3) - pk.load(p):weights(3)):max_abs())
+    os.remove(p)
+  end)
+
+  it("stored data that does not match its hash is refused, even with the right data given", function()
+    local p = H.tmpname(".pk")
+    assert(record{}:save(p))
+    local b = payload(p)
+    -- one bit of the last stored value of Y
+    H.write_bytes(p, H.container(3, b:sub(1, -2) .. string.char(b:byte(-1) ~ 1)))
+    H.raises("the stored training data does not match its hash", pk.load, p)
+    H.raises("the stored training data does not match its hash", pk.load, p, { X = X, Y = Y })
+    os.remove(p)
+  end)
+
+  it("a step count that fits the file asks for nothing quadratic (it allocated steps x parameters)", function()
+    -- 1 -> 4000 -> 1: 12001 parameters; a step count of 12000 fits the
+    -- bytes after it, and checkpoints for every step were allocated at once
+    local Xw, Yw = pk.randn(2, 1, 1), pk.randn(2, 1, 2)
+    local p = H.tmpname(".pk")
+    assert(record{ sizes = { 1, 4000, 1 }, X = Xw, Y = Yw, steps = 1 }:save(p))
+    local b = payload(p)
+    local at = 76 + 8 * 12001 + 1
+    assert.are.equal(1, (string.unpack("<I8", b, at)))
+    H.write_bytes(p, H.container(3, b:sub(1, at - 1) .. string.pack("<I8", 12000) .. b:sub(at + 8)))
+    pk.set_memory_limit(16 << 20)
+    local t0 = os.clock()
+    local ok, err = pcall(pk.load, p)
+    assert.is_false(ok)
+    assert.is_nil(err:find("memory limit", 1, true), err)
+    assert.truthy(err:find("check failed", 1, true) or err:find("truncated", 1, true), err)
+    assert.is_true(os.clock() - t0 < 0.5)
+    os.remove(p)
+  end)
+
+  it("a batch size far above the data is a format error (it allocated steps x batch size)", function()
+    local p = H.tmpname(".pk")
+    assert(record{ optimizer = "sgd", batch_size = 4, steps = 2 }:save(p))
+    local b = payload(p)
+    -- batch_size follows the network (76 + 8 * 13 bytes), the step count,
+    -- loss, optimizer and 6 hyperparameters
+    local at = 76 + 8 * 13 + 8 + 4 + 4 + 48 + 1
+    assert.are.equal(4, (string.unpack("<I8", b, at)))
+    H.write_bytes(p, H.container(3, b:sub(1, at - 1) .. string.pack("<I8", 1 << 40) .. b:sub(at + 8)))
+    pk.set_memory_limit(16 << 20)
+    H.raises("a batch size above the training rows", pk.load, p)
+    os.remove(p)
+  end)
+
+  it("batches of no rows and stored data of no rows are refused (replay read an unset gradient)", function()
+    H.raises("bad batch offsets", pk.load, "fuzz/regress/trajectory/empty-batch")
+    H.raises("the stored training data does not fit the network", pk.load, "fuzz/regress/trajectory/no-rows")
+  end)
+
+  it("a network file whose output layer has an activation is refused (it loaded as identity)", function()
+    H.raises("value check failed: the output layer has activation 1", pk.load,
+      "fuzz/regress/network/output-activation")
+  end)
+
+  it("load errors of networks inside other files name the file", function()
+    local p = H.tmpname(".pk")
+    assert(record{}:save(p))
+    local b = payload(p)
+    -- the network's layer count says 2^40 layers
+    H.write_bytes(p, H.container(3, string.pack("<I8", 1 << 40) .. b:sub(9)))
+    H.raises(p .. ": size check failed: layer count", pk.load, p)
+    os.remove(p)
+  end)
+end)
+
 describe("the Kernel userdata (through pk._testkit.kernel)", function()
   local X = pk.randn(5, 3, 1)
   local Y = pk.randn(4, 3, 2)

@@ -412,7 +412,8 @@ static int n_train(lua_State *L)
   pk_lua_rule_opts(L, 2, &rule, &nodes);
   pk_lua_progress_init(L, &c.prog, 5, "train", &o.call);
   c.prog.show_loss = 1;
-  if ((st = pk_check_bytes(o.steps, sizeof(double), "the loss history"))) return pk_lua_error(L, st);
+  if ((st = pk_check_bytes_hint(o.steps, sizeof(double), "the loss history", "train for fewer steps")))
+    return pk_lua_error(L, st);
   losses = lua_newuserdatauv(L, o.steps * sizeof(double), 0);  /* index 8 */
   if (every) {
     /* the trajectory keeps views of X and Y: releasing them keeps it valid */

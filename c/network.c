@@ -451,7 +451,9 @@ pk_status pk_network_jacobian(const pk_network *n, const pk_matrix *X, pk_matrix
   if ((st = pk_check_input(n, X, "X"))) return st;
   if ((st = pk_mul_size(&rows, X->rows, K, "jacobian"))) return st;
   snprintf(what, sizeof what, "the %zu x %zu Jacobian", rows, n->P);
-  if ((st = pk_matrix_alloc(out, rows, n->P, what))) return st;
+  if ((st = pk_matrix_alloc_hint(out, rows, n->P, what, "ask for fewer rows of X at a time "
+                                 "(pk.kernel.tangent never forms the Jacobian)")))
+    return st;
   if ((st = pk_acts_init(&w, n, X->rows, 0))) goto fail;
   if ((st = pk_deltas_init(&dl, n, X->rows))) { pk_acts_free(&w); goto fail; }
   pk_net_forward_ws(n, n->theta, X->data, X->rows, &w);

@@ -105,10 +105,16 @@ static pk_status precond_gram(const pk_kernel *k, const pk_matrix *X1, const pk_
   size_t P = net->P, K = net->d[net->L], per, t, r0, c0, i, p;
   size_t ldo = out->cols;
   pk_status st = PK_OK;
+  size_t mem = k->memory < pk_memory_limit() ? k->memory : pk_memory_limit();
+  /* a tile of t rows a side: two t K x P Jacobians and their t K x t K product */
   per = 2 * P * K * sizeof(double);
-  t = per ? k->memory / per : 1;
-  if (t < 1) return pk_fail(PK_ENOMEM, "preconditioned kernel: memory = %zu bytes is too small; "
-                            "one row of each side needs %zu", k->memory, per);
+  if (mem < per + K * K * sizeof(double))
+    return pk_fail(PK_ENOMEM, "preconditioned kernel: %s = %zu bytes is too small; one row of each "
+                   "side needs %zu", mem < k->memory ? "the memory limit" : "memory", mem,
+                   per + K * K * sizeof(double));
+  /* then t K x t K doubles of their product must fit beside them */
+  t = mem / per;
+  while (t > 1 && (mem - t * per) / sizeof(double) / (t * K) < t * K) t -= t / 4 ? t / 4 : 1;
   for (r0 = 0; r0 < X1->rows; r0 += t) {
     size_t n1 = X1->rows - r0 < t ? X1->rows - r0 : t;
     pk_matrix *v1, *J1 = NULL;

@@ -89,34 +89,42 @@ static pk_status new_traj(pk_trajectory **out, const pk_network *net, size_t ste
   t->full_batch = full_batch;
   t->cap = steps;
   t->check_cap = nck;
+  static const char *const fewer = "record = { every = k } keeps every k-th step only";
   if ((st = pk_network_clone(&t->net, net)) ||
-      (st = pk_alloc((void **)&t->lr, steps, sizeof(double), "the trajectory")) ||
-      (st = pk_alloc((void **)&t->loss, steps, sizeof(double), "the trajectory")) ||
-      (st = pk_alloc((void **)&t->check_step, nck, sizeof(size_t), "the trajectory")) ||
-      (st = pk_calloc((void **)&t->state_t, nck, sizeof(size_t), "the trajectory")))
+      (st = pk_alloc_hint((void **)&t->lr, steps, sizeof(double), "the trajectory's learning rates",
+                          "train for fewer steps")) ||
+      (st = pk_alloc_hint((void **)&t->loss, steps, sizeof(double), "the trajectory's losses",
+                          "train for fewer steps")) ||
+      (st = pk_alloc_hint((void **)&t->check_step, nck, sizeof(size_t), "the trajectory's checkpoints",
+                          fewer)) ||
+      (st = pk_calloc_hint((void **)&t->state_t, nck, sizeof(size_t), "the trajectory's checkpoints",
+                           fewer)))
     goto fail;
   t->nstate = nstate;
   if (nstate) {
     size_t n;
-    if ((st = pk_mul_size(&n, nck, nstate * P, "the optimizer's checkpoints")) ||
-        (st = pk_alloc((void **)&t->S, n, sizeof(double), "the optimizer's state at the checkpoints "
-                       "(record = { every = k } keeps fewer)")))
-      goto fail;
+    char what[160];
+    if ((st = pk_mul_size(&n, nck, nstate * P, "the optimizer's checkpoints"))) goto fail;
+    snprintf(what, sizeof what, "the optimizer's state at the checkpoints (%zu checkpoints of %zu x "
+             "%zu values)", nck, nstate, P);
+    if ((st = pk_alloc_hint((void **)&t->S, n, sizeof(double), what, fewer))) goto fail;
   }
   {
     size_t n;
     char what[160];
     if ((st = pk_mul_size(&n, nck, P, "the trajectory's weights"))) goto fail;
-    snprintf(what, sizeof what, "the trajectory's weights (%zu checkpoints of %zu parameters; "
-             "record = { every = k } keeps fewer)", nck, P);
-    if ((st = pk_alloc((void **)&t->W, n, sizeof(double), what))) goto fail;
+    snprintf(what, sizeof what, "the trajectory's weights (%zu checkpoints of %zu parameters)", nck, P);
+    if ((st = pk_alloc_hint((void **)&t->W, n, sizeof(double), what, fewer))) goto fail;
   }
   if (!full_batch) {
     size_t nr;
+    static const char *const smaller = "train for fewer steps or with a smaller batch_size";
     if ((st = pk_mul_size(&nr, steps, batch, "the trajectory's batches"))) goto fail;
     t->nrows_cap = nr;
-    if ((st = pk_alloc((void **)&t->boff, steps + 1, sizeof(size_t), "the trajectory's batches")) ||
-        (st = pk_alloc((void **)&t->rows, nr ? nr : 1, sizeof(uint32_t), "the trajectory's batches")))
+    if ((st = pk_alloc_hint((void **)&t->boff, steps + 1, sizeof(size_t), "the trajectory's batches",
+                            smaller)) ||
+        (st = pk_alloc_hint((void **)&t->rows, nr ? nr : 1, sizeof(uint32_t), "the trajectory's batches",
+                            smaller)))
       goto fail;
     t->boff[0] = 0;
   }

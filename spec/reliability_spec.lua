@@ -461,6 +461,103 @@ describe("the memory limit", function()
     os.remove(p)
   end)
 
+  -- refusals that say how to ask for less, for networks, training and kernels
+  local function refused_hint(pattern, hint, f, ...)
+    local err = H.raises(pattern, f, ...)
+    assert.truthy(err:find("above the memory limit of", 1, true), err)
+    assert.truthy(err:find("(pk.set_memory_limit raises it; or " .. hint .. ")", 1, true), err)
+  end
+  local X4, Y4 = pk.randn(4, 2, 1), pk.randn(4, 1, 2)
+
+  it("guards the Jacobian", function()
+    local net = pk.network{ sizes = { 2, 50, 1 }, seed = 1 }
+    pk.set_memory_limit(1 << 20)
+    refused_hint("the 1000 x 201 Jacobian needs 1.5 MiB", "ask for fewer rows of X at a time "
+      .. "(pk.kernel.tangent never forms the Jacobian)", net.jacobian, net, pk.zeros(1000, 2))
+  end)
+
+  it("guards Gram matrices, pointing at outputs = \"trace\" for several outputs", function()
+    local K = pk.kernel.tangent(pk.network{ sizes = { 1, 3, 4 }, seed = 1 })
+    pk.set_memory_limit(1 << 20)
+    refused_hint("the 800 x 1200 Gram needs 7.3 MiB", 'ask for fewer rows at a time (X:slice(i, j)), '
+      .. 'or outputs = "trace" for one value per pair of examples', K.gram, K, pk.zeros(200, 1), pk.zeros(300, 1))
+    local K1 = pk.kernel.tangent(pk.network{ sizes = { 1, 3, 1 }, seed = 1 })
+    refused_hint("the 1000 x 1000 Gram needs 7.6 MiB", "ask for fewer rows at a time (X:slice(i, j))",
+      K1.gram, K1, pk.zeros(1000, 1))
+  end)
+
+  it("shrinks tangent tiles to fit the limit (a wide network's tile was refused)", function()
+    local net = pk.network{ sizes = { 2, 2000, 1 }, seed = 1 }
+    local X = pk.randn(300, 2, 3)
+    local K = pk.kernel.tangent(net)
+    local want, wantd = K:gram(X), K:diag(X)
+    pk.set_memory_limit(1 << 20)
+    assert.is_true(H.rel_err(K:gram(X), want) < 1e-13)
+    assert.is_true(H.rel_err(K:diag(X), wantd) < 1e-13)
+    pk.set_memory_limit(64 << 10)
+    refused_hint("one tile of the tangent kernel needs", "use a smaller network", K.gram, K, X:slice(1, 20))
+  end)
+
+  it("fits the preconditioned kernel's tiles, Jacobians and their product, to the limit", function()
+    local net = pk.network{ sizes = { 2, 50, 1 }, seed = 1 }
+    local X = pk.randn(100, 2, 3)
+    local traj = net:train{ X = X4, Y = Y4, optimizer = "adam", steps = 2, record = true, progress = false }
+    local K = pk.kernel.preconditioned(traj, 1)
+    local want = K:gram(X)
+    pk.set_memory_limit(100 << 10)
+    assert.is_true(H.rel_err(K:gram(X), want) < 1e-13)
+  end)
+
+  it("guards recording: weights, optimizer state, batches and losses, each with its remedy", function()
+    local every = "record = { every = k } keeps every k-th step only"
+    local net = pk.network{ sizes = { 2, 200, 1 }, seed = 1 }
+    pk.set_memory_limit(16 << 20)
+    refused_hint("the trajectory's weights (20002 checkpoints of 801 parameters) needs 122.2 MiB", every,
+      net.train, net, { X = X4, Y = Y4, steps = 20000, record = true, progress = false })
+    refused_hint("the optimizer's state at the checkpoints (20002 checkpoints of 2 x 801 values) needs 244.5 MiB",
+      every, net.train, net, { X = X4, Y = Y4, steps = 20000, optimizer = "adam", record = true, progress = false })
+    refused_hint("the loss history needs 32.0 MiB", "train for fewer steps",
+      net.train, net, { X = X4, Y = Y4, steps = 1 << 22, progress = false })
+    local X = pk.randn(64, 2, 1)
+    pk.set_memory_limit(4 << 20)
+    refused_hint("the trajectory's batches needs 24.4 MiB", "train for fewer steps or with a smaller batch_size",
+      net.train, net, { X = X, Y = pk.randn(64, 1, 2), optimizer = "sgd", batch_size = 64, steps = 100000,
+        record = { every = 1000000 }, progress = false })
+    -- what every = k is for: the same run fits
+    pk.set_memory_limit(16 << 20)
+    local traj = net:train{ X = X4, Y = Y4, steps = 20000, record = { every = 1000 }, progress = false }
+    assert.are.equal(20000, #traj)
+  end)
+
+  it("guards the decomposition: contributions, query gradients and per-example traces", function()
+    local net = pk.network{ sizes = { 2, 100, 1 }, seed = 1 }
+    local X = pk.randn(100, 2, 1)
+    local Y = pk.randn(100, 1, 2)
+    pk.set_memory_limit(2 << 20)
+    refused_hint("the contributions (5000 queries x 1 outputs x 100 training examples) needs 3.8 MiB",
+      "explain fewer queries at a time", net.train, net,
+      { X = X, Y = Y, steps = 1, explain = pk.zeros(5000, 2), progress = false })
+    refused_hint("the queries' gradients (3000 queries x 1 outputs x 401 parameters, for weight decay and "
+      .. "stateful optimizers) needs 9.2 MiB", "explain fewer queries at a time", net.train, net,
+      { X = pk.randn(5, 2, 1), Y = pk.randn(5, 1, 1), steps = 1, weight_decay = 0.1,
+        explain = pk.zeros(3000, 2), progress = false })
+    local Xm = pk.randn(1000, 2, 1)
+    refused_hint("the per-example optimizer traces (1000 examples x 401 parameters) needs 3.1 MiB",
+      "train on fewer examples or a smaller network; gd and sgd keep no traces", net.train, net,
+      { X = Xm, Y = pk.randn(1000, 1, 1), optimizer = "adam", steps = 1, explain = pk.zeros(1, 2),
+        progress = false })
+    -- offline, the same limits hold for any queries
+    pk.set_memory_limit(0)
+    local traj = net:train{ X = X, Y = Y, steps = 2, record = true, progress = false }
+    local km = pk.machine.from_trajectory(traj)
+    pk.set_memory_limit(2 << 20)
+    refused_hint("the contributions (5000 queries x 1 outputs x 100 training examples) needs 3.8 MiB",
+      "explain fewer queries at a time", km.predict, km, pk.zeros(5000, 2))
+    local Kp = pk.kernel.path(traj)
+    refused_hint("the 1000 x 1000 Gram needs 7.6 MiB", "ask for fewer rows at a time (X:slice(i, j))",
+      Kp.gram, Kp, pk.zeros(1000, 2))
+  end)
+
   it("is read back as set, and 0 restores the default", function()
     pk.set_memory_limit(12345)
     assert.are.equal(12345, pk.memory_limit())

@@ -18,7 +18,7 @@ void pk_machine_free(pk_machine *km)
   free(km->reg);
   pk_network_free(km->net0);
   pk_network_free(km->netT);
-  pk_trajectory_free(km->own_traj);
+  pk_trajectory_free((pk_trajectory *)km->traj);
   free(km);
 }
 
@@ -91,6 +91,7 @@ pk_status pk_machine_from_trajectory(pk_machine **out, const pk_trajectory *t, p
   if ((st = pk_trajectory_check_data(t))) return st;
   if ((st = shell(out, t->net, t->W, t->W + (t->ncheck - 1) * t->net->P, t->X->rows, rule, nodes)))
     return st;
+  pk_trajectory_retain(t);
   (*out)->traj = t;
   return PK_OK;
 }
@@ -405,11 +406,9 @@ pk_status pk_machine_load_mem(pk_machine **out, const char *name, const unsigned
   if (kind == 0) {
     pk_trajectory *t;
     if ((st = pk_trajectory_read_payload(&r, name, &t, NULL, NULL))) goto done;
-    if ((st = pk_machine_from_trajectory(&km, t, (pk_rule)rule, (int)nodes))) {
-      pk_trajectory_free(t);
-      goto done;
-    }
-    km->own_traj = t;
+    st = pk_machine_from_trajectory(&km, t, (pk_rule)rule, (int)nodes);
+    pk_trajectory_free(t);          /* the machine holds it now */
+    if (st) goto done;
   } else if ((st = read_online(&r, name, (pk_rule)rule, (int)nodes, &km))) {
     goto done;
   }

@@ -9,7 +9,7 @@
 #include "pk_internal.h"
 
 typedef struct path_state {
-  const pk_trajectory *t;   /* borrowed */
+  const pk_trajectory *t;   /* a reference held */
   pk_rule rule;
   int nodes;
   double tq[PK_MAX_NODES], wq[PK_MAX_NODES];
@@ -64,7 +64,12 @@ static pk_status path_diag(const pk_kernel *k, const pk_matrix *X, const pk_call
   return path_run(k, X, X, o, out, 1);
 }
 
-static void path_destroy(pk_kernel *k) { free(k->state); }
+static void path_destroy(pk_kernel *k)
+{
+  path_state *ps = k->state;
+  if (ps) pk_trajectory_free((pk_trajectory *)ps->t);
+  free(ps);
+}
 
 static const pk_kernel_vt path_vt = { "path", path_gram, path_diag, path_destroy };
 
@@ -81,6 +86,7 @@ pk_status pk_kernel_path(pk_kernel **out, const pk_trajectory *t, pk_rule rule, 
   ps->rule = rule;
   ps->nodes = nodes;
   if ((st = pk_kernel_new(out, &path_vt, ps))) { free(ps); return st; }
+  pk_trajectory_retain(t);
   (*out)->input_dim = t->net->d[0];
   (*out)->nout = t->net->d[t->net->L];
   return PK_OK;

@@ -285,7 +285,13 @@ struct pk_trajectory {
   uint64_t hash;           /* of X and Y when recorded */
   const pk_network *source;  /* the trained network, borrowed; may be NULL */
   uint64_t source_version;
+  size_t refs;             /* holders: its owner plus machines and path kernels */
 };
+
+/* Another holder of t (a kernel machine, a path kernel): pk_trajectory_free
+ * frees t when the last holder lets go, so freeing the trajectory first
+ * (a Lua __gc called by hand) leaves its borrowers working. */
+void pk_trajectory_retain(const pk_trajectory *t);
 
 uint64_t pk_data_hash(const pk_matrix *X, const pk_matrix *Y);
 pk_status pk_trajectory_check_data(const pk_trajectory *t);
@@ -366,8 +372,7 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
 /* ---- kernel machines -------------------------------------------------------- */
 
 struct pk_machine {
-  const pk_trajectory *traj;   /* offline: borrowed; NULL for an online machine */
-  pk_trajectory *own_traj;     /* offline, loaded from a file: owned */
+  const pk_trajectory *traj;   /* offline: a reference held; NULL for an online machine */
   pk_rule rule;
   int nodes;
   size_t m, K;

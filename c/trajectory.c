@@ -34,9 +34,19 @@ pk_status pk_trajectory_check_data(const pk_trajectory *t)
   return PK_OK;
 }
 
+void pk_trajectory_retain(const pk_trajectory *t)
+{
+  /* the count is bookkeeping, not the recorded run: holders may be const */
+  ((pk_trajectory *)t)->refs++;
+}
+
 void pk_trajectory_free(pk_trajectory *t)
 {
   if (!t) return;
+  if (t->refs > 1) {
+    t->refs--;
+    return;
+  }
   pk_network_free(t->net);
   free(t->lr);
   free(t->loss);
@@ -85,6 +95,7 @@ static pk_status new_traj(pk_trajectory **out, const pk_network *net, size_t ste
   pk_status st;
   *out = NULL;
   if (!t) return pk_fail(PK_ENOMEM, "trajectory: out of memory");
+  t->refs = 1;
   t->every = every;
   t->full_batch = full_batch;
   t->cap = steps;
@@ -451,6 +462,7 @@ pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_traject
   }
   nstate = pk_opt_state_vectors((pk_optimizer)opt);
   if (!(t = calloc(1, sizeof *t))) { st = pk_fail(PK_ENOMEM, "trajectory: out of memory"); goto fail; }
+  t->refs = 1;
   t->net = net;
   net = NULL;
   t->T = t->cap = T;

@@ -418,8 +418,6 @@ pk_status pk_check_input(const pk_network *net, const pk_matrix *X, const char *
 void pk_vtanh(const double *x, double *y, size_t n);
 void pk_vsigmoid(const double *x, double *y, size_t n);
 int pk_all_finite(const double *x, size_t n);
-/* The testkit kernel (c/testkit.c): fail_at > 0 fails after that row. */
-pk_status pk_testkit_kernel(pk_kernel **out, size_t nout, size_t input_dim, long fail_at);
 /* out = a / s elementwise (not a * (1/s)) */
 pk_status pk_matrix_div_scalar(pk_matrix **out, const pk_matrix *a, double s);
 

@@ -32,9 +32,9 @@ build = {
       sources = {
         "c/core.c", "c/decomp.c", "c/fastmath.c", "c/io.c", "c/kernel.c",
         "c/loss.c", "c/machine.c", "c/matrix.c", "c/network.c", "c/pathkernel.c",
-        "c/rng.c", "c/tangent.c", "c/testkit.c", "c/train.c", "c/trajectory.c",
+        "c/rng.c", "c/tangent.c", "c/train.c", "c/trajectory.c",
         "c/lua_core.c", "c/lua_kernel.c", "c/lua_matrix.c", "c/lua_network.c",
-        "c/lua_testkit.c", "c/lua_trajectory.c",
+        "c/lua_trajectory.c",
       },
       incdirs = { "c", "$(LAPACKE_INCDIR)" },
       libdirs = { "$(LAPACKE_LIBDIR)", "$(BLAS_LIBDIR)", "$(LAPACK_LIBDIR)" },

@@ -18,7 +18,7 @@ WARN   += -Werror
 endif
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -Ic
-LIBS    = -llapacke -llapack -lblas -lm
+LIBS    = -llapacke -llapack -lblas -lm -lpthread
 
 SRC      = $(wildcard c/*.c)
 HDR      = $(wildcard c/*.h)
@@ -78,13 +78,17 @@ check: deps $(ASAN_MOD)
 	$(LUA) $(BUSTED) --cpath="$(CURDIR)/$(ASAN_DIR)/?.so" $(BUSTED_ARGS)
 
 demo: deps
+	@sh .ci/deps gnuplot-nox 2>/dev/null || echo "(gnuplot-nox is optional: without it the demo writes CSV files instead of pictures)"
 	@$(MAKE) --no-print-directory all
 	LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;" $(LUA) examples/kernel_machine.lua
 
+# Each benchmark runs its competitor (PyTorch, scikit-learn, NumPy under
+# /usr/bin/python3) in the same run and prints ratios; `make bench B=ntk`
+# runs one.
+BENCHES = $(if $(B),bench/$(B).lua,$(filter-out bench/util.lua,$(wildcard bench/*.lua)))
 bench: all
-	@for b in bench/*.lua; do \
-	  echo "== $$b"; \
-	  LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;" $(LUA) $$b || exit 1; \
+	@for b in $(BENCHES); do \
+	  LUA_PATH="$(CURDIR)/?.lua;$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;" $(LUA) $$b || exit 1; \
 	done
 
 install: $(MODULE)
@@ -172,3 +176,28 @@ valgrind: deps all
 clean: clean-reliability
 clean-reliability:
 	rm -rf $(FUZZ_DIR)
+# The C core as a static library for host programs (no Lua in it), and the
+# embedding examples: a C-only program and a Lua host with the module linked
+# in. `make embed` builds and runs both.
+LIB       = $(BUILD)/libpathkernel.a
+CORE_OBJ  = $(patsubst c/%.c,$(BUILD)/obj/%.o,$(CORE_SRC))
+LUA_LIBS ?= $(shell $(PKGCONF) --libs lua5.4 2>/dev/null || echo -llua5.4)
+EMBED_CFLAGS = $(WARN) $(CFLAGS) -Ic
+
+.PHONY: lib embed
+lib: $(LIB)
+
+$(LIB): $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $(CORE_OBJ)
+
+$(BUILD)/embed_capi: examples/embed/capi.c $(LIB) c/pk.h
+	$(CC) $(EMBED_CFLAGS) -o $@ $< $(LIB) $(LIBS)
+
+$(BUILD)/embed_host: examples/embed/host.c $(OBJ) c/pk.h
+	$(CC) $(EMBED_CFLAGS) -I$(LUA_INCDIR) -DPK_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(OBJ) $(LUA_LIBS) $(LIBS)
+
+embed: $(BUILD)/embed_capi $(BUILD)/embed_host
+	$(BUILD)/embed_capi
+	$(BUILD)/embed_host

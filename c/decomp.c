@@ -61,13 +61,27 @@ pk_status pk_quadrature(pk_rule rule, int nodes, double *t, double *w)
 #define QTILE 1024
 #define BCHUNK 2048
 
+/* query features for every node; a query tile shrinks until they fit */
+static pk_status node_features(pk_decomp *dc, const pk_network *net, size_t qt)
+{
+  int q;
+  pk_status st;
+  size_t budget = (size_t)256 << 20;
+  while (qt > 16 && (size_t)dc->nodes * (pk_acts_bytes(net, qt, 0) + pk_deltas_bytes(net, qt)) > budget)
+    qt /= 2;
+  dc->qt = qt;
+  for (q = 0; q < dc->nodes; q++)
+    if ((st = pk_acts_init(&dc->wq[q], net, qt, 0)) || (st = pk_deltas_init(&dc->dq[q], net, qt)))
+      return st;
+  return PK_OK;
+}
+
 pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *Xq, size_t m,
                          pk_rule rule, int nodes, int want_kp, pk_optimizer opt,
                          const pk_hyper *hyper)
 {
   size_t K = net->d[net->L], nq = Xq->rows, qt = nq < QTILE ? nq : QTILE, N;
-  /* batch columns per chunk: never more than there are training examples */
-  size_t bc = m < BCHUNK ? (m ? m : 1) : BCHUNK;
+  size_t bc = m < BCHUNK ? (m ? m : 1) : BCHUNK;    /* batch columns per chunk */
   static const char *const fewer = "explain fewer queries at a time";
   char what[200], kwhat[160];
   pk_status st;
@@ -97,17 +111,23 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
   if ((st = pk_calloc_hint((void **)&dc->contrib, N, sizeof(double), what, fewer)) ||
       (want_kp && (st = pk_calloc_hint((void **)&dc->kp, N, sizeof(double), kwhat, fewer))) ||
       (st = pk_alloc((void **)&dc->theta_node, net->P, sizeof(double), "the decomposition")) ||
-      (st = pk_acts_init(&dc->wq, net, qt, 0)) ||
-      (st = pk_deltas_init(&dc->dq, net, qt)) ||
-      (st = pk_alloc((void **)&dc->M, qt * K * bc, sizeof(double), "the decomposition's scratch")) ||
-      (st = pk_alloc((void **)&dc->C, qt * bc, sizeof(double), "the decomposition's scratch")) ||
-      (st = pk_alloc((void **)&dc->acc, qt * K * bc, sizeof(double), "the decomposition's scratch"))) {
+      (st = node_features(dc, net, qt)) ||
+      (st = pk_alloc((void **)&dc->M, dc->qt * K * bc, sizeof(double), "the decomposition's scratch")) ||
+      (st = pk_alloc((void **)&dc->C, dc->qt * bc, sizeof(double), "the decomposition's scratch")) ||
+      (st = pk_alloc((void **)&dc->acc, dc->qt * K * bc, sizeof(double), "the decomposition's scratch"))) {
     pk_decomp_free(dc);
     return st;
   }
-  if ((st = pk_calloc((void **)&dc->reg, nq * K + 1, sizeof(double), "the decomposition"))) {
+  if ((st = pk_calloc((void **)&dc->reg, nq * K + 1, sizeof(double), "the decomposition")) ||
+      (st = pk_alloc_hint((void **)&dc->c0, nq * m + 1, sizeof(double), "the queries' input products",
+                          fewer)) ||
+      (st = pk_alloc((void **)&dc->idx, m + 1, sizeof(size_t), "the decomposition"))) {
     pk_decomp_free(dc);
     return st;
+  }
+  {
+    size_t i;
+    for (i = 0; i < m; i++) dc->idx[i] = i;
   }
   if (dc->need_gbar) {
     size_t P = net->P, n;
@@ -157,8 +177,15 @@ void pk_decomp_free(pk_decomp *dc)
   free(dc->rtr);
   free(dc->pc);
   free(dc->reg);
-  pk_acts_free(&dc->wq);
-  pk_deltas_free(&dc->dq);
+  free(dc->c0);
+  free(dc->idx);
+  {
+    int q;
+    for (q = 0; q < PK_MAX_NODES; q++) {
+      pk_acts_free(&dc->wq[q]);
+      pk_deltas_free(&dc->dq[q]);
+    }
+  }
   pk_acts_free(&dc->wa);
   pk_deltas_free(&dc->da);
   memset(dc, 0, sizeof *dc);
@@ -176,16 +203,27 @@ static void mm_nt(const double *A, size_t ra, const double *B, size_t rb, size_t
  * are A_l[j] and whose per-output sensitivities are Gt (rows j*Kt + k, Kt
  * = K for the training deltas, 1 with loss gradients G). diag: M uses the
  * same output k on both sides (the training side has K rows per example). */
-static void contract(const pk_decomp *dc, size_t qn, double *const *A, double *const *Gt,
-                     size_t nj, int diag, double weight, double *acc)
+static void contract(const pk_decomp *dc, int node, size_t q0, size_t qn, double *const *A,
+                     double *const *Gt, const size_t *cols, size_t nj, int diag, double weight,
+                     double *acc)
 {
+  const pk_acts *wq = &dc->wq[node];
+  const pk_deltas *dq = &dc->dq[node];
   const pk_network *net = dc->net;
   size_t K = dc->K, l, x, k, j, L = net->L;
   double *M = dc->M, *C = dc->C;
   for (l = 0; l < L; l++) {
     size_t din = net->d[l], dout = net->d[l + 1];
     double c = net->sw[l] * net->sw[l], b = net->sb[l] * net->sb[l];
-    mm_nt(dc->wq.A[l], qn, A[l], nj, din, C);
+    if (l == 0) {
+      /* the inputs do not move: Xq X^T was computed once */
+      for (x = 0; x < qn; x++) {
+        const double *src = dc->c0 + (q0 + x) * dc->m;
+        for (j = 0; j < nj; j++) C[x * nj + j] = src[cols[j]];
+      }
+    } else {
+      mm_nt(wq->A[l], qn, A[l], nj, din, C);
+    }
     if (l + 1 == L) {
       /* query sensitivities are unit rows: M[(x,k), j] = Gt[j][k] */
       for (x = 0; x < qn; x++)
@@ -198,7 +236,7 @@ static void contract(const pk_decomp *dc, size_t qn, double *const *A, double *c
       continue;
     }
     if (!diag) {
-      mm_nt(dc->dq.D[l], qn * K, Gt[l], nj, dout, M);
+      mm_nt(dq->D[l], qn * K, Gt[l], nj, dout, M);
       for (x = 0; x < qn; x++)
         for (k = 0; k < K; k++) {
           double *o = acc + (x * K + k) * nj;
@@ -208,7 +246,7 @@ static void contract(const pk_decomp *dc, size_t qn, double *const *A, double *c
     } else {
       for (k = 0; k < K; k++) {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qn, (int)nj, (int)dout, 1.0,
-                    dc->dq.D[l] + k * dout, (int)(K * dout), Gt[l] + k * dout, (int)(K * dout),
+                    dq->D[l] + k * dout, (int)(K * dout), Gt[l] + k * dout, (int)(K * dout),
                     0.0, M, (int)nj);
         for (x = 0; x < qn; x++) {
           double *o = acc + (x * K + k) * nj;
@@ -333,48 +371,58 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
   int structured = !dc->explicit_traces || dc->opt == PK_OPT_NESTEROV;
   if (L > PK_MAX_LAYERS) return pk_fail(PK_EINVAL, "decomposition: more than %d layers", PK_MAX_LAYERS);
   if (dc->need_gbar) memset(dc->gbar, 0, dc->nq * K * P * sizeof(double));
+  if (!dc->c0_ready && dc->nq && dc->m) {
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)dc->nq, (int)dc->m, (int)X->cols, 1.0,
+                dc->Xq->data, (int)X->cols, X->data, (int)X->cols, 0.0, dc->c0, (int)dc->m);
+    dc->c0_ready = 1;
+  }
   for (q0 = 0; q0 < dc->nq; q0 += dc->qt) {
     qn = dc->nq - q0 < dc->qt ? dc->nq - q0 : dc->qt;
+    /* the queries at every node of the step, once */
     for (q = 0; q < dc->nodes; q++) {
       double tq = dc->t[q];
       for (i = 0; i < P; i++) dc->theta_node[i] = theta[i] + tq * (next[i] - theta[i]);
-      pk_net_forward_ws(net, dc->theta_node, dc->Xq->data + q0 * dc->Xq->cols, qn, &dc->wq);
-      pk_net_deltas(net, dc->theta_node, &dc->wq, qn, &dc->dq);
+      pk_net_forward_ws(net, dc->theta_node, dc->Xq->data + q0 * dc->Xq->cols, qn, &dc->wq[q]);
+      pk_net_deltas(net, dc->theta_node, &dc->wq[q], qn, &dc->dq[q]);
       if (dc->need_gbar)
-        explicit_rows(net, dc->wq.A, dc->dq.D, qn * K, K, dc->wt[q], dc->gbar + q0 * K * P);
-      /* against the batch: per-example loss gradients G at w_s */
-      for (b0 = 0; structured && b0 < nb; b0 += BCHUNK) {
-        bn = nb - b0 < BCHUNK ? nb - b0 : BCHUNK;
-        for (l = 0; l < L; l++) {
-          A[l] = w->A[l] + b0 * net->d[l];
-          G[l] = w->G[l] + b0 * net->d[l + 1];
+        explicit_rows(net, dc->wq[q].A, dc->dq[q].D, qn * K, K, dc->wt[q], dc->gbar + q0 * K * P);
+    }
+    /* against the batch: per-example loss gradients G at w_s, every node
+     * summed before the scatter */
+    for (b0 = 0; structured && b0 < nb; b0 += BCHUNK) {
+      bn = nb - b0 < BCHUNK ? nb - b0 : BCHUNK;
+      for (l = 0; l < L; l++) {
+        A[l] = w->A[l] + b0 * net->d[l];
+        G[l] = w->G[l] + b0 * net->d[l + 1];
+      }
+      memset(dc->acc, 0, qn * K * bn * sizeof(double));
+      for (q = 0; q < dc->nodes; q++)
+        contract(dc, q, q0, qn, A, G, rows + b0, bn, 0, dc->wt[q], dc->acc);
+      for (x = 0; x < qn; x++)
+        for (k = 0; k < K; k++) {
+          double *crow = dc->contrib + ((q0 + x) * K + k) * dc->m;
+          const double *a = dc->acc + (x * K + k) * bn;
+          for (i = 0; i < bn; i++) crow[rows[b0 + i]] += coef * a[i];
         }
+    }
+    /* against every training example at w_s: the path kernel values; the
+     * training side is computed once per chunk for all nodes */
+    if (dc->want_kp) {
+      size_t mt = dc->wa.cap;
+      for (b0 = 0; b0 < dc->m; b0 += mt) {
+        bn = dc->m - b0 < mt ? dc->m - b0 : mt;
+        memcpy(dc->xa, X->data + b0 * X->cols, bn * X->cols * sizeof(double));
+        pk_net_forward_ws(net, theta, dc->xa, bn, &dc->wa);
+        pk_net_deltas(net, theta, &dc->wa, bn, &dc->da);
         memset(dc->acc, 0, qn * K * bn * sizeof(double));
-        contract(dc, qn, A, G, bn, 0, dc->wt[q], dc->acc);
+        for (q = 0; q < dc->nodes; q++)
+          contract(dc, q, q0, qn, dc->wa.A, dc->da.D, dc->idx + b0, bn, 1, dc->wt[q], dc->acc);
         for (x = 0; x < qn; x++)
           for (k = 0; k < K; k++) {
-            double *crow = dc->contrib + ((q0 + x) * K + k) * dc->m;
+            double *krow = dc->kp + ((q0 + x) * K + k) * dc->m + b0;
             const double *a = dc->acc + (x * K + k) * bn;
-            for (i = 0; i < bn; i++) crow[rows[b0 + i]] += coef * a[i];
+            for (i = 0; i < bn; i++) krow[i] += lr * a[i];
           }
-      }
-      /* against every training example at w_s: the path kernel values */
-      if (dc->want_kp) {
-        size_t mt = dc->wa.cap;
-        for (b0 = 0; b0 < dc->m; b0 += mt) {
-          bn = dc->m - b0 < mt ? dc->m - b0 : mt;
-          memcpy(dc->xa, X->data + b0 * X->cols, bn * X->cols * sizeof(double));
-          pk_net_forward_ws(net, theta, dc->xa, bn, &dc->wa);
-          pk_net_deltas(net, theta, &dc->wa, bn, &dc->da);
-          memset(dc->acc, 0, qn * K * bn * sizeof(double));
-          contract(dc, qn, dc->wa.A, dc->da.D, bn, 1, dc->wt[q], dc->acc);
-          for (x = 0; x < qn; x++)
-            for (k = 0; k < K; k++) {
-              double *krow = dc->kp + ((q0 + x) * K + k) * dc->m + b0;
-              const double *a = dc->acc + (x * K + k) * bn;
-              for (i = 0; i < bn; i++) krow[i] += lr * a[i];
-            }
-        }
       }
     }
   }

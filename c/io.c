@@ -353,6 +353,7 @@ static const char *tag_name(uint32_t t)
   case PK_TAG_NETWORK: return "network";
   case PK_TAG_TRAJECTORY: return "trajectory";
   case PK_TAG_MACHINE: return "kernel machine";
+  case PK_TAG_REGRESSOR: return "kernel regressor";
   }
   return "unknown object";
 }
@@ -428,7 +429,7 @@ pk_status pk_reader_end(const pk_reader *r, const char *name)
 pk_status pk_file_tag_mem(const char *name, const unsigned char *buf, size_t len, pk_tag *tag)
 {
   pk_status st = check_frame(name, buf, len, tag, NULL);
-  if (!st && (*tag < PK_TAG_MATRIX || *tag > PK_TAG_MACHINE))
+  if (!st && (*tag < PK_TAG_MATRIX || *tag > PK_TAG_REGRESSOR))
     st = pk_fail(PK_EFORMAT, "%s: tag check failed: unknown object tag %u", name, (unsigned)*tag);
   return st;
 }

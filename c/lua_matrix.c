@@ -251,6 +251,52 @@ static int m_slice(lua_State *L)
   return push_view(L, m, (size_t)i1 - 1, (size_t)i2);
 }
 
+/* A:columns(j1, j2): a copy of columns j1..j2 */
+static int m_columns(lua_State *L)
+{
+  pk_matrix *m = pk_lua_checkmatrix(L, 1);
+  lua_Integer j1 = pk_lua_checkint(L, 2, LUA_MININTEGER, "first column");
+  lua_Integer j2 = pk_lua_checkint(L, 3, LUA_MININTEGER, "last column");
+  pk_matrix **slot, *o;
+  size_t i, w;
+  pk_status st;
+  if (j1 < 1 || j2 > (lua_Integer)m->cols || j2 < j1 - 1)
+    return luaL_error(L, "columns %I..%I out of range for %d columns", j1, j2, (int)m->cols);
+  w = (size_t)(j2 - j1 + 1);
+  slot = pk_lua_newmatrix(L);
+  if ((st = pk_matrix_new(slot, m->rows, w))) return pk_lua_error(L, st);
+  o = *slot;
+  for (i = 0; i < m->rows; i++)
+    if (w) memcpy(o->data + i * w, m->data + i * m->cols + (size_t)j1 - 1, w * sizeof(double));
+  return 1;
+}
+
+/* A:gather{ i1, i2, ... }: a copy of the listed rows, in that order */
+static int m_gather(lua_State *L)
+{
+  pk_matrix *m = pk_lua_checkmatrix(L, 1), *o;
+  pk_matrix **slot;
+  size_t n, k;
+  pk_status st;
+  luaL_checktype(L, 2, LUA_TTABLE);
+  n = lua_rawlen(L, 2);
+  slot = pk_lua_newmatrix(L);
+  if ((st = pk_matrix_new(slot, n, m->cols))) return pk_lua_error(L, st);
+  o = *slot;
+  for (k = 0; k < n; k++) {
+    lua_Integer i;
+    int isint;
+    lua_rawgeti(L, 2, (lua_Integer)k + 1);
+    i = lua_tointegerx(L, -1, &isint);
+    if (!isint) return luaL_error(L, "gather: entry %d is not an integer row index", (int)k + 1);
+    if (i < 1 || (lua_Unsigned)i > m->rows)
+      return luaL_error(L, "gather: row %I out of range 1..%d", i, (int)m->rows);
+    lua_pop(L, 1);
+    if (m->cols) memcpy(o->data + k * m->cols, m->data + ((size_t)i - 1) * m->cols, m->cols * sizeof(double));
+  }
+  return 1;
+}
+
 static int m_totable(lua_State *L)
 {
   pk_matrix *m = pk_lua_checkmatrix(L, 1);
@@ -493,6 +539,7 @@ void pk_lua_open_matrix(lua_State *L)
   static const luaL_Reg methods[] = {
     { "rows", m_rows }, { "cols", m_cols }, { "shape", m_shape }, { "get", m_get },
     { "set", m_set }, { "row", m_row }, { "slice", m_slice }, { "totable", m_totable },
+    { "columns", m_columns }, { "gather", m_gather },
     { "t", m_t }, { "hadamard", m_hadamard }, { "sum", m_sum }, { "mean", m_mean },
     { "norm", m_norm }, { "max_abs", m_max_abs }, { "copy", m_copy }, { "save", m_save },
     { "write_csv", m_write_csv }, { "release", m_release }, { NULL, NULL }

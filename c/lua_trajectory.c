@@ -467,7 +467,13 @@ static int km_regularization(lua_State *L)
   if (st) return pk_lua_error(L, st);
   n = pk_matrix_rows(Xq);
   slot = pk_lua_newmatrix(L);
-  if ((st = pk_matrix_from_array(slot, n, km->K, km->reg))) return pk_lua_error(L, st);
+  if ((st = pk_matrix_new(slot, n, km->K))) return pk_lua_error(L, st);
+  {
+    size_t x, k;
+    for (x = 0; x < n; x++)
+      for (k = 0; k < km->K; k++)
+        pk_matrix_set(*slot, x, k, km->reg[km->map[x] * km->K + k]);
+  }
   return 1;
 }
 
@@ -487,7 +493,7 @@ static int km_explain(lua_State *L)
   mbox *b = lua_touserdata(L, 1);
   pk_matrix *xq = pk_lua_checkmatrix(L, 2);
   lua_Integer top = pk_lua_checkint(L, 3, 1, "k");
-  size_t K = pk_machine_outputs(km), m = pk_machine_examples(km), out, i, n;
+  size_t K = pk_machine_outputs(km), m = pk_machine_examples(km), out, i, n, row;
   pk_lua_progress p;
   pk_call_opts o;
   ranked *r;
@@ -503,7 +509,8 @@ static int km_explain(lua_State *L)
   b->busy--;
   pk_lua_progress_done(&p);
   if (st) return pk_lua_error(L, st);
-  pred = km->final;
+  row = km->map[0];
+  pred = km->final + row * K;
   if (pk_lua_optfield(L, 4, "output") != LUA_TNIL) {
     lua_Integer k = pk_lua_checkint(L, -1, 1, "output");
     if ((lua_Unsigned)k > K) return luaL_error(L, "output %d out of range 1..%d", (int)k, (int)K);
@@ -517,7 +524,7 @@ static int km_explain(lua_State *L)
   r = lua_newuserdatauv(L, (m ? m : 1) * sizeof *r, 0);
   for (i = 0; i < m; i++) {
     r[i].i = i;
-    r[i].c = km->contrib[out * m + i];
+    r[i].c = km->contrib[(row * K + out) * m + i];
     r[i].a = fabs(r[i].c);
     sum += r[i].c;
   }
@@ -530,7 +537,7 @@ static int km_explain(lua_State *L)
     lua_setfield(L, -2, "index");
     lua_pushnumber(L, r[i].c);
     lua_setfield(L, -2, "contribution");
-    lua_pushnumber(L, km->kp[out * m + r[i].i]);
+    lua_pushnumber(L, km->kp[(row * K + out) * m + r[i].i]);
     lua_setfield(L, -2, "kernel");
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
@@ -538,11 +545,11 @@ static int km_explain(lua_State *L)
   lua_setfield(L, -2, "output");
   lua_pushnumber(L, sum);
   lua_setfield(L, -2, "sum");
-  lua_pushnumber(L, km->bias[out]);
+  lua_pushnumber(L, km->bias[row * K + out]);
   lua_setfield(L, -2, "bias");
-  lua_pushnumber(L, km->reg[out]);
+  lua_pushnumber(L, km->reg[row * K + out]);
   lua_setfield(L, -2, "regularization");
-  lua_pushnumber(L, km->bias[out] + sum + km->reg[out]);
+  lua_pushnumber(L, km->bias[row * K + out] + sum + km->reg[row * K + out]);
   lua_setfield(L, -2, "prediction");
   lua_pushnumber(L, pred[out]);
   lua_setfield(L, -2, "network");

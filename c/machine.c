@@ -19,7 +19,29 @@ void pk_machine_free(pk_machine *km)
   pk_network_free(km->net0);
   pk_network_free(km->netT);
   pk_trajectory_free((pk_trajectory *)km->traj);
+  free(km->map);
   free(km);
+}
+
+/* Point the accessors at the rows of the cached results that the queries
+ * Xq are: all of them in order, or a subset matched row by row (bitwise).
+ * Returns 0 if some row of Xq is not among the cached queries. */
+static int set_map(pk_machine *km, const pk_matrix *Xq, int same)
+{
+  size_t x, r, d = Xq->cols, *map;
+  map = malloc((Xq->rows ? Xq->rows : 1) * sizeof *map);
+  if (!map) return 0;
+  for (x = 0; x < Xq->rows; x++) {
+    if (same) { map[x] = x; continue; }
+    for (r = 0; r < km->nq; r++)
+      if (memcmp(Xq->data + x * d, km->Xq->data + r * d, d * sizeof(double)) == 0) break;
+    if (r == km->nq) { free(map); return 0; }
+    map[x] = r;
+  }
+  free(km->map);
+  km->map = map;
+  km->nreq = Xq->rows;
+  return 1;
 }
 
 static void drop_results(pk_machine *km)
@@ -30,9 +52,11 @@ static void drop_results(pk_machine *km)
   free(km->bias);
   free(km->final);
   free(km->reg);
+  free(km->map);
   km->Xq = NULL;
   km->contrib = km->kp = km->bias = km->final = km->reg = NULL;
-  km->nq = 0;
+  km->map = NULL;
+  km->nq = km->nreq = 0;
 }
 
 /* a machine shell with w_0 and w_T networks */
@@ -110,9 +134,13 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
     return pk_fail(PK_EINVAL, "the queries have %zu columns, the network takes %zu inputs",
                    Xq->cols, km->net0->d[0]);
   h = pk_data_hash(Xq, Xq);
-  if (km->Xq && km->xq_hash == h && km->Xq->rows == Xq->rows && (km->kp || !want_kp)) return PK_OK;
+  if (km->Xq && (km->kp || !want_kp)) {
+    int same = km->xq_hash == h && km->Xq->rows == Xq->rows &&
+               memcmp(km->Xq->data, Xq->data, Xq->rows * Xq->cols * sizeof(double)) == 0;
+    if (set_map(km, Xq, same)) return PK_OK;
+  }
   if (!t) {
-    if (km->Xq && km->xq_hash == h && km->Xq->rows == Xq->rows)
+    if (km->Xq && !km->kp && want_kp)
       return pk_fail(PK_EINVAL, "this machine was accumulated online without kernel values");
     return pk_fail(PK_EINVAL, "this machine was accumulated online for its own %zu queries; "
                    "other queries need a trajectory (train with record = true)", km->nq);
@@ -141,6 +169,7 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
     if (!(st = pk_matrix_copy(&km->Xq, Xq))) st = ends(km, Xq);
     if (!st) memcpy(km->reg, dc.reg, km->nq * km->K * sizeof(double));
     km->xq_hash = h;
+    if (!st && !set_map(km, Xq, 1)) st = pk_fail(PK_ENOMEM, "kernel machine: out of memory");
   }
   pk_decomp_free(&dc);
   if (st) drop_results(km);
@@ -154,13 +183,14 @@ pk_status pk_machine_predict(pk_machine *km, const pk_matrix *Xq, const pk_call_
   size_t x, k, i, K = km->K, m = km->m;
   *out = NULL;
   if ((st = pk_machine_compute(km, Xq, 0, o))) return st;
-  if ((st = pk_matrix_new(out, km->nq, K))) return st;
-  for (x = 0; x < km->nq; x++)
+  if ((st = pk_matrix_new(out, km->nreq, K))) return st;
+  for (x = 0; x < km->nreq; x++)
     for (k = 0; k < K; k++) {
-      const double *c = km->contrib + (x * K + k) * m;
+      size_t r = km->map[x] * K + k;
+      const double *c = km->contrib + r * m;
       double s = 0;
       for (i = 0; i < m; i++) s += c[i];
-      (*out)->data[x * K + k] = km->bias[x * K + k] + s + km->reg[x * K + k];
+      (*out)->data[x * K + k] = km->bias[r] + s + km->reg[r];
     }
   return PK_OK;
 }
@@ -175,11 +205,17 @@ pk_status pk_machine_slice(pk_machine *km, const pk_matrix *Xq, size_t k, int ke
   *out = NULL;
   if (k >= K) return pk_fail(PK_EINVAL, "output %zu out of range 1..%zu", k + 1, K);
   if ((st = pk_machine_compute(km, Xq, kernel, o))) return st;
-  if ((st = pk_matrix_new(out, km->nq, m))) return st;
+  if ((st = pk_matrix_new(out, km->nreq, m))) return st;
   src = kernel ? km->kp : km->contrib;
-  for (x = 0; x < km->nq; x++)
-    memcpy((*out)->data + x * m, src + (x * K + k) * m, m * sizeof(double));
+  for (x = 0; x < km->nreq; x++)
+    memcpy((*out)->data + x * m, src + (km->map[x] * K + k) * m, m * sizeof(double));
   return PK_OK;
+}
+
+/* entry i = x*K + k of the requested queries, through the row map */
+double pk_machine_final(const pk_machine *km, size_t i)
+{
+  return km->final[km->map[i / km->K] * km->K + i % km->K];
 }
 
 pk_status pk_machine_verify(pk_machine *km, const pk_matrix *Xq, const pk_call_opts *o,
@@ -190,14 +226,14 @@ pk_status pk_machine_verify(pk_machine *km, const pk_matrix *Xq, const pk_call_o
   size_t i, n;
   double a = 0, r = 0, scale = 0;
   if (st) return st;
-  n = km->nq * km->K;
+  n = km->nreq * km->K;
   for (i = 0; i < n; i++)
-    if (fabs(km->final[i]) > scale) scale = fabs(km->final[i]);
+    if (fabs(pk_machine_final(km, i)) > scale) scale = fabs(pk_machine_final(km, i));
   for (i = 0; i < n; i++) {
-    double e = fabs(pred->data[i] - km->final[i]);
+    double f = pk_machine_final(km, i), e = fabs(pred->data[i] - f);
     /* relative to the output's magnitude, floored by the largest output so
      * that outputs near zero do not inflate it */
-    double rel = e / fmax(fabs(km->final[i]), scale > 0 ? scale : 1.0);
+    double rel = e / fmax(fabs(f), scale > 0 ? scale : 1.0);
     if (!(e <= a)) a = e;
     if (!(rel <= r)) r = rel;
   }
@@ -272,6 +308,11 @@ pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
         *out = NULL;
       } else {
         memcpy(km->reg, c.dc.reg, km->nq * km->K * sizeof(double));
+        if (!set_map(km, Xq, 1)) {
+          pk_machine_free(km);
+          *out = NULL;
+          st2 = pk_fail(PK_ENOMEM, "kernel machine: out of memory");
+        }
       }
     }
     if (st2) {
@@ -380,6 +421,7 @@ static pk_status read_online(pk_reader *r, const char *name, pk_rule rule, int n
   pk_get_f64s(r, km->final, n);
   pk_get_f64s(r, km->reg, n);
   km->xq_hash = pk_data_hash(km->Xq, km->Xq);
+  if (!set_map(km, km->Xq, 1)) st = pk_fail(PK_ENOMEM, "kernel machine: out of memory");
 done:
   pk_network_free(n0);
   pk_network_free(nT);

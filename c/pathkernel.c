@@ -24,7 +24,9 @@ static pk_status path_run(const pk_kernel *k, const pk_matrix *X1, const pk_matr
   pk_cursor c;
   double *theta = NULL;
   pk_status st;
-  if ((st = pk_cursor_init(&c, t))) return st;
+  pk_tangent_ws *ws = pk_tangent_ws_new();
+  if (!ws) return pk_fail(PK_ENOMEM, "path kernel: out of memory");
+  if ((st = pk_cursor_init(&c, t))) { pk_tangent_ws_free(ws); return st; }
   if ((st = pk_alloc((void **)&theta, P, sizeof(double), "the path kernel"))) goto done;
   memset(out->data, 0, out->rows * out->cols * sizeof(double));
   for (s = 0; s < t->T; s++) {
@@ -36,7 +38,8 @@ static pk_status path_run(const pk_kernel *k, const pk_matrix *X1, const pk_matr
       if (diag) {
         if ((st = pk_tangent_diag_accumulate(t->net, theta, X1, k->mode, k->memory, a, NULL, out)))
           goto done;
-      } else if ((st = pk_tangent_accumulate(t->net, theta, X1, X2, k->mode, k->memory, a, NULL, out))) {
+      } else if ((st = pk_tangent_accumulate(t->net, theta, X1, X2, k->mode, k->memory, a, NULL, ws,
+                                             out))) {
         goto done;
       }
     }
@@ -47,6 +50,7 @@ static pk_status path_run(const pk_kernel *k, const pk_matrix *X1, const pk_matr
   }
   if (!diag && pk_tangent_symmetric(X1, X2, k->mode)) pk_tangent_mirror(out);
 done:
+  pk_tangent_ws_free(ws);
   pk_cursor_free(&c);
   free(theta);
   return st;

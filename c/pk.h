@@ -102,7 +102,8 @@ typedef enum {
   PK_TAG_MATRIX = 1,
   PK_TAG_NETWORK = 2,
   PK_TAG_TRAJECTORY = 3,
-  PK_TAG_MACHINE = 4
+  PK_TAG_MACHINE = 4,
+  PK_TAG_REGRESSOR = 5   /* a kernel regressor: ridge, GP, gradient flow */
 } pk_tag;
 
 PK_API pk_status pk_matrix_save(const pk_matrix *a, const char *path);
@@ -342,5 +343,90 @@ PK_API pk_status pk_kernel_path(pk_kernel **out, const pk_trajectory *t, pk_rule
 PK_API pk_status pk_kernel_preconditioned(pk_kernel **out, const pk_trajectory *t, size_t s);
 /* The empirical tangent kernel of a snapshot of net's current weights. */
 PK_API pk_status pk_kernel_tangent(pk_kernel **out, const pk_network *net);
+
+/* ---- classical and infinite-width kernels (classic.c, analytic.c) ---- */
+
+/* x.x' */
+PK_API pk_status pk_kernel_linear(pk_kernel **out);
+/* exp(-gamma ||x - x'||^2), gamma > 0 */
+PK_API pk_status pk_kernel_rbf(pk_kernel **out, double gamma);
+/* exp(-gamma ||x - x'||_1), gamma > 0 */
+PK_API pk_status pk_kernel_laplacian(pk_kernel **out, double gamma);
+/* (x.x' + c)^degree, degree >= 1, c >= 0 */
+PK_API pk_status pk_kernel_poly(pk_kernel **out, int degree, double c);
+/* A user's own Gram. With X (n x d, G n x n), an input row is looked up as
+ * the first row of X equal to it (exact ==; -0 equals 0, NaN equals
+ * nothing); a row not in X is an error. With X NULL, inputs are n x 1
+ * matrices of 1-based indices: rows of G for X1, columns of G for X2.
+ * G is shared, not copied: it must outlive the kernel, and later changes
+ * to it show through. X is copied. */
+PK_API pk_status pk_kernel_precomputed(pk_kernel **out, pk_matrix *G, const pk_matrix *X);
+/* The infinite-width kernels of a fully connected network with `depth`
+ * hidden layers (depth + 1 dense layers) in the ntk parameterization, as
+ * neural-tangents computes them; activation "relu", "erf" or "identity". */
+PK_API pk_status pk_kernel_ntk(pk_kernel **out, int depth, const char *activation,
+                               double sigma_w, double sigma_b);
+PK_API pk_status pk_kernel_nngp(pk_kernel **out, int depth, const char *activation,
+                                double sigma_w, double sigma_b);
+
+/* ---- kernel regressors (regress.c) ----------------------------------- */
+
+/* A model f(x) = f0(x) + K(x, X) alpha fitted on (X, Y): kernel ridge
+ * regression, the GP posterior, or the NTK-regime gradient flow. It
+ * borrows its kernel (keep the kernel alive while the model lives), except
+ * a loaded model, which owns the kernel rebuilt from the file. */
+typedef struct pk_regressor pk_regressor;
+
+typedef enum {
+  PK_REGRESSOR_RIDGE = 1,
+  PK_REGRESSOR_GP = 2,
+  PK_REGRESSOR_FLOW = 3
+} pk_regressor_kind;
+
+/* (K(X,X) + lambda I) alpha = Y, lambda > 0 */
+PK_API pk_status pk_ridge_fit(pk_regressor **out, const pk_kernel *k, const pk_matrix *X,
+                              const pk_matrix *Y, double lambda, const pk_call_opts *o);
+/* the GP posterior with observation noise variance `noise` > 0 */
+PK_API pk_status pk_gp_fit(pk_regressor **out, const pk_kernel *k, const pk_matrix *X,
+                           const pk_matrix *Y, double noise, const pk_call_opts *o);
+/* f_t(x) = f0(x) + K(x,X) K^-1 (I - exp(-lr t K / n)) (Y - f0(X)), t may be
+ * +inf (then K^-1 is the pseudo-inverse); f0 (n x outputs, the initial
+ * model on X) may be NULL for f0 = 0. */
+PK_API pk_status pk_gradient_flow_fit(pk_regressor **out, const pk_kernel *k,
+                                      const pk_matrix *X, const pk_matrix *Y, double lr,
+                                      double t, const pk_matrix *f0, const pk_call_opts *o);
+/* Predictions for the rows of Xq: *mean (nq x outputs); *var (nq x outputs,
+ * the posterior variance of f, without the noise) for a GP when var is not
+ * NULL. f0q, the initial model at Xq, is required for a gradient flow
+ * fitted with f0 and refused otherwise. */
+PK_API pk_status pk_regressor_predict(const pk_regressor *r, const pk_matrix *Xq,
+                                      const pk_matrix *f0q, const pk_call_opts *o,
+                                      pk_matrix **mean, pk_matrix **var);
+PK_API pk_regressor_kind pk_regressor_get_kind(const pk_regressor *r);
+PK_API const char *pk_regressor_kind_name(const pk_regressor *r);
+/* the coefficients alpha: (n * rows per example) x outputs */
+PK_API const pk_matrix *pk_regressor_coefficients(const pk_regressor *r);
+/* what the fit had to work around (an eigendecomposition instead of a
+ * Cholesky factorization), or NULL */
+PK_API const char *pk_regressor_warning(const pk_regressor *r);
+PK_API const pk_kernel *pk_regressor_kernel(const pk_regressor *r);
+PK_API int pk_regressor_owns_kernel(const pk_regressor *r);
+PK_API int pk_regressor_needs_f0(const pk_regressor *r);
+/* Only models over kernels defined by parameters (linear, rbf, laplacian,
+ * poly, ntk, nngp) can be saved: others fail with PK_EINVAL saying why. */
+PK_API pk_status pk_regressor_save(const pk_regressor *r, const char *path);
+PK_API pk_status pk_regressor_load(pk_regressor **out, const char *path);
+PK_API void pk_regressor_free(pk_regressor *r);
+
+/* ---- kernel analysis (analysis.c) ------------------------------------ */
+
+/* Eigenvalues ascending (*w, n x 1) and orthonormal eigenvectors as the
+ * columns of *V (n x n) of a symmetric G (its symmetric part is used; a G
+ * far from symmetric is refused). */
+PK_API pk_status pk_eigh(const pk_matrix *G, pk_matrix **w, pk_matrix **V);
+/* <G, Y Y^T>_F / (||G||_F ||Y Y^T||_F) */
+PK_API pk_status pk_alignment(const pk_matrix *G, const pk_matrix *Y, double *out);
+/* <H G1 H, H G2 H>_F / (||H G1 H||_F ||H G2 H||_F), H = I - 11^T/n */
+PK_API pk_status pk_cka(const pk_matrix *G1, const pk_matrix *G2, double *out);
 
 #endif

@@ -319,9 +319,13 @@ pk_status pk_cursor_seek(pk_cursor *c, size_t s);
 void pk_cursor_free(pk_cursor *c);
 
 /* ---- tangent and path kernels ---------------------------------------------- */
+typedef struct pk_tangent_ws pk_tangent_ws;
+pk_tangent_ws *pk_tangent_ws_new(void);
+void pk_tangent_ws_free(pk_tangent_ws *ws);
+/* ws (may be NULL) is reused between calls with the same network shape */
 pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, const pk_matrix *X1,
                                 const pk_matrix *X2, pk_outputs mode, size_t memory, double alpha,
-                                const pk_call_opts *o, pk_matrix *out);
+                                const pk_call_opts *o, pk_tangent_ws *ws, pk_matrix *out);
 pk_status pk_tangent_diag_accumulate(const pk_network *net, const double *theta,
                                      const pk_matrix *X, pk_outputs mode, size_t memory,
                                      double alpha, const pk_call_opts *o, pk_matrix *out);
@@ -350,12 +354,15 @@ typedef struct pk_decomp {
   double *rtr;             /* P: the weight-decay part of the trace */
   double *pc;              /* P: Adam's preconditioner */
   double *reg;             /* nq x K: the weight-decay terms */
+  double *c0;              /* nq x m: Xq X^T, the first layer's input products */
+  int c0_ready;
+  size_t *idx;             /* 0..m-1 */
   double t[PK_MAX_NODES], wt[PK_MAX_NODES];
   double *contrib;         /* (nq K) x m: row x*K + k, column i */
   double *kp;              /* (nq K) x m: Kp_kk(x, x_i), when wanted */
   double *theta_node, *M, *C, *acc, *xa;
-  pk_acts wq, wa;
-  pk_deltas dq, da;
+  pk_acts wq[PK_MAX_NODES], wa;      /* the queries at each node; training rows */
+  pk_deltas dq[PK_MAX_NODES], da;
 } pk_decomp;
 
 pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *Xq, size_t m,
@@ -383,7 +390,10 @@ struct pk_machine {
   size_t nq;
   double *contrib, *kp;        /* (nq K) x m */
   double *bias, *final, *reg;  /* nq x K */
+  size_t *map, nreq;           /* the last requested queries: their rows here */
 };
+
+double pk_machine_final(const pk_machine *km, size_t i);
 
 pk_status pk_recorder_begin(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                             const pk_train_opts *o, size_t every, pk_trajectory **out,
@@ -420,5 +430,48 @@ void pk_vsigmoid(const double *x, double *y, size_t n);
 int pk_all_finite(const double *x, size_t n);
 /* out = a / s elementwise (not a * (1/s)) */
 pk_status pk_matrix_div_scalar(pk_matrix **out, const pk_matrix *a, double s);
+
+/* ---- kernels defined by parameters (classic.c, analytic.c) ----------- */
+
+/* What a saved model records of its kernel: a type and its parameters. */
+enum {
+  PK_KSPEC_LINEAR = 1, PK_KSPEC_RBF, PK_KSPEC_LAPLACIAN, PK_KSPEC_POLY,
+  PK_KSPEC_NTK, PK_KSPEC_NNGP
+};
+typedef struct pk_kernel_spec {
+  uint32_t type;
+  double p[4];    /* rbf/laplacian: gamma; poly: degree, c;
+                   * ntk/nngp: depth, activation (1 relu, 2 erf, 3 identity),
+                   * sigma_w, sigma_b */
+} pk_kernel_spec;
+
+/* Fill s and return 1 if k is one of ours, else 0. */
+int pk_classic_kernel_spec(const pk_kernel *k, pk_kernel_spec *s);
+int pk_analytic_kernel_spec(const pk_kernel *k, pk_kernel_spec *s);
+/* Rebuild a kernel from a spec read from a file (checking its values). */
+pk_status pk_kernel_from_spec(const pk_kernel_spec *s, pk_kernel **out);
+
+/* X1 X2^T scaled by alpha into out (n1 x n2). When sym (X1 == X2) only the
+ * upper triangle (j >= i) is written, by dsyrk. */
+void pk_cross(const pk_matrix *X1, const pk_matrix *X2, double alpha, int sym, double *out);
+/* Copy the upper triangle of the n x n row-major a into its lower one. */
+void pk_mirror_upper(double *a, size_t n);
+/* Run fn over [0, n) in chunks of `chunk` on up to pk_threads() threads,
+ * the caller's among them. fn returns the units of work its chunk did;
+ * progress (out of `total` units) and cancellation go through the calling
+ * thread only, so a Lua callback never runs on another thread. */
+typedef double (*pk_chunk_fn)(void *ctx, size_t i0, size_t i1);
+pk_status pk_parallel_for(size_t n, size_t chunk, pk_chunk_fn fn, void *ctx,
+                          const pk_call_opts *o, double total, const char *what);
+/* PK_NUM_THREADS, else OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS, else the
+ * online CPUs; 1..64 */
+int pk_threads(void);
+
+/* Eigen-decompose the symmetric n x n a by dsyevd, reading the triangle
+ * uplo names in LAPACK's column-major view ('U': the row-major lower
+ * triangle); w gets the eigenvalues ascending and row i of a (row-major)
+ * the eigenvector of w[i]. Workspace counts against the memory limit;
+ * `what` names the caller in messages. */
+pk_status pk_syev(double *a, size_t n, char uplo, double *w, const char *what);
 
 #endif

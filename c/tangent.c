@@ -8,8 +8,12 @@
 #include <cblas.h>
 #include "pk_internal.h"
 
+/* rows of the left side per chunk of a tile */
+#define RCHUNK 256
+
 typedef struct tangent_state {
   pk_network *net;      /* a snapshot of the weights */
+  struct pk_tangent_ws *ws;
 } tangent_state;
 
 /* Features of a block of rows: activations and output sensitivities. */
@@ -26,8 +30,8 @@ static size_t feat_bytes(const pk_network *net, size_t t)
 
 static size_t scratch_bytes(const pk_network *net, size_t t1, size_t t2)
 {
-  size_t K = net->d[net->L];
-  return (t1 * K * t2 * K + t1 * t2) * sizeof(double);
+  size_t K = net->d[net->L], rc = t1 < RCHUNK ? t1 : RCHUNK;
+  return (rc * K * t2 * K + rc * t2) * sizeof(double);
 }
 
 static pk_status feats_init(feats *f, const pk_network *net, size_t cap)
@@ -57,74 +61,155 @@ static void feats_compute(feats *f, const pk_network *net, const double *theta,
 }
 
 /* C = alpha A1 A2^T (t1 x t2), or its upper triangle when sym (A1 == A2) */
-static void gram_of(const double *A1, size_t t1, const double *A2, size_t t2, size_t d,
-                    size_t lda, double alpha, double beta, double *C, size_t ldc, int sym)
+/* A workspace kept between Grams (by a kernel, or across the steps of a
+ * path kernel): first-touch page faults on fresh buffers otherwise cost a
+ * large share of a Gram. It never exceeds the kernel's memory budget. */
+struct pk_tangent_ws {
+  feats f1, f2;
+  size_t cap1, cap2;      /* rows the feature blocks hold */
+  double *M, *C;
+  size_t mcap, ccap;      /* doubles */
+};
+
+pk_tangent_ws *pk_tangent_ws_new(void)
 {
-  if (t1 == 0 || t2 == 0) return;
-  if (sym)
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)t1, (int)d, alpha, A1, (int)lda,
-                beta, C, (int)ldc);
-  else
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)t1, (int)t2, (int)d, alpha, A1,
-                (int)lda, A2, (int)lda, beta, C, (int)ldc);
+  return calloc(1, sizeof(pk_tangent_ws));
+}
+
+void pk_tangent_ws_free(pk_tangent_ws *ws)
+{
+  if (!ws) return;
+  feats_free(&ws->f1);
+  feats_free(&ws->f2);
+  free(ws->M);
+  free(ws->C);
+  free(ws);
+}
+
+static pk_status ws_feats(feats *f, size_t *cap, const pk_network *net, size_t rows)
+{
+  pk_status st;
+  if (*cap >= rows && f->w.buf) return PK_OK;
+  feats_free(f);
+  *cap = 0;
+  if ((st = feats_init(f, net, rows))) return st;
+  *cap = rows;
+  return PK_OK;
+}
+
+static pk_status ws_buf(double **p, size_t *cap, size_t n, const char *what)
+{
+  pk_status st;
+  if (*cap >= n && *p) return PK_OK;
+  free(*p);
+  *p = NULL;
+  *cap = 0;
+  if ((st = pk_alloc((void **)p, n ? n : 1, sizeof(double), what))) return st;
+  *cap = n;
+  return PK_OK;
+}
+
+/* C (r x c, leading dimension ldc) = alpha A1 A2^T + beta C */
+static void gemm_nt(const double *A1, size_t r, const double *A2, size_t c, size_t d, size_t lda,
+                    double alpha, double beta, double *C, size_t ldc)
+{
+  if (r == 0 || c == 0) return;
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)c, (int)d, alpha, A1,
+              (int)lda, A2, (int)lda, beta, C, (int)ldc);
 }
 
 /* One output tile: alpha times the kernel of the rows of f1 against the
- * rows of f2, added at out (leading dimension ldo). sym: f1 == f2 and only
- * the upper triangle is needed. */
+ * rows of f2, added at out (leading dimension ldo). The rows go in chunks
+ * of RCHUNK, so that each layer's two products and their Hadamard
+ * product stay in cache and the scratch stays small. sym: f1 == f2 and
+ * only the upper triangle is needed (each chunk starts at its diagonal;
+ * what lands below the diagonal is overwritten by the final mirror). */
+/* C = alpha A1 A2^T + beta C for a chunk: with sym, A1 and A2 start at the
+ * same row and only the upper triangle of the leading r x r block is
+ * wanted, which SYRK computes at half the cost; the rest is a GEMM. */
+static void prod(const double *A1, size_t r, const double *A2, size_t c, size_t d, size_t lda,
+                 double alpha, double beta, double *C, size_t ldc, int sym)
+{
+  if (!sym) {
+    gemm_nt(A1, r, A2, c, d, lda, alpha, beta, C, ldc);
+    return;
+  }
+  if (r == 0) return;
+  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)r, (int)d, alpha, A1, (int)lda, beta,
+              C, (int)ldc);
+  if (c > r) gemm_nt(A1, r, A2 + r * lda, c - r, d, lda, alpha, beta, C + r, ldc);
+}
+
 static void tile(const pk_network *net, pk_outputs mode, const feats *f1, const feats *f2,
                  double *out, size_t ldo, int sym, double *M, double *C, double alpha)
 {
-  size_t K = net->d[net->L], t1 = f1->n, t2 = f2->n, l, i, j, k, k2;
-  for (l = 0; l < net->L; l++) {
-    size_t din = net->d[l], dout = net->d[l + 1];
-    double c = alpha * net->sw[l] * net->sw[l], b = alpha * net->sb[l] * net->sb[l];
-    const double *D1 = f1->dl.D[l], *D2 = f2->dl.D[l];
-    if (l + 1 == net->L) {
-      /* D rows are unit vectors: M is the identity on outputs */
-      double mult = mode == PK_OUTPUTS_TRACE ? (double)K : 1.0;
+  size_t K = net->d[net->L], t1 = f1->n, t2 = f2->n, L = net->L, l, i, j, k, k2, r0;
+  if (mode == PK_OUTPUTS_DIAGONAL) sym = 0;
+  for (r0 = 0; r0 < t1; r0 += RCHUNK) {
+    size_t rc = t1 - r0 < RCHUNK ? t1 - r0 : RCHUNK, j0 = sym ? r0 : 0, nc = t2 - j0;
+    double extra = 0;   /* the last layer's constant, folded into another pass */
+    double *o0 = out + r0 * (mode == PK_OUTPUTS_TRACE ? 1 : K) * ldo +
+                 j0 * (mode == PK_OUTPUTS_BLOCK ? K : 1);
+    /* the last layer first: its sensitivities are unit rows, M = I */
+    {
+      size_t din = net->d[L - 1];
+      double c = alpha * net->sw[L - 1] * net->sw[L - 1], b = alpha * net->sb[L - 1] * net->sb[L - 1];
+      const double *A1 = f1->w.A[L - 1] + r0 * din, *A2 = f2->w.A[L - 1] + j0 * din;
       if (K == 1 || mode == PK_OUTPUTS_TRACE) {
-        /* out += mult (c A1 A2^T + b), straight into the output */
-        for (i = 0; i < t1; i++)
-          for (j = sym ? i : 0; j < t2; j++) out[i * ldo + j] += mult * b;
-        gram_of(f1->w.A[l], t1, f2->w.A[l], t2, din, din, mult * c, 1.0, out, ldo, sym);
-        continue;
-      }
-      gram_of(f1->w.A[l], t1, f2->w.A[l], t2, din, din, c, 0.0, C, t2, sym);
-      for (i = 0; i < t1; i++)
-        for (j = sym ? i : 0; j < t2; j++) {
-          double v = C[i * t2 + j] + b;
-          for (k = 0; k < K; k++) {
-            if (mode == PK_OUTPUTS_BLOCK) out[(i * K + k) * ldo + j * K + k] += v;
-            else out[(i * K + k) * ldo + j] += v;
+        double mult = mode == PK_OUTPUTS_TRACE ? (double)K : 1.0;
+        prod(A1, rc, A2, nc, din, din, mult * c, 1.0, o0, ldo, sym);
+        extra = mult * b;
+        if (L == 1)
+          for (i = 0; i < rc; i++)
+            for (j = sym ? i : 0; j < nc; j++) o0[i * ldo + j] += extra;
+      } else {
+        prod(A1, rc, A2, nc, din, din, c, 0.0, C, nc, sym);
+        for (i = 0; i < rc; i++)
+          for (j = sym ? i : 0; j < nc; j++) {
+            double v = C[i * nc + j] + b;
+            for (k = 0; k < K; k++) {
+              if (mode == PK_OUTPUTS_BLOCK) o0[(i * K + k) * ldo + j * K + k] += v;
+              else o0[(i * K + k) * ldo + j] += v;
+            }
           }
-        }
-      continue;
+      }
     }
-    gram_of(f1->w.A[l], t1, f2->w.A[l], t2, din, din, c, 0.0, C, t2, sym);
-    if (mode == PK_OUTPUTS_BLOCK) {
-      /* M: (t1 K) x (t2 K) */
-      gram_of(D1, t1 * K, D2, t2 * K, dout, dout, 1.0, 0.0, M, t2 * K, sym);
-      for (i = 0; i < t1; i++)
+    for (l = 0; l + 1 < L; l++) {
+      size_t din = net->d[l], dout = net->d[l + 1];
+      double c = alpha * net->sw[l] * net->sw[l], b = alpha * net->sb[l] * net->sb[l];
+      const double *D1 = f1->dl.D[l] + r0 * K * dout, *D2 = f2->dl.D[l] + j0 * K * dout;
+      prod(f1->w.A[l] + r0 * din, rc, f2->w.A[l] + j0 * din, nc, din, din, c, 0.0, C, nc, sym);
+      if (mode == PK_OUTPUTS_BLOCK) {
+        prod(D1, rc * K, D2, nc * K, dout, dout, 1.0, 0.0, M, nc * K, sym);
+        for (i = 0; i < rc; i++)
+          for (k = 0; k < K; k++) {
+            const double *m = M + (i * K + k) * nc * K;
+            double *o = o0 + (i * K + k) * ldo;
+            for (j = sym ? i : 0; j < nc; j++) {
+              double v = C[i * nc + j] + b;
+              for (k2 = (sym && j == i) ? k : 0; k2 < K; k2++) o[j * K + k2] += m[j * K + k2] * v + extra;
+            }
+          }
+      } else if (mode == PK_OUTPUTS_TRACE) {
+        /* rows of D viewed as t x (K dout): their dot products sum over k */
+        prod(D1, rc, D2, nc, K * dout, K * dout, 1.0, 0.0, M, nc, sym);
+        for (i = 0; i < rc; i++) {
+          const double *m = M + i * nc, *cr = C + i * nc;
+          double *o = o0 + i * ldo;
+          for (j = sym ? i : 0; j < nc; j++) o[j] += m[j] * (cr[j] + b) + extra;
+        }
+      } else {
         for (k = 0; k < K; k++) {
-          const double *m = M + (i * K + k) * t2 * K;
-          double *o = out + (i * K + k) * ldo;
-          for (j = sym ? i : 0; j < t2; j++) {
-            double v = C[i * t2 + j] + b;
-            for (k2 = (sym && j == i) ? k : 0; k2 < K; k2++) o[j * K + k2] += m[j * K + k2] * v;
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rc, (int)nc, (int)dout, 1.0,
+                      D1 + k * dout, (int)(K * dout), D2 + k * dout, (int)(K * dout), 0.0, M, (int)nc);
+          for (i = 0; i < rc; i++) {
+            const double *m = M + i * nc, *cr = C + i * nc;
+            double *o = o0 + (i * K + k) * ldo;
+            for (j = 0; j < nc; j++) o[j] += m[j] * (cr[j] + b) + (k == 0 ? extra : 0.0);
           }
         }
-    } else if (mode == PK_OUTPUTS_TRACE) {
-      /* rows of D viewed as t x (K dout): their dot products sum over k */
-      gram_of(D1, t1, D2, t2, K * dout, K * dout, 1.0, 0.0, M, t2, sym);
-      for (i = 0; i < t1; i++)
-        for (j = sym ? i : 0; j < t2; j++) out[i * ldo + j] += M[i * t2 + j] * (C[i * t2 + j] + b);
-    } else {
-      for (k = 0; k < K; k++) {
-        gram_of(D1 + k * dout, t1, D2 + k * dout, t2, dout, K * dout, 1.0, 0.0, M, t2, 0);
-        for (i = 0; i < t1; i++)
-          for (j = 0; j < t2; j++) out[(i * K + k) * ldo + j] += M[i * t2 + j] * (C[i * t2 + j] + b);
       }
+      extra = 0;
     }
   }
 }
@@ -153,15 +238,15 @@ static size_t pick_tile(const pk_network *net, size_t n1, size_t n2, size_t mem,
  * mode is symmetric: pk_tangent_mirror completes it). */
 pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, const pk_matrix *X1,
                                 const pk_matrix *X2, pk_outputs mode, size_t memory, double alpha,
-                                const pk_call_opts *o, pk_matrix *out)
+                                const pk_call_opts *o, pk_tangent_ws *ws, pk_matrix *out)
 {
   size_t K = net->d[net->L], n1 = X1->rows, n2 = X2->rows, t, ti, tj, ntiles, done = 0;
   int same = X1 == X2 || (X1->data == X2->data && n1 == n2);
   int sym = same && mode != PK_OUTPUTS_DIAGONAL;
   size_t rk = mode == PK_OUTPUTS_TRACE ? 1 : K, ck = mode == PK_OUTPUTS_BLOCK ? K : 1;
   size_t ldo = n2 * ck;
-  feats f1, f2;
-  double *M = NULL, *C = NULL;
+  pk_tangent_ws *own = NULL;
+  feats *f1, *f2;
   pk_status st = PK_OK;
   if (n1 == 0 || n2 == 0) return PK_OK;
   /* tiles shrink to fit the memory limit too */
@@ -171,38 +256,46 @@ pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, cons
                                   "use a smaller network")))
       return st;
   }
+  if (!ws && !(ws = own = pk_tangent_ws_new())) return pk_fail(PK_ENOMEM, "tangent kernel: out of memory");
+  f1 = &ws->f1;
+  f2 = &ws->f2;
   t = pick_tile(net, n1, n2, memory, same);
   if (t == 0) {
     size_t need = tile_need(net, n1, n2, 1, 0);
     return pk_fail(PK_ENOMEM, "tangent kernel: memory = %zu bytes is too small for one tile; "
                    "the minimum for this network is %zu bytes", memory, need);
   }
-  memset(&f1, 0, sizeof f1);
-  memset(&f2, 0, sizeof f2);
   {
-    size_t t1 = t < n1 ? t : n1, t2 = t < n2 ? t : n2;
-    if ((st = feats_init(&f1, net, t1))) goto out;
-    if (!same && (st = feats_init(&f2, net, t2))) goto out;
-    if ((st = pk_alloc((void **)&M, t1 * K * t2 * K, sizeof(double), "the tangent kernel's tile")) ||
-        (st = pk_alloc((void **)&C, t1 * t2, sizeof(double), "the tangent kernel's tile")))
+    size_t t1 = t < n1 ? t : n1, t2 = t < n2 ? t : n2, rc = t1 < RCHUNK ? t1 : RCHUNK;
+    /* a cached workspace must not push the total over the budget */
+    if (ws->cap1 > t1 || ws->cap2 > t2 || ws->mcap > rc * K * t2 * K) {
+      feats_free(&ws->f1);
+      feats_free(&ws->f2);
+      ws->cap1 = ws->cap2 = 0;
+    }
+    if ((st = ws_feats(f1, &ws->cap1, net, t1))) goto out;
+    if (!same && (st = ws_feats(f2, &ws->cap2, net, t2))) goto out;
+    if ((st = ws_buf(&ws->M, &ws->mcap, rc * K * t2 * K, "the tangent kernel's tile")) ||
+        (st = ws_buf(&ws->C, &ws->ccap, rc * t2, "the tangent kernel's tile")))
       goto out;
   }
   ntiles = ((n1 + t - 1) / t) * ((n2 + t - 1) / t);
   if (sym) ntiles = ((n1 + t - 1) / t) * ((n1 + t - 1) / t + 1) / 2;
   for (ti = 0; ti < n1; ti += t) {
     size_t m1 = n1 - ti < t ? n1 - ti : t;
-    feats_compute(&f1, net, theta, X1, ti, m1);
+    feats_compute(f1, net, theta, X1, ti, m1);
     for (tj = sym ? ti : 0; tj < n2; tj += t) {
       size_t m2 = n2 - tj < t ? n2 - tj : t;
-      const feats *g = &f1;
+      const feats *g = f1;
       if (!(same && tj == ti)) {
         /* X1 == X2 only reaches here off the diagonal when there are
          * several tiles: then the second feature block is needed too */
-        if (same && !f2.w.buf && (st = feats_init(&f2, net, t))) goto out;
-        feats_compute(&f2, net, theta, X2, tj, m2);
-        g = &f2;
+        if ((st = ws_feats(f2, &ws->cap2, net, t))) goto out;
+        feats_compute(f2, net, theta, X2, tj, m2);
+        g = f2;
       }
-      tile(net, mode, &f1, g, out->data + ti * rk * ldo + tj * ck, ldo, sym && tj == ti, M, C, alpha);
+      tile(net, mode, f1, g, out->data + ti * rk * ldo + tj * ck, ldo, sym && tj == ti, ws->M,
+           ws->C, alpha);
       if (pk_progress(o, (double)++done, (double)ntiles)) {
         st = pk_fail(PK_ECANCEL, "tangent kernel: cancelled");
         goto out;
@@ -210,10 +303,7 @@ pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, cons
     }
   }
 out:
-  feats_free(&f1);
-  feats_free(&f2);
-  free(M);
-  free(C);
+  pk_tangent_ws_free(own);
   return st;
 }
 
@@ -240,7 +330,11 @@ static pk_status tangent_gram(const pk_kernel *k, const pk_matrix *X1, const pk_
   const tangent_state *s = k->state;
   pk_status st;
   memset(out->data, 0, out->rows * out->cols * sizeof(double));
-  st = pk_tangent_accumulate(s->net, s->net->theta, X1, X2, k->mode, k->memory, 1.0, o, out);
+  if (!s->ws) {
+    tangent_state *m = k->state;     /* the cache is not part of the value */
+    if (!(m->ws = pk_tangent_ws_new())) return pk_fail(PK_ENOMEM, "tangent kernel: out of memory");
+  }
+  st = pk_tangent_accumulate(s->net, s->net->theta, X1, X2, k->mode, k->memory, 1.0, o, s->ws, out);
   if (!st && pk_tangent_symmetric(X1, X2, k->mode)) pk_tangent_mirror(out);
   return st;
 }
@@ -297,7 +391,10 @@ static pk_status tangent_diag(const pk_kernel *k, const pk_matrix *X, const pk_c
 static void tangent_destroy(pk_kernel *k)
 {
   tangent_state *s = k->state;
-  if (s) pk_network_free(s->net);
+  if (s) {
+    pk_network_free(s->net);
+    pk_tangent_ws_free(s->ws);
+  }
   free(s);
 }
 

@@ -81,6 +81,20 @@ describe("views", function()
     assert.are.same({0, 2}, {A:slice(2, 1):shape()})
   end)
 
+  it("columns and gather copy a block of columns and a list of rows", function()
+    local A = pk.matrix{{1, 2, 3}, {4, 5, 6}, {7, 8, 9}}
+    assert.are.same({{2, 3}, {5, 6}, {8, 9}}, A:columns(2, 3):totable())
+    assert.are.same({3, 0}, {A:columns(2, 1):shape()})
+    assert.are.same({{7, 8, 9}, {1, 2, 3}, {7, 8, 9}}, A:gather{3, 1, 3}:totable())
+    assert.are.same({0, 3}, {A:gather{}:shape()})
+    local c = A:columns(1, 1)
+    c:set(1, 1, 100)
+    assert.are.equal(1, A:get(1, 1))           -- a copy, not a view
+    H.raises("columns 0..2 out of range for 3 columns", A.columns, A, 0, 2)
+    H.raises("gather: row 4 out of range 1..3", A.gather, A, {1, 4})
+    H.raises("gather: entry 2 is not an integer row index", A.gather, A, {1, 1.5})
+  end)
+
   it("keep the parent alive after it is unreachable", function()
     local v
     do

@@ -192,6 +192,22 @@ describe("kernel machines", function()
     H.raises("online for its own 6 queries", online.predict, online, pk.randn(2, 3, 1))
   end)
 
+  it("answers any subset of its queries from what it holds, online too", function()
+    local sub = pk.matrix{ Xq:totable()[5], Xq:totable()[2] }
+    local full, part = online:contributions(Xq), online:contributions(sub)
+    for k = 1, 3 do
+      for i = 1, 24 do
+        assert.are.equal(full[k]:get(5, i), part[k]:get(1, i))
+        assert.are.equal(full[k]:get(2, i), part[k]:get(2, i))
+      end
+    end
+    local e = online:explain(Xq:row(4), 3, { output = 1 })
+    assert.are.equal(3, #e)
+    assert.is_true(math.abs(e.prediction - e.network) <= 1e-9 * math.max(1, math.abs(e.network)))
+    local a, r = online:verify(sub)
+    assert.is_true(r <= 1e-9 and a >= 0)
+  end)
+
   it("sums its contributions and bias to its prediction, one matrix per output", function()
     local C = km:contributions(Xq)
     local P = km:predict(Xq)

@@ -9,4 +9,7 @@ for k, v in pairs(core) do pk[k] = v end
 pk.kernel = pk.kernel or {}
 pk.machine = pk.machine or {}
 
+-- pictures through gnuplot (CSV when it is missing)
+pk.plot = require "pathkernel.plot"
+
 return pk

@@ -1,0 +1,148 @@
+-- digits_explain.lua - which training digits made a classifier say "3"?
+-- A softmax network learns the 8x8 digits by gradient descent with its
+-- path recorded; rewritten as a kernel machine, each test prediction
+-- (the logit of the predicted class) is f0(x) plus one contribution per
+-- training digit, exactly. For a few correctly and a few wrongly classified
+-- test digits this shows the training digits that pushed hardest for the
+-- predicted class and hardest against it.
+--
+--   eval "$(make -s env)"; lua5.4 examples/digits_explain.lua [outdir]
+--
+-- Data: examples/data/digits.csv (1797 rows: 64 pixels 0..16, then the
+-- label 0..9). PATHKERNEL_QUICK=1 trains on fewer digits (used by the specs).
+local pk = require "pathkernel"
+
+local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+local okdir, outdir = pcall(pk.plot.folder, arg and arg[1] or (here .. "/out"))
+if not okdir then
+  io.stderr:write("digits_explain: " .. outdir .. "\n")
+  os.exit(1)
+end
+local quick = os.getenv("PATHKERNEL_QUICK") == "1"
+local t0 = pk.clock()
+
+local path = os.getenv("PATHKERNEL_DIGITS") or (here .. "/data/digits.csv")
+local D, err = pk.read_csv(path)
+if not D then
+  io.stderr:write(("digits_explain: cannot read the digits data: %s\n"):format(err))
+  io.stderr:write("  it ships with pathkernel as examples/data/digits.csv (1797 rows of 64 pixels and a label)\n")
+  os.exit(1)
+end
+if D:cols() ~= 65 or D:rows() < 600 then
+  io.stderr:write(("digits_explain: %s has %d rows of %d values; expected 1797 rows of 64 pixels and a label\n")
+    :format(path, D:rows(), D:cols()))
+  os.exit(1)
+end
+
+-- pixels scaled to [0, 1], labels 0..9 as classes 1..10
+local rows = D:totable()
+local function take(i1, i2)
+  local X, Y = {}, {}
+  for i = i1, i2 do
+    local x = {}
+    for j = 1, 64 do x[j] = rows[i][j] / 16 end
+    X[#X + 1], Y[#Y + 1] = x, rows[i][65] + 1
+  end
+  return pk.matrix(X), pk.matrix(Y)
+end
+local m = quick and 300 or 500
+local X, Y = take(1, m)
+local Xt, Yt = take(m + 1, D:rows())
+
+local net = pk.network{ sizes = {64, 64, 10}, activation = "tanh", seed = 1 }
+local steps, lr = quick and 250 or 500, 4
+local tt = pk.clock()
+local traj = net:train{ X = X, Y = Y, loss = "softmax", lr = lr, steps = steps, record = true, progress = false }
+print(("trained %s"):format(tostring(net)))
+print(("  on %d digits, %d steps of gradient descent (lr %g) in %.1f s; softmax loss %.3f -> %.3f"):format(
+  m, steps, lr, pk.clock() - tt, traj:losses()[1], net:loss(X, Y, "softmax")))
+
+local function argmax(row)
+  local b = 1
+  for k = 2, #row do if row[k] > row[b] then b = k end end
+  return b
+end
+local function accuracy(A, B)
+  local F, ok = A:totable(), 0
+  for i, f in ipairs(F) do if argmax(f) == B:get(i, 1) then ok = ok + 1 end end
+  return ok / #F, F
+end
+local train_acc = accuracy(net:forward(X), Y)
+local test_acc, Ft = accuracy(net:forward(Xt), Yt)
+print(("train accuracy %.3f"):format(train_acc))
+print(("test accuracy %.3f on %d digits"):format(test_acc, Xt:rows()))
+
+-- a few right and a few wrong test digits
+local nshow = quick and 2 or 3
+local chosen, right, wrong = {}, 0, 0
+for i = 1, Xt:rows() do
+  local ok = argmax(Ft[i]) == Yt:get(i, 1)
+  if ok and right < nshow then right = right + 1; chosen[#chosen + 1] = i
+  elseif not ok and wrong < nshow then wrong = wrong + 1; chosen[#chosen + 1] = i end
+  if right == nshow and wrong == nshow then break end
+end
+local Q, Xrows = {}, X:totable()
+for k, i in ipairs(chosen) do Q[k] = Xt:row(i):totable()[1] end
+local Xq = pk.matrix(Q)
+
+-- the kernel machine for these queries: one n x m matrix per class
+local km = pk.machine.from_trajectory(traj)
+local td = pk.clock()
+local C = km:contributions(Xq, { progress = false })
+local maxabs, maxrel = km:verify(Xq, { progress = false })    -- cached: same queries
+print(("kernel machine over %d training digits, %d test digits decomposed in %.1f s"):format(
+  m, #chosen, pk.clock() - td))
+print(("verification: max abs error %.3e, max relative error %.3e"):format(maxabs, maxrel))
+
+local function image(x, title) return { data = x, title = title } end
+
+local k = quick and 3 or 4
+local images, same_for, same_against, total = {}, 0, 0, 0
+print(("the %d training digits that pushed hardest for (+) and against (-) the predicted class:"):format(k))
+for r, i in ipairs(chosen) do
+  local label, pred = Yt:get(i, 1) - 1, argmax(Ft[i]) - 1
+  local c = C[pred + 1]:row(r):totable()[1]
+  local order = {}
+  for j = 1, m do order[j] = j end
+  table.sort(order, function(a, b) return c[a] > c[b] end)
+  local up, down = {}, {}
+  for j = 1, k do up[j], down[j] = order[j], order[m + 1 - j] end
+  local parts = {}
+  images[#images + 1] = image(Q[r], ("#%d: true %d, pred %d"):format(i, label, pred))
+  for _, j in ipairs(up) do
+    local lj = Y:get(j, 1) - 1
+    if lj == pred then same_for = same_for + 1 end
+    parts[#parts + 1] = ("+%.3f(#%d:%d)"):format(c[j], j, lj)
+    images[#images + 1] = image(Xrows[j], ("+%.2f: a %d"):format(c[j], lj))
+  end
+  for _, j in ipairs(down) do
+    local lj = Y:get(j, 1) - 1
+    if lj == pred then same_against = same_against + 1 end
+    parts[#parts + 1] = ("%.3f(#%d:%d)"):format(c[j], j, lj)
+    images[#images + 1] = image(Xrows[j], ("%.2f: a %d"):format(c[j], lj))
+  end
+  total = total + k
+  print(("  test digit %4d, a %d, predicted %d (%s): %s"):format(i, label, pred,
+    label == pred and "right" or "wrong", table.concat(parts, " ")))
+end
+print(("training digits among the strongest supporters that carry the predicted label: %d of %d"):format(
+  same_for, total))
+print(("training digits among the strongest opponents that carry the predicted label: %d of %d"):format(
+  same_against, total))
+
+-- km:explain ranks by |contribution| and sums the rest: one query, one class
+local first = chosen[1]
+local e = km:explain(Xq:row(1), 3, { output = argmax(Ft[first]), progress = false })
+print(("explain test digit %d, class %d: logit %.6f = f0 %.6f + sum of contributions %.6f (network %.6f)"):format(
+  first, e.output - 1, e.prediction, e.bias, e.sum, e.network))
+
+local file, note = pk.plot.images{
+  file = outdir .. "/digits_explain.png",
+  title = ("Each row: a test digit (#index: true and predicted class), the %d training digits that pushed "
+    .. "the predicted class up most, and the %d that pushed it down most"):format(k, k),
+  images = images, columns = 2 * k + 1, range = { 0, 1 }, palette = "gray_r",
+}
+print("pictures:")
+print(("  wrote %s"):format(file))
+if note then print("  note: " .. note) end
+print(("done in %.1f s"):format(pk.clock() - t0))

@@ -1,0 +1,56 @@
+-- docs/API.md documents every public Lua function: each function of the
+-- module (pk.x, pk.kernel.x, pk.machine.x, pk.plot.x, ...) and each method
+-- of every pathkernel.* userdata type must be mentioned there. A function
+-- added without its documentation fails here with its name.
+local H = require "helpers"
+local pk = H.pk
+
+local doc = H.read_bytes("docs/API.md")
+
+local function mentioned(text)
+  return doc:find(text, 1, true) ~= nil
+end
+
+describe("docs/API.md", function()
+  it("mentions every function of the module", function()
+    local missing = {}
+    for name, v in pairs(pk) do
+      if name:sub(1, 1) == "_" then
+        -- private: not part of the API
+      elseif type(v) == "function" then
+        if not mentioned("pk." .. name) then missing[#missing + 1] = "pk." .. name end
+      elseif type(v) == "table" then
+        for sub, f in pairs(v) do
+          if type(f) == "function" and not mentioned(("pk.%s.%s"):format(name, sub)) then
+            missing[#missing + 1] = ("pk.%s.%s"):format(name, sub)
+          end
+        end
+      end
+    end
+    table.sort(missing)
+    assert.are.same({}, missing)
+  end)
+
+  it("mentions every method of every userdata type", function()
+    -- make sure every type's metatable exists
+    local net = pk.network{ sizes = {1, 2, 1}, seed = 1 }
+    local traj = net:train{ X = pk.zeros(2, 1), Y = pk.zeros(2, 1), steps = 1, record = true }
+    pk.machine.from_trajectory(traj)
+    pk.kernel.tangent(net)
+    local missing, types = {}, 0
+    for tname, mt in pairs(debug.getregistry()) do
+      if type(tname) == "string" and tname:match("^pathkernel%.") and type(mt) == "table"
+         and type(mt.__index) == "table" then
+        types = types + 1
+        for m, f in pairs(mt.__index) do
+          if type(f) == "function" and not mentioned(":" .. m .. "(") and not mentioned(":" .. m .. "{") then
+            missing[#missing + 1] = tname .. ":" .. m
+          end
+        end
+      end
+    end
+    assert.is_true(types >= 5, "found only " .. types .. " userdata types")
+    table.sort(missing)
+    assert.are.same({}, missing)
+  end)
+end)

@@ -1,0 +1,222 @@
+-- Plots (pk.plot): pictures through gnuplot, PNG and SVG, several series,
+-- log scales, palettes, heatmaps, image grids; the CSV written instead when
+-- gnuplot is missing; and clear errors for bad input.
+local H = require "helpers"
+local pk = H.pk
+local plot = pk.plot
+
+local PNG_MAGIC = "\137PNG\r\n\26\n"
+
+local dir = H.tmpname("-plots")
+os.execute("mkdir -p '" .. dir .. "'")
+
+local function exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function lines(path)
+  local t = {}
+  for l in io.lines(path) do t[#t + 1] = l end
+  return t
+end
+
+local function series(n, f)
+  local x, y = {}, {}
+  for i = 1, n do x[i] = i / n; y[i] = f(i / n) end
+  return x, y
+end
+
+local has_gnuplot = plot.available()
+local with_gnuplot = has_gnuplot and it or pending
+
+describe("pk.plot with gnuplot", function()
+  with_gnuplot("draws several series with a title, labels and a legend to SVG", function()
+    local x, y1 = series(20, math.sin)
+    local _, y2 = series(20, math.cos)
+    local file, note = plot.line{ file = dir .. "/two.svg", title = "Two curves here", xlabel = "the x axis",
+      ylabel = "the y axis", series = { { x = x, y = y1, label = "sine wave" },
+                                        { x = x, y = y2, label = "cosine wave", style = "linespoints" } } }
+    assert.are.equal(dir .. "/two.svg", file)
+    assert.is_nil(note)
+    local svg = H.read_bytes(file)
+    assert.truthy(svg:find("<svg", 1, true))
+    for _, text in ipairs{ "Two curves here", "the x axis", "the y axis", "sine wave", "cosine wave" } do
+      assert.truthy(svg:find(text, 1, true), text)
+    end
+    assert.is_false(exists(dir .. "/two.csv"))
+  end)
+
+  with_gnuplot("writes PNG files for line, scatter, heatmap and image grids", function()
+    local x, y = series(30, function(t) return t * t end)
+    local v = {}
+    for i = 1, 30 do v[i] = (i - 15) / 15 end
+    local files = {
+      plot.line{ file = dir .. "/line.png", x = x, y = y, title = "line" },
+      plot.scatter{ file = dir .. "/scatter.png", title = "coloured", palette = "diverging", cblabel = "value",
+                    series = { { x = x, y = y, value = v, label = "points" },
+                               { x = x, y = y, style = "lines", label = "curve" } } },
+      plot.heatmap{ file = dir .. "/heat.png", z = pk.randn(6, 9, 1), title = "heat", palette = "diverging" },
+      plot.images{ file = dir .. "/grid.png", title = "grid", columns = 3,
+                   images = { { data = pk.rand(16, 1, 1), title = "a" }, { data = pk.rand(4, 4, 2), title = "b" },
+                              { data = { 1, 2, 3, 4, 5, 6 }, shape = { 2, 3 } } } },
+    }
+    for _, f in ipairs(files) do
+      local bytes = H.read_bytes(f)
+      assert.are.equal(PNG_MAGIC, bytes:sub(1, 8), f)
+      assert.is_true(#bytes > 1000, f)
+    end
+  end)
+
+  with_gnuplot("takes row and column matrices as data, and log axes with zeros in them", function()
+    local x = pk.matrix{ 0.001, 0.01, 0.1, 1 }
+    local y = pk.matrix{ { 1e-9, 0, 1e-3, 1 } }                        -- 1 x n
+    local file = plot.line{ file = dir .. "/log.svg", series = { { x = x, y = y, label = "err" } },
+                            logx = true, logy = true, title = "log axes" }
+    assert.truthy(H.read_bytes(file):find("log axes", 1, true))
+  end)
+
+  with_gnuplot("keeps titles with quotes, backslashes and new lines intact", function()
+    local title = [[say "hi" \ it's 50% & more]]
+    local file = plot.line{ file = dir .. "/quote.svg", x = { 1, 2 }, y = { 1, 2 }, title = title,
+                            xlabel = "first\nsecond" }
+    local svg = H.read_bytes(file)
+    assert.truthy(svg:find([[<text>say "hi" \ it's 50% &amp; more</text>]], 1, true), "title")
+    -- the new line splits the label into two lines of text
+    assert.truthy(svg:find("<text>first</text>", 1, true))
+    assert.truthy(svg:find("<text>second</text>", 1, true))
+  end)
+end)
+
+describe("pk.plot without gnuplot", function()
+  local saved
+  before_each(function() saved = plot.config{ gnuplot = "/nonexistent/gnuplot" } end)
+  after_each(function() plot.config(saved) end)
+
+  it("writes the data as CSV next to the requested file and says so", function()
+    local file, note = plot.line{ file = dir .. "/fallback.png", title = "t",
+      series = { { x = { 1, 2, 3 }, y = { 0.1, 1 / 3, 2 }, label = "first" },
+                 { x = { 4 }, y = { -5 }, label = "with, comma" } } }
+    assert.are.equal(dir .. "/fallback.csv", file)
+    assert.truthy(note:find("gnuplot (/nonexistent/gnuplot) is not available", 1, true), note)
+    assert.truthy(note:find(dir .. "/fallback.csv", 1, true))
+    assert.is_false(exists(dir .. "/fallback.png"))
+    local l = lines(file)
+    assert.are.same({ "series,x,y,value", "first,1,0.10000000000000001,", "first,2,0.33333333333333331,",
+                      "first,3,2,", '"with, comma",4,-5,' }, l)
+    -- 17 significant digits read back exactly
+    assert.are.equal(1 / 3, tonumber(l[3]:match("^first,2,([^,]+),")))
+  end)
+
+  it("writes heatmaps, scatter values and image grids as long tables", function()
+    local f1 = plot.heatmap{ file = dir .. "/h.svg", z = { { 1, 2, 3 }, { 4, 5, 6 } } }
+    assert.are.same({ "row,col,value", "1,1,1", "1,2,2", "1,3,3", "2,1,4", "2,2,5", "2,3,6" }, lines(f1))
+    local f2 = plot.scatter{ file = dir .. "/s.png", x = { 1, 2 }, y = { 3, 4 }, value = { -1, 0 / 0 } }
+    assert.are.same({ "series,x,y,value", "1,1,3,-1", "1,2,4,NaN" }, lines(f2))
+    local f3 = plot.images{ file = dir .. "/i.png", images = { { data = { 1, 2, 3, 4 }, title = "one" } } }
+    assert.are.same({ "image,title,row,col,value", "1,one,1,1,1", "1,one,1,2,2", "1,one,2,1,3", "1,one,2,2,4" },
+                    lines(f3))
+  end)
+
+  it("reports that gnuplot is unavailable", function()
+    local ok, why = plot.available()
+    assert.is_false(ok)
+    assert.truthy(why:find("/nonexistent/gnuplot", 1, true))
+  end)
+end)
+
+describe("pk.plot when gnuplot fails", function()
+  local saved, fake
+  local function fake_gnuplot(body)
+    fake = H.tmpname("-gnuplot")
+    H.write_bytes(fake, "#!/bin/sh\n" .. body .. "\n")
+    os.execute("chmod +x '" .. fake .. "'")
+    saved = plot.config{ gnuplot = fake }
+  end
+  after_each(function()
+    plot.config(saved)
+    os.remove(fake)
+  end)
+
+  it("raises gnuplot's message and leaves no picture", function()
+    fake_gnuplot("echo 'line 3: undefined variable: boom' >&2; : > \"$(sed -n 's/^set output \"\\(.*\\)\"$/\\1/p' \"$1\")\"; exit 1")
+    local err = H.raises("plot.line: gnuplot failed writing '" .. dir .. "/failed.png' (exit 1)", plot.line,
+                         { file = dir .. "/failed.png", x = { 1 }, y = { 1 } })
+    assert.truthy(err:find("undefined variable: boom", 1, true), err)
+    assert.is_false(exists(dir .. "/failed.png"))
+  end)
+
+  it("raises when gnuplot writes nothing", function()
+    fake_gnuplot("exit 0")
+    H.raises("plot.line: gnuplot wrote nothing to '" .. dir .. "/empty.svg'", plot.line,
+             { file = dir .. "/empty.svg", x = { 1 }, y = { 1 } })
+    assert.is_false(exists(dir .. "/empty.svg"))
+  end)
+end)
+
+describe("pk.plot refuses bad input", function()
+  local ok_x, ok_y = { 1, 2, 3 }, { 4, 5, 6 }
+  it("with clear errors", function()
+    H.raises("plot.line: series 1 has 3 x values and 2 y values", plot.line,
+             { file = dir .. "/e.png", x = ok_x, y = { 1, 2 } })
+    H.raises("plot.line: series 2 ('b') has 1 x values and 0 y values", plot.line,
+             { file = dir .. "/e.png", series = { { x = ok_x, y = ok_y }, { x = { 1 }, y = {}, label = "b" } } })
+    H.raises("plot.line: series 1 has no points", plot.line, { file = dir .. "/e.png", x = {}, y = {} })
+    H.raises("plot.line: 'series' must be a non-empty list", plot.line, { file = dir .. "/e.png", series = {} })
+    H.raises("plot.scatter: series 1 has 3 points and 2 values", plot.scatter,
+             { file = dir .. "/e.png", x = ok_x, y = ok_y, value = { 1, 2 } })
+    H.raises("plot.line: series 1 y[2] is string, not a number", plot.line,
+             { file = dir .. "/e.png", x = ok_x, y = { 1, "2", 3 } })
+    H.raises("must be a vector (a n x 1 or 1 x n matrix), got 2x2", plot.line,
+             { file = dir .. "/e.png", x = pk.zeros(2, 2), y = ok_y })
+    H.raises("plot.line: cannot write '/nonexistent-folder/x.png'", plot.line,
+             { file = "/nonexistent-folder/x.png", x = ok_x, y = ok_y })
+    H.raises("cannot tell the format of 'x.jpg': name it .png or .svg", plot.line,
+             { file = "x.jpg", x = ok_x, y = ok_y })
+    H.raises("option 'file' (the picture to write, .png or .svg) is required", plot.line, { x = ok_x, y = ok_y })
+    H.raises("plot.line: unknown option 'colour'", plot.line, { file = dir .. "/e.png", x = ok_x, y = ok_y, colour = 1 })
+    H.raises("unknown style 'bars'", plot.line, { file = dir .. "/e.png", x = ok_x, y = ok_y, style = "bars" })
+    H.raises("unknown legend position 'middle'", plot.line, { file = dir .. "/e.png", x = ok_x, y = ok_y, legend = "middle" })
+    H.raises("unknown palette 'jet'", plot.scatter, { file = dir .. "/e.png", x = ok_x, y = ok_y, value = ok_x, palette = "jet" })
+    H.raises("xrange must be {low, high} with low < high", plot.line,
+             { file = dir .. "/e.png", x = ok_x, y = ok_y, xrange = { 2, 1 } })
+    H.raises("plot.heatmap: z is ragged: row 2 has 1 values, row 1 has 2", plot.heatmap,
+             { file = dir .. "/e.png", z = { { 1, 2 }, { 3 } } })
+    H.raises("plot.heatmap: z is empty", plot.heatmap, { file = dir .. "/e.png", z = {} })
+    H.raises("plot.heatmap: z is empty", plot.heatmap, { file = dir .. "/e.png", z = pk.zeros(3, 0) })
+    H.raises("plot.images: image 1 has 5 values, not a square", plot.images,
+             { file = dir .. "/e.png", images = { { data = { 1, 2, 3, 4, 5 } } } })
+    H.raises("plot.images: image 2 has 4 values, its shape 3x3 needs 9", plot.images,
+             { file = dir .. "/e.png", shape = { 3, 3 }, images = { { data = pk.zeros(9, 1) }, { data = { 1, 2, 3, 4 } } } })
+    H.raises("plot.images: 'images' must be a non-empty list", plot.images, { file = dir .. "/e.png", images = {} })
+    H.raises("plot.config: width must be an integer number of pixels", plot.config, { width = 1.5 })
+    H.raises("plot.config: unknown option 'terminal'", plot.config, { terminal = "x11" })
+    H.raises("plot.folder: cannot write into '/proc/pathkernel-x'", plot.folder, "/proc/pathkernel-x")
+  end)
+
+  it("blames the caller's line", function()
+    local err = H.raises("series 1 has no points", plot.line, { file = dir .. "/e.png", x = {}, y = {} })
+    assert.is_nil(err:find("plot.lua", 1, true), err)
+    local ok, e = pcall(function() plot.line{ file = dir .. "/e.png", x = {}, y = {} } end)
+    assert.is_false(ok)
+    assert.truthy(e:find("plot_spec.lua:%d+: plot.line"), e)
+  end)
+
+  it("leaves no empty picture behind when it fails", function()
+    pcall(plot.line, { file = dir .. "/never.png", x = { 1 }, y = {} })
+    assert.is_false(exists(dir .. "/never.png"))
+  end)
+end)
+
+describe("pk.plot.folder", function()
+  it("creates nested folders and returns the path", function()
+    local d = dir .. "/a/b/c"
+    assert.are.equal(d, plot.folder(d))
+    local f = assert(io.open(d .. "/x", "w"))
+    f:close()
+    os.remove(d .. "/x")
+  end)
+end)
+
+teardown(function() os.execute("rm -rf '" .. dir .. "'") end)

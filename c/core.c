@@ -71,7 +71,7 @@ pk_status pk_mul_size(size_t *out, size_t a, size_t b, const char *what)
   return PK_OK;
 }
 
-pk_status pk_check_bytes(size_t n, size_t size, const char *what)
+pk_status pk_check_bytes_hint(size_t n, size_t size, const char *what, const char *hint)
 {
   char need[32], lim[32];
   if (size != 0 && n > SIZE_MAX / size) {
@@ -82,14 +82,20 @@ pk_status pk_check_bytes(size_t n, size_t size, const char *what)
     fmt_bytes(need, sizeof need, (double)n * (double)size);
     fmt_bytes(lim, sizeof lim, (double)pk_memory_limit());
     return pk_fail(PK_ENOMEM, "%s needs %s, above the memory limit of %s "
-                   "(pk.set_memory_limit raises it; or ask for less)", what, need, lim);
+                   "(pk.set_memory_limit raises it; or %s)", what, need, lim,
+                   hint ? hint : "ask for less");
   }
   return PK_OK;
 }
 
-pk_status pk_alloc(void **out, size_t n, size_t size, const char *what)
+pk_status pk_check_bytes(size_t n, size_t size, const char *what)
 {
-  pk_status st = pk_check_bytes(n, size, what);
+  return pk_check_bytes_hint(n, size, what, NULL);
+}
+
+pk_status pk_alloc_hint(void **out, size_t n, size_t size, const char *what, const char *hint)
+{
+  pk_status st = pk_check_bytes_hint(n, size, what, hint);
   *out = NULL;
   if (st) return st;
   *out = malloc(n * size > 0 ? n * size : 1);
@@ -101,9 +107,14 @@ pk_status pk_alloc(void **out, size_t n, size_t size, const char *what)
   return PK_OK;
 }
 
-pk_status pk_calloc(void **out, size_t n, size_t size, const char *what)
+pk_status pk_alloc(void **out, size_t n, size_t size, const char *what)
 {
-  pk_status st = pk_check_bytes(n, size, what);
+  return pk_alloc_hint(out, n, size, what, NULL);
+}
+
+pk_status pk_calloc_hint(void **out, size_t n, size_t size, const char *what, const char *hint)
+{
+  pk_status st = pk_check_bytes_hint(n, size, what, hint);
   *out = NULL;
   if (st) return st;
   *out = calloc(n ? n : 1, size ? size : 1);
@@ -113,6 +124,20 @@ pk_status pk_calloc(void **out, size_t n, size_t size, const char *what)
     return pk_fail(PK_ENOMEM, "%s: allocating %s failed", what, need);
   }
   return PK_OK;
+}
+
+pk_status pk_calloc(void **out, size_t n, size_t size, const char *what)
+{
+  return pk_calloc_hint(out, n, size, what, NULL);
+}
+
+pk_status pk_fail_in(pk_status s, const char *name)
+{
+  size_t n = strlen(name);
+  char msg[sizeof errbuf];
+  if (strncmp(errbuf, name, n) == 0 && errbuf[n] == ':') return s;
+  memcpy(msg, errbuf, sizeof msg);
+  return pk_fail(s, "%s: %s", name, msg);
 }
 
 int pk_all_finite(const double *x, size_t n)

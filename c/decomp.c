@@ -82,6 +82,8 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
 {
   size_t K = net->d[net->L], nq = Xq->rows, qt = nq < QTILE ? nq : QTILE, N;
   size_t bc = m < BCHUNK ? (m ? m : 1) : BCHUNK;    /* batch columns per chunk */
+  static const char *const fewer = "explain fewer queries at a time";
+  char what[200], kwhat[160];
   pk_status st;
   memset(dc, 0, sizeof *dc);
   dc->net = net;
@@ -98,10 +100,16 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
   if ((st = pk_quadrature(rule, nodes, dc->t, dc->wt))) return st;
   dc->nodes = nodes;
   if (qt == 0) qt = 1;
+  /* the scratch of a query tile stays near 32 MiB whatever the outputs */
+  while (qt > 1 && qt * K * bc > ((size_t)32 << 20) / sizeof(double)) qt /= 2;
   dc->qt = qt;
   if ((st = pk_mul_size(&N, nq * K, m, "contributions"))) return st;
-  if ((st = pk_calloc((void **)&dc->contrib, N, sizeof(double), "the contributions (queries x outputs x training examples)")) ||
-      (want_kp && (st = pk_calloc((void **)&dc->kp, N, sizeof(double), "the path kernel values (queries x outputs x training examples)"))) ||
+  snprintf(what, sizeof what, "the contributions (%zu queries x %zu outputs x %zu training examples)",
+           nq, K, m);
+  snprintf(kwhat, sizeof kwhat, "the path kernel values (%zu queries x %zu outputs x %zu training "
+           "examples)", nq, K, m);
+  if ((st = pk_calloc_hint((void **)&dc->contrib, N, sizeof(double), what, fewer)) ||
+      (want_kp && (st = pk_calloc_hint((void **)&dc->kp, N, sizeof(double), kwhat, fewer))) ||
       (st = pk_alloc((void **)&dc->theta_node, net->P, sizeof(double), "the decomposition")) ||
       (st = node_features(dc, net, qt)) ||
       (st = pk_alloc((void **)&dc->M, dc->qt * K * bc, sizeof(double), "the decomposition's scratch")) ||
@@ -111,7 +119,8 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
     return st;
   }
   if ((st = pk_calloc((void **)&dc->reg, nq * K + 1, sizeof(double), "the decomposition")) ||
-      (st = pk_alloc((void **)&dc->c0, nq * m + 1, sizeof(double), "the queries' input products")) ||
+      (st = pk_alloc_hint((void **)&dc->c0, nq * m + 1, sizeof(double), "the queries' input products",
+                          fewer)) ||
       (st = pk_alloc((void **)&dc->idx, m + 1, sizeof(size_t), "the decomposition"))) {
     pk_decomp_free(dc);
     return st;
@@ -122,17 +131,19 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
   }
   if (dc->need_gbar) {
     size_t P = net->P, n;
-    char what[200];
     if ((st = pk_mul_size(&n, nq * K, P, "query gradients"))) { pk_decomp_free(dc); return st; }
-    if ((st = pk_alloc((void **)&dc->gbar, n, sizeof(double), "the queries' explicit gradients "
-                       "(queries x outputs x parameters, for weight decay and stateful optimizers)"))) {
+    snprintf(what, sizeof what, "the queries' gradients (%zu queries x %zu outputs x %zu parameters, "
+             "for weight decay and stateful optimizers)", nq, K, P);
+    if ((st = pk_alloc_hint((void **)&dc->gbar, n, sizeof(double), what, fewer))) {
       pk_decomp_free(dc);
       return st;
     }
     if (dc->explicit_traces) {
       if ((st = pk_mul_size(&n, m, P, "per-example traces"))) { pk_decomp_free(dc); return st; }
       snprintf(what, sizeof what, "the per-example optimizer traces (%zu examples x %zu parameters)", m, P);
-      if ((st = pk_calloc((void **)&dc->tr, n, sizeof(double), what)) ||
+      if ((st = pk_calloc_hint((void **)&dc->tr, n, sizeof(double), what,
+                               "train on fewer examples or a smaller network; gd and sgd keep no "
+                               "traces")) ||
           (st = pk_calloc((void **)&dc->rtr, P, sizeof(double), "the decomposition")) ||
           (st = pk_alloc((void **)&dc->pc, P, sizeof(double), "the decomposition"))) {
         pk_decomp_free(dc);

@@ -50,7 +50,11 @@ pk_status pk_kernel_gram(const pk_kernel *k, const pk_matrix *X1, const pk_matri
       (st = pk_mul_size(&c, X2->rows, per_col(k), "gram")))
     return st;
   snprintf(what, sizeof what, "the %zu x %zu Gram", r, c);
-  if ((st = pk_matrix_alloc(out, r, c, what))) return st;
+  if ((st = pk_matrix_alloc_hint(out, r, c, what, k->nout > 1 && k->mode == PK_OUTPUTS_BLOCK ?
+                                 "ask for fewer rows at a time (X:slice(i, j)), or outputs = "
+                                 "\"trace\" for one value per pair of examples" :
+                                 "ask for fewer rows at a time (X:slice(i, j))")))
+    return st;
   if ((st = k->vt->gram(k, X1, X2, o, *out))) {
     pk_matrix_free(*out);
     *out = NULL;

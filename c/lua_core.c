@@ -309,7 +309,6 @@ int luaopen_pathkernel_core(lua_State *L)
   pk_lua_open_kernel(L);
   pk_lua_open_network(L);
   pk_lua_open_trajectory(L);
-  pk_lua_open_testkit(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   pk_lua_open_kernels(L);

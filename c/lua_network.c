@@ -6,7 +6,10 @@
 #include <math.h>
 #include "lua_pk.h"
 
-typedef struct { pk_network *net; } nbox;
+/* busy counts the trainings running on the network: their callbacks may
+ * try to release it, set its parameters or train it, and must not pull the
+ * weights out from under the loop below them. */
+typedef struct { pk_network *net; int busy; } nbox;
 
 pk_network *pk_lua_testnetwork(lua_State *L, int idx)
 {
@@ -25,6 +28,7 @@ static pk_network **newnet(lua_State *L)
 {
   nbox *b = lua_newuserdatauv(L, sizeof *b, 1);
   b->net = NULL;
+  b->busy = 0;
   luaL_setmetatable(L, PK_NETWORK_MT);
   return &b->net;
 }
@@ -35,9 +39,20 @@ void pk_lua_pushnetwork(lua_State *L, pk_network *net)
   *newnet(L) = net;
 }
 
+/* the network at idx, refused while a training of it runs (its callbacks) */
+static pk_network *idle(lua_State *L, int idx, const char *what)
+{
+  nbox *b = luaL_checkudata(L, idx, PK_NETWORK_MT);
+  if (b->busy)
+    luaL_error(L, "network is in use: it cannot be %s from its own training's callbacks", what);
+  return pk_lua_checknetwork(L, idx);
+}
+
 static int n_release(lua_State *L)
 {
   nbox *b = luaL_checkudata(L, 1, PK_NETWORK_MT);
+  if (b->busy)
+    return luaL_error(L, "network is in use: it cannot be released from its own training's callbacks");
   pk_network_free(b->net);
   b->net = NULL;
   return 0;
@@ -157,7 +172,7 @@ static int n_params(lua_State *L)
 
 static int n_set_params(lua_State *L)
 {
-  pk_network *net = pk_lua_checknetwork(L, 1);
+  pk_network *net = idle(L, 1, "changed (set_params)");
   pk_matrix *t = pk_lua_checkmatrix(L, 2);
   pk_status st;
   if (t->cols != 1 && t->rows != 1)
@@ -368,7 +383,8 @@ static int n_train(lua_State *L)
                                       "batch_size", "seed", "on_step", "progress", "record",
                                       "explain", "rule", "nodes", "momentum", "dampening",
                                       "beta1", "beta2", "eps", "weight_decay", NULL };
-  pk_network *net = pk_lua_checknetwork(L, 1);
+  pk_network *net = idle(L, 1, "trained");
+  nbox *box = lua_touserdata(L, 1);
   pk_train_opts o;
   pk_matrix *X, *Y, *Xq = NULL, *vX = NULL, *vY = NULL;
   train_ctx c;
@@ -377,7 +393,7 @@ static int n_train(lua_State *L)
   pk_trajectory *traj = NULL;
   pk_machine *km = NULL;
   pk_rule rule = PK_RULE_GAUSS;
-  int nodes = PK_DEFAULT_NODES;
+  int nodes = PK_DEFAULT_NODES, ix;
   pk_status st;
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
@@ -408,25 +424,26 @@ static int n_train(lua_State *L)
   }
   default: return luaL_error(L, "train: record must be true or { every = k }");
   }
-  if (pk_lua_optfield(L, 2, "explain") != LUA_TNIL) Xq = pk_lua_checkmatrix(L, 7);   /* index 7 */
+  if (pk_lua_optfield(L, 2, "explain") != LUA_TNIL) pk_lua_checkmatrix(L, 7);   /* index 7 */
   pk_lua_rule_opts(L, 2, &rule, &nodes);
   pk_lua_progress_init(L, &c.prog, 5, "train", &o.call);
   c.prog.show_loss = 1;
-  if ((st = pk_check_bytes(o.steps, sizeof(double), "the loss history"))) return pk_lua_error(L, st);
+  if ((st = pk_check_bytes_hint(o.steps, sizeof(double), "the loss history", "train for fewer steps")))
+    return pk_lua_error(L, st);
   losses = lua_newuserdatauv(L, o.steps * sizeof(double), 0);  /* index 8 */
-  if (every) {
-    /* the trajectory keeps views of X and Y: releasing them keeps it valid */
-    pk_matrix **sx = pk_lua_newmatrix(L), **sy;                /* index 9 */
-    if ((st = pk_matrix_view_rows(sx, X, 0, pk_matrix_rows(X)))) return pk_lua_error(L, st);
-    sy = pk_lua_newmatrix(L);                                  /* index 10 */
-    if ((st = pk_matrix_view_rows(sy, Y, 0, pk_matrix_rows(Y)))) return pk_lua_error(L, st);
-    vX = *sx;
-    vY = *sy;
-    X = vX;
-    Y = vY;
-  }
+  /* Training runs on views of X, Y and the queries: a callback that
+   * releases them cannot free what the loop reads, and a trajectory takes
+   * the views of X and Y as its own. */
+  ix = lua_gettop(L) + 1;
+  pk_lua_optfield(L, 2, "X");                                  /* ix */
+  pk_lua_optfield(L, 2, "Y");                                  /* ix + 1 */
+  X = vX = pk_lua_pinmatrix(L, ix);                            /* ix + 2 */
+  Y = vY = pk_lua_pinmatrix(L, ix + 1);                        /* ix + 3 */
+  if (!lua_isnil(L, 7)) Xq = pk_lua_pinmatrix(L, 7);
+  box->busy++;
   st = pk_train_full(net, X, Y, &o, every, every ? &traj : NULL, Xq, rule, nodes, 1,
                      Xq ? &km : NULL, losses, &done);
+  box->busy--;
   if (c.failed || c.prog.failed) {
     /* a Lua callback raised: its error is on top of the stack */
     pk_trajectory_free(traj);
@@ -443,11 +460,11 @@ static int n_train(lua_State *L)
   }
   if (traj) {
     /* hand the views to the trajectory */
-    pk_lua_pushtrajectory(L, traj, 1, 9, 10);
+    pk_lua_pushtrajectory(L, traj, 1, ix, ix + 1);
     traj->ownX = vX;
     traj->ownY = vY;
-    *(pk_matrix **)lua_touserdata(L, 9) = NULL;
-    *(pk_matrix **)lua_touserdata(L, 10) = NULL;
+    *(pk_matrix **)lua_touserdata(L, ix + 2) = NULL;
+    *(pk_matrix **)lua_touserdata(L, ix + 3) = NULL;
   } else {
     lua_createtable(L, (int)done, 0);
     for (i = 0; i < done; i++) {

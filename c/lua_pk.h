@@ -87,7 +87,6 @@ void pk_lua_open_matrix(lua_State *L);
 void pk_lua_open_kernel(lua_State *L);
 void pk_lua_open_network(lua_State *L);
 void pk_lua_open_trajectory(lua_State *L);
-void pk_lua_open_testkit(lua_State *L);
 
 /* Loaders for pk.load, by tag: push the object and return 1, or push
  * nil, message and return 2. */

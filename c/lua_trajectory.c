@@ -7,7 +7,10 @@
 #include "lua_pk.h"
 
 typedef struct { pk_trajectory *t; } tbox;
-typedef struct { pk_machine *km; } mbox;
+/* busy counts the calls running on a machine: a progress callback may try
+ * to release it or to use it for other queries (which replaces its cached
+ * results), and must not pull them out from under the call below it. */
+typedef struct { pk_machine *km; int busy; } mbox;
 
 /* The trajectory's user value is a table { net = <Network>, version = n,
  * X = <Matrix>, Y = <Matrix> }: the network it trained (to detect later
@@ -17,7 +20,7 @@ typedef struct { pk_machine *km; } mbox;
 pk_trajectory *pk_lua_checktrajectory(lua_State *L, int idx)
 {
   tbox *b = luaL_checkudata(L, idx, PK_TRAJECTORY_MT);
-  if (!b->t) luaL_argerror(L, idx, "empty trajectory");
+  if (!b->t) luaL_argerror(L, idx, "trajectory has been released");
   return b->t;
 }
 
@@ -188,7 +191,7 @@ int pk_lua_load_trajectory(lua_State *L, const char *path, int opts)
 static int t_tostring(lua_State *L)
 {
   tbox *b = luaL_checkudata(L, 1, PK_TRAJECTORY_MT);
-  if (!b->t) lua_pushliteral(L, "pathkernel.Trajectory (empty)");
+  if (!b->t) lua_pushliteral(L, "pathkernel.Trajectory (released)");
   else lua_pushfstring(L, "pathkernel.Trajectory of %d steps (%d KiB)", (int)pk_trajectory_steps(b->t),
                        (int)(pk_trajectory_memory(b->t) / 1024));
   return 1;
@@ -219,6 +222,7 @@ void pk_lua_pushmachine(lua_State *L, pk_machine *km, int keep)
   if (!lua_checkstack(L, 3)) { pk_machine_free(km); luaL_error(L, "stack overflow"); }
   b = lua_newuserdatauv(L, sizeof *b, 1);
   b->km = km;
+  b->busy = 0;
   luaL_setmetatable(L, PK_MACHINE_MT);
   if (keep) {
     lua_pushvalue(L, keep);
@@ -307,28 +311,46 @@ static void call_opts(lua_State *L, int idx, pk_lua_progress *p, pk_call_opts *o
   pk_lua_progress_init(L, p, -1, label, o);
 }
 
-/* before using a machine: its trajectory's network must be unchanged */
+/* before using a machine: not from its own progress callback, and its
+ * trajectory's network unchanged */
 static pk_machine *usable(lua_State *L, int idx)
 {
-  pk_machine *km = pk_lua_checkmachine(L, idx);
+  mbox *b = luaL_checkudata(L, idx, PK_MACHINE_MT);
+  pk_machine *km;
+  if (b->busy)
+    luaL_error(L, "kernel machine is in use: its own progress callback cannot use it");
+  km = pk_lua_checkmachine(L, idx);
   if (pk_machine_is_online(km)) return km;
   if (lua_getiuservalue(L, idx, 1) == LUA_TUSERDATA) check_source(L, lua_gettop(L));
   lua_pop(L, 1);
   return km;
 }
 
+/* the queries at idx (2), pinned: a callback that releases them cannot
+ * free what the decomposition reads */
+static pk_matrix *queries(lua_State *L)
+{
+  pk_lua_checkmatrix(L, 2);
+  return pk_lua_pinmatrix(L, 2);
+}
+
 static int km_predict(lua_State *L)
 {
   pk_machine *km = usable(L, 1);
-  pk_matrix *Xq = pk_lua_checkmatrix(L, 2);
+  mbox *b = lua_touserdata(L, 1);
+  pk_matrix *Xq;
   pk_lua_progress p;
   pk_call_opts o;
   pk_matrix **slot;
   pk_status st;
+  pk_lua_checkmatrix(L, 2);
   lua_settop(L, 3);
   call_opts(L, 3, &p, &o, "decomposition");
+  Xq = queries(L);
   slot = pk_lua_newmatrix(L);
+  b->busy++;
   st = pk_machine_predict(km, Xq, &o, slot);
+  b->busy--;
   pk_lua_progress_done(&p);
   if (st) return pk_lua_error(L, st);
   return 1;
@@ -339,7 +361,11 @@ static int push_slices(lua_State *L, pk_machine *km, pk_matrix *Xq, int kernel, 
                        pk_lua_progress *p)
 {
   size_t k, K = pk_machine_outputs(km);
-  pk_status st = pk_machine_compute(km, Xq, kernel, o);
+  mbox *b = lua_touserdata(L, 1);
+  pk_status st;
+  b->busy++;
+  st = pk_machine_compute(km, Xq, kernel, o);
+  b->busy--;
   pk_lua_progress_done(p);
   if (st) return pk_lua_error(L, st);
   if (K > 1) lua_createtable(L, (int)K, 0);
@@ -354,11 +380,13 @@ static int push_slices(lua_State *L, pk_machine *km, pk_matrix *Xq, int kernel, 
 static int km_contributions(lua_State *L)
 {
   pk_machine *km = usable(L, 1);
-  pk_matrix *Xq = pk_lua_checkmatrix(L, 2);
+  pk_matrix *Xq;
   pk_lua_progress p;
   pk_call_opts o;
+  pk_lua_checkmatrix(L, 2);
   lua_settop(L, 3);
   call_opts(L, 3, &p, &o, "decomposition");
+  Xq = queries(L);
   return push_slices(L, km, Xq, 0, &o, &p);
 }
 
@@ -375,6 +403,7 @@ static int km_coefficients(lua_State *L)
   int nund = 0, ikp, ia, iu;
   lua_settop(L, 3);
   call_opts(L, 3, &p, &o, "decomposition");                /* pushes the progress field */
+  Xq = queries(L);
   push_slices(L, km, Xq, 1, &o, &p);
   ikp = lua_gettop(L);                                     /* Kp */
   push_slices(L, km, Xq, 0, NULL, &p);
@@ -420,15 +449,20 @@ static int km_coefficients(lua_State *L)
 static int km_regularization(lua_State *L)
 {
   pk_machine *km = usable(L, 1);
-  pk_matrix *Xq = pk_lua_checkmatrix(L, 2);
+  mbox *b = lua_touserdata(L, 1);
+  pk_matrix *Xq;
   pk_lua_progress p;
   pk_call_opts o;
   pk_matrix **slot;
   pk_status st;
   size_t n;
+  pk_lua_checkmatrix(L, 2);
   lua_settop(L, 3);
   call_opts(L, 3, &p, &o, "decomposition");
+  Xq = queries(L);
+  b->busy++;
   st = pk_machine_compute(km, Xq, 0, &o);
+  b->busy--;
   pk_lua_progress_done(&p);
   if (st) return pk_lua_error(L, st);
   n = pk_matrix_rows(Xq);
@@ -456,6 +490,7 @@ static int by_abs(const void *pa, const void *pb)
 static int km_explain(lua_State *L)
 {
   pk_machine *km = usable(L, 1);
+  mbox *b = lua_touserdata(L, 1);
   pk_matrix *xq = pk_lua_checkmatrix(L, 2);
   lua_Integer top = pk_lua_checkint(L, 3, 1, "k");
   size_t K = pk_machine_outputs(km), m = pk_machine_examples(km), out, i, n, row;
@@ -468,7 +503,10 @@ static int km_explain(lua_State *L)
     return luaL_error(L, "explain: xq must be one query (a 1 x d matrix), got %d rows", (int)pk_matrix_rows(xq));
   lua_settop(L, 4);
   call_opts(L, 4, &p, &o, "decomposition");
+  xq = queries(L);
+  b->busy++;
   st = pk_machine_compute(km, xq, 1, &o);
+  b->busy--;
   pk_lua_progress_done(&p);
   if (st) return pk_lua_error(L, st);
   row = km->map[0];
@@ -521,14 +559,19 @@ static int km_explain(lua_State *L)
 static int km_verify(lua_State *L)
 {
   pk_machine *km = usable(L, 1);
-  pk_matrix *Xq = pk_lua_checkmatrix(L, 2);
+  mbox *b = lua_touserdata(L, 1);
+  pk_matrix *Xq;
   pk_lua_progress p;
   pk_call_opts o;
   double a, r;
   pk_status st;
+  pk_lua_checkmatrix(L, 2);
   lua_settop(L, 3);
   call_opts(L, 3, &p, &o, "decomposition");
+  Xq = queries(L);
+  b->busy++;
   st = pk_machine_verify(km, Xq, &o, &a, &r);
+  b->busy--;
   pk_lua_progress_done(&p);
   if (st) return pk_lua_error(L, st);
   lua_pushnumber(L, a);
@@ -551,6 +594,7 @@ int pk_lua_load_machine(lua_State *L, const char *path)
   mbox *b = lua_newuserdatauv(L, sizeof *b, 1);
   pk_status st;
   b->km = NULL;
+  b->busy = 0;
   luaL_setmetatable(L, PK_MACHINE_MT);
   st = pk_machine_load(&b->km, path);
   if (st == PK_EIO) return pk_lua_fail(L, st);
@@ -561,6 +605,8 @@ int pk_lua_load_machine(lua_State *L, const char *path)
 static int km_gc(lua_State *L)
 {
   mbox *b = luaL_checkudata(L, 1, PK_MACHINE_MT);
+  if (b->busy)
+    return luaL_error(L, "kernel machine is in use: it cannot be released from its own progress callback");
   pk_machine_free(b->km);
   b->km = NULL;
   return 0;

@@ -18,7 +18,7 @@ void pk_machine_free(pk_machine *km)
   free(km->reg);
   pk_network_free(km->net0);
   pk_network_free(km->netT);
-  pk_trajectory_free(km->own_traj);
+  pk_trajectory_free((pk_trajectory *)km->traj);
   free(km->map);
   free(km);
 }
@@ -86,19 +86,20 @@ static pk_status shell(pk_machine **out, const pk_network *arch, const double *w
 /* bias f(x; w_0) and final f(x; w_T) for the queries */
 static pk_status ends(pk_machine *km, const pk_matrix *Xq)
 {
+  static const char *const what = "the queries' outputs", *const hint = "explain fewer queries at a time";
   pk_matrix *F;
   pk_status st;
   size_t n = Xq->rows * km->K;
+  if ((st = pk_alloc_hint((void **)&km->bias, n, sizeof(double), what, hint)) ||
+      (st = pk_alloc_hint((void **)&km->final, n, sizeof(double), what, hint)) ||
+      (st = pk_calloc_hint((void **)&km->reg, n, sizeof(double), what, hint)))
+    return st;
   if ((st = pk_network_forward(km->net0, Xq, &F))) return st;
-  km->bias = malloc((n ? n : 1) * sizeof(double));
-  if (km->bias) memcpy(km->bias, F->data, n * sizeof(double));
+  memcpy(km->bias, F->data, n * sizeof(double));
   pk_matrix_free(F);
   if ((st = pk_network_forward(km->netT, Xq, &F))) return st;
-  km->final = malloc((n ? n : 1) * sizeof(double));
-  km->reg = calloc(n ? n : 1, sizeof(double));
-  if (km->final) memcpy(km->final, F->data, n * sizeof(double));
+  memcpy(km->final, F->data, n * sizeof(double));
   pk_matrix_free(F);
-  if (!km->bias || !km->final || !km->reg) return pk_fail(PK_ENOMEM, "kernel machine: out of memory");
   return PK_OK;
 }
 
@@ -114,6 +115,7 @@ pk_status pk_machine_from_trajectory(pk_machine **out, const pk_trajectory *t, p
   if ((st = pk_trajectory_check_data(t))) return st;
   if ((st = shell(out, t->net, t->W, t->W + (t->ncheck - 1) * t->net->P, t->X->rows, rule, nodes)))
     return st;
+  pk_trajectory_retain(t);
   (*out)->traj = t;
   return PK_OK;
 }
@@ -334,7 +336,7 @@ pk_status pk_train_explain(pk_network *net, const pk_matrix *X, const pk_matrix 
 
 /* ---- files --------------------------------------------------------------------- */
 
-static pk_status write_machine(pk_writer *w, const void *obj)
+pk_status pk_machine_write_payload(pk_writer *w, const void *obj)
 {
   const pk_machine *km = obj;
   size_t n = km->nq * km->K;
@@ -359,89 +361,120 @@ pk_status pk_machine_save(const pk_machine *km, const char *path)
 {
   if (km->traj && !km->traj->X)
     return pk_fail(PK_EINVAL, "save: the trajectory has no training data");
-  return pk_save_object(path, PK_TAG_MACHINE, write_machine, km);
+  return pk_save_object(path, PK_TAG_MACHINE, pk_machine_write_payload, km);
 }
+
+#define BAD(...) do { st = pk_fail(PK_EFORMAT, __VA_ARGS__); goto done; } while (0)
+
+/* an online machine: w_0 and w_T, the queries and their results; every
+ * array is sized by counts that fit the bytes left */
+static pk_status read_online(pk_reader *r, const char *name, pk_rule rule, int nodes,
+                             pk_machine **out)
+{
+  pk_network *n0 = NULL, *nT = NULL;
+  pk_machine *km = NULL;
+  size_t m, n, N, left;
+  uint32_t haskp;
+  pk_status st;
+  *out = NULL;
+  if ((st = pk_network_read_payload(r, &n0)) || (st = pk_network_read_payload(r, &nT))) goto done;
+  if (n0->P != nT->P || n0->L != nT->L ||
+      memcmp(n0->d, nT->d, (n0->L + 1) * sizeof *n0->d) != 0 ||
+      memcmp(n0->act, nT->act, n0->L * sizeof *n0->act) != 0 || n0->param != nT->param ||
+      memcmp(&n0->sigma_w, &nT->sigma_w, sizeof n0->sigma_w) != 0 ||
+      memcmp(&n0->sigma_b, &nT->sigma_b, sizeof n0->sigma_b) != 0 || n0->seed != nT->seed)
+    BAD("%s: value check failed: the two networks differ", name);
+  if ((st = shell(&km, n0, n0->theta, nT->theta, 0, rule, nodes))) goto done;
+  if ((st = pk_get_count(r, 0, &m, "training set size"))) goto done;
+  if (m > UINT32_MAX) BAD("%s: value check failed: more than 2^32 training examples", name);
+  km->m = m;
+  if ((st = pk_matrix_read_payload(r, &km->Xq))) goto done;
+  if (km->Xq->cols != km->net0->d[0])
+    BAD("%s: value check failed: queries do not fit the network", name);
+  km->nq = km->Xq->rows;
+  /* queries x outputs x (contributions [+ kernel values]) + 3 outputs each */
+  left = (r->n - r->pos) / 8;
+  if (km->nq && km->K > left / km->nq) BAD("%s: size check failed: outputs do not fit the file", name);
+  n = km->nq * km->K;
+  if (3 * n > left || (m && n > (left - 3 * n) / m))
+    BAD("%s: size check failed: contributions do not fit the file", name);
+  N = n * m;
+  if ((st = pk_alloc_hint((void **)&km->contrib, N, sizeof(double), "the contributions",
+                          "explain fewer queries at a time")))
+    goto done;
+  pk_get_f64s(r, km->contrib, N);
+  haskp = pk_get_u32(r);
+  if (r->err) BAD("%s: file is truncated", name);
+  if (haskp > 1) BAD("%s: value check failed: kernel flag", name);
+  if (haskp) {
+    if (N > (r->n - r->pos) / 8) BAD("%s: file is truncated", name);
+    if ((st = pk_alloc_hint((void **)&km->kp, N, sizeof(double), "the path kernel values",
+                            "explain fewer queries at a time")))
+      goto done;
+    pk_get_f64s(r, km->kp, N);
+  }
+  if ((st = pk_alloc((void **)&km->bias, n, sizeof(double), "outputs")) ||
+      (st = pk_alloc((void **)&km->final, n, sizeof(double), "outputs")) ||
+      (st = pk_alloc((void **)&km->reg, n, sizeof(double), "outputs")))
+    goto done;
+  pk_get_f64s(r, km->bias, n);
+  pk_get_f64s(r, km->final, n);
+  pk_get_f64s(r, km->reg, n);
+  km->xq_hash = pk_data_hash(km->Xq, km->Xq);
+  if (!set_map(km, km->Xq, 1)) st = pk_fail(PK_ENOMEM, "kernel machine: out of memory");
+done:
+  pk_network_free(n0);
+  pk_network_free(nT);
+  if (st) pk_machine_free(km);
+  else *out = km;
+  return st;
+}
+
+pk_status pk_machine_load_mem(pk_machine **out, const char *name, const unsigned char *buf,
+                              size_t len)
+{
+  pk_reader r;
+  pk_status st;
+  uint32_t kind, rule, nodes;
+  pk_machine *km = NULL;
+  *out = NULL;
+  if ((st = pk_load_object_mem(name, buf, len, PK_TAG_MACHINE, &r))) return st;
+  kind = pk_get_u32(&r);
+  rule = pk_get_u32(&r);
+  nodes = pk_get_u32(&r);
+  if (r.err || kind > 1 || rule > PK_RULE_GAUSS || nodes < 1 || nodes > PK_MAX_NODES ||
+      (rule == PK_RULE_LEFT && nodes != 1))
+    BAD("%s: value check failed: bad kernel machine header", name);
+  if (kind == 0) {
+    pk_trajectory *t;
+    if ((st = pk_trajectory_read_payload(&r, name, &t, NULL, NULL))) goto done;
+    st = pk_machine_from_trajectory(&km, t, (pk_rule)rule, (int)nodes);
+    pk_trajectory_free(t);          /* the machine holds it now */
+    if (st) goto done;
+  } else if ((st = read_online(&r, name, (pk_rule)rule, (int)nodes, &km))) {
+    goto done;
+  }
+  if (r.err) BAD("%s: file is truncated", name);
+  st = pk_reader_end(&r, name);
+done:
+  if (st) {
+    pk_machine_free(km);
+    return pk_fail_in(st, name);
+  }
+  *out = km;
+  return PK_OK;
+}
+
+#undef BAD
 
 pk_status pk_machine_load(pk_machine **out, const char *path)
 {
   unsigned char *buf;
-  pk_reader r;
-  pk_status st = pk_load_object(path, PK_TAG_MACHINE, &buf, &r);
-  uint32_t kind, rule, nodes;
-  pk_machine *km = NULL;
+  size_t len;
+  pk_status st;
   *out = NULL;
-  if (st) return st;
-  kind = pk_get_u32(&r);
-  rule = pk_get_u32(&r);
-  nodes = pk_get_u32(&r);
-  if (r.err || kind > 1 || rule > PK_RULE_GAUSS || nodes < 1 || nodes > PK_MAX_NODES) {
-    st = pk_fail(PK_EFORMAT, "%s: value check failed: bad kernel machine header", path);
-    goto done;
-  }
-  if (kind == 0) {
-    pk_trajectory *t;
-    if ((st = pk_trajectory_read_payload(&r, path, &t, NULL, NULL))) goto done;
-    if ((st = pk_machine_from_trajectory(&km, t, (pk_rule)rule, (int)nodes))) {
-      pk_trajectory_free(t);
-      goto done;
-    }
-    km->own_traj = t;
-  } else {
-    pk_network *n0 = NULL, *nT = NULL;
-    size_t m, n, N;
-    uint32_t haskp;
-    if ((st = pk_network_read_payload(&r, &n0)) || (st = pk_network_read_payload(&r, &nT))) {
-      pk_network_free(n0);
-      goto done;
-    }
-    if (n0->P != nT->P || n0->L != nT->L || n0->d[0] != nT->d[0] || n0->d[n0->L] != nT->d[nT->L]) {
-      pk_network_free(n0);
-      pk_network_free(nT);
-      st = pk_fail(PK_EFORMAT, "%s: value check failed: the two networks differ in shape", path);
-      goto done;
-    }
-    st = shell(&km, n0, n0->theta, nT->theta, 0, (pk_rule)rule, (int)nodes);
-    pk_network_free(n0);
-    pk_network_free(nT);
-    if (st) goto done;
-    if ((st = pk_get_count(&r, 8, &m, "training set size"))) goto done;
-    km->m = m;
-    if ((st = pk_matrix_read_payload(&r, &km->Xq))) goto done;
-    if (km->Xq->cols != km->net0->d[0]) {
-      st = pk_fail(PK_EFORMAT, "%s: value check failed: queries do not fit the network", path);
-      goto done;
-    }
-    km->nq = km->Xq->rows;
-    n = km->nq * km->K;
-    if ((m && n > (r.n - r.pos) / 8 / m) || (st = pk_mul_size(&N, n, m, "contributions"))) {
-      if (!st) st = pk_fail(PK_EFORMAT, "%s: size check failed: contributions do not fit the file", path);
-      goto done;
-    }
-    if ((st = pk_alloc((void **)&km->contrib, N ? N : 1, sizeof(double), "contributions"))) goto done;
-    pk_get_f64s(&r, km->contrib, N);
-    haskp = pk_get_u32(&r);
-    if (haskp > 1) { st = pk_fail(PK_EFORMAT, "%s: value check failed: kernel flag", path); goto done; }
-    if (haskp) {
-      if (N > (r.n - r.pos) / 8) { st = pk_fail(PK_EFORMAT, "%s: file is truncated", path); goto done; }
-      if ((st = pk_alloc((void **)&km->kp, N ? N : 1, sizeof(double), "kernel values"))) goto done;
-      pk_get_f64s(&r, km->kp, N);
-    }
-    if (3 * n > (r.n - r.pos) / 8 + 1) { st = pk_fail(PK_EFORMAT, "%s: file is truncated", path); goto done; }
-    if ((st = pk_alloc((void **)&km->bias, n ? n : 1, sizeof(double), "outputs")) ||
-        (st = pk_alloc((void **)&km->final, n ? n : 1, sizeof(double), "outputs")) ||
-        (st = pk_alloc((void **)&km->reg, n ? n : 1, sizeof(double), "outputs")))
-      goto done;
-    pk_get_f64s(&r, km->bias, n);
-    pk_get_f64s(&r, km->final, n);
-    pk_get_f64s(&r, km->reg, n);
-    km->xq_hash = pk_data_hash(km->Xq, km->Xq);
-    if (!set_map(km, km->Xq, 1)) st = pk_fail(PK_ENOMEM, "kernel machine: out of memory");
-  }
-  if (r.err) st = pk_fail(PK_EFORMAT, "%s: file is truncated", path);
-  else if (r.pos != r.n) st = pk_fail(PK_EFORMAT, "%s: length check failed: stray payload bytes", path);
-done:
-  if (st) pk_machine_free(km);
-  else *out = km;
+  if ((st = pk_read_file(path, &buf, &len))) return st;
+  st = pk_machine_load_mem(out, path, buf, len);
   free(buf);
   return st;
 }

@@ -8,6 +8,12 @@
 
 pk_status pk_matrix_alloc(pk_matrix **out, size_t rows, size_t cols, const char *what)
 {
+  return pk_matrix_alloc_hint(out, rows, cols, what, NULL);
+}
+
+pk_status pk_matrix_alloc_hint(pk_matrix **out, size_t rows, size_t cols, const char *what,
+                               const char *hint)
+{
   pk_matrix *m;
   size_t n;
   pk_status st;
@@ -16,7 +22,7 @@ pk_status pk_matrix_alloc(pk_matrix **out, size_t rows, size_t cols, const char 
     return pk_fail(PK_EINVAL, "%s: a dimension above %d is not supported (BLAS int)",
                    what, PK_MAX_DIM);
   if ((st = pk_mul_size(&n, rows, cols, what))) return st;
-  if ((st = pk_check_bytes(n, sizeof(double), what))) return st;
+  if ((st = pk_check_bytes_hint(n, sizeof(double), what, hint))) return st;
   m = malloc(sizeof *m);
   if (!m) return pk_fail(PK_ENOMEM, "%s: out of memory", what);
   if ((st = pk_alloc((void **)&m->data, n, sizeof(double), what))) {

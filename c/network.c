@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <float.h>
 #include <cblas.h>
 #include "pk_internal.h"
 
@@ -508,7 +509,9 @@ pk_status pk_network_jacobian(const pk_network *n, const pk_matrix *X, pk_matrix
   if ((st = pk_check_input(n, X, "X"))) return st;
   if ((st = pk_mul_size(&rows, X->rows, K, "jacobian"))) return st;
   snprintf(what, sizeof what, "the %zu x %zu Jacobian", rows, n->P);
-  if ((st = pk_matrix_alloc(out, rows, n->P, what))) return st;
+  if ((st = pk_matrix_alloc_hint(out, rows, n->P, what, "ask for fewer rows of X at a time "
+                                 "(pk.kernel.tangent never forms the Jacobian)")))
+    return st;
   if ((st = pk_acts_init(&w, n, X->rows, 0))) goto fail;
   if ((st = pk_deltas_init(&dl, n, X->rows))) { pk_acts_free(&w); goto fail; }
   pk_net_forward_ws(n, n->theta, X->data, X->rows, &w);
@@ -572,6 +575,11 @@ pk_status pk_network_read_payload(pk_reader *r, pk_network **out)
   for (l = 0; l < L; l++) {
     uint32_t a = pk_get_u32(r);
     if (a >= PK_ACT_COUNT) { st = pk_fail(PK_EFORMAT, "value check failed: unknown activation %u", a); goto done; }
+    /* the output layer has none: a file that says otherwise is not ours */
+    if (l + 1 == L && a != PK_ACT_IDENTITY && !r->err) {
+      st = pk_fail(PK_EFORMAT, "value check failed: the output layer has activation %u", a);
+      goto done;
+    }
     acts[l] = (pk_activation)a;
   }
   s.param = (pk_parameterization)pk_get_u32(r);
@@ -581,6 +589,10 @@ pk_status pk_network_read_payload(pk_reader *r, pk_network **out)
   if (r->err) { st = pk_fail(PK_EFORMAT, "file is truncated (reading the network)"); goto done; }
   if (s.param != PK_PARAM_NTK && s.param != PK_PARAM_STANDARD) {
     st = pk_fail(PK_EFORMAT, "value check failed: unknown parameterization %u", (unsigned)s.param);
+    goto done;
+  }
+  if (!(s.sigma_w >= 0 && s.sigma_w <= DBL_MAX && s.sigma_b >= 0 && s.sigma_b <= DBL_MAX)) {
+    st = pk_fail(PK_EFORMAT, "value check failed: sigma_w and sigma_b must be finite and >= 0");
     goto done;
   }
   s.nsizes = L + 1;
@@ -622,17 +634,29 @@ pk_status pk_network_save(const pk_network *n, const char *path)
   return pk_save_object(path, PK_TAG_NETWORK, pk_network_write_payload, n);
 }
 
+pk_status pk_network_load_mem(pk_network **out, const char *name, const unsigned char *buf,
+                              size_t len)
+{
+  pk_reader r;
+  pk_status st;
+  *out = NULL;
+  if ((st = pk_load_object_mem(name, buf, len, PK_TAG_NETWORK, &r))) return st;
+  if ((st = pk_network_read_payload(&r, out)) || (st = pk_reader_end(&r, name))) {
+    pk_network_free(*out);
+    *out = NULL;
+    return pk_fail_in(st, name);
+  }
+  return PK_OK;
+}
+
 pk_status pk_network_load(pk_network **out, const char *path)
 {
   unsigned char *buf;
-  pk_reader r;
-  pk_status st = pk_load_object(path, PK_TAG_NETWORK, &buf, &r);
+  size_t len;
+  pk_status st;
   *out = NULL;
-  if (st) return st;
-  st = pk_network_read_payload(&r, out);
-  if (!st && r.pos != r.n)
-    st = pk_fail(PK_EFORMAT, "%s: length check failed: %zu stray payload bytes", path, r.n - r.pos);
-  if (st && *out) { pk_network_free(*out); *out = NULL; }
+  if ((st = pk_read_file(path, &buf, &len))) return st;
+  st = pk_network_load_mem(out, path, buf, len);
   free(buf);
   return st;
 }

@@ -9,7 +9,7 @@
 #include "pk_internal.h"
 
 typedef struct path_state {
-  const pk_trajectory *t;   /* borrowed */
+  const pk_trajectory *t;   /* a reference held */
   pk_rule rule;
   int nodes;
   double tq[PK_MAX_NODES], wq[PK_MAX_NODES];
@@ -68,7 +68,12 @@ static pk_status path_diag(const pk_kernel *k, const pk_matrix *X, const pk_call
   return path_run(k, X, X, o, out, 1);
 }
 
-static void path_destroy(pk_kernel *k) { free(k->state); }
+static void path_destroy(pk_kernel *k)
+{
+  path_state *ps = k->state;
+  if (ps) pk_trajectory_free((pk_trajectory *)ps->t);
+  free(ps);
+}
 
 static const pk_kernel_vt path_vt = { "path", path_gram, path_diag, path_destroy };
 
@@ -85,6 +90,7 @@ pk_status pk_kernel_path(pk_kernel **out, const pk_trajectory *t, pk_rule rule, 
   ps->rule = rule;
   ps->nodes = nodes;
   if ((st = pk_kernel_new(out, &path_vt, ps))) { free(ps); return st; }
+  pk_trajectory_retain(t);
   (*out)->input_dim = t->net->d[0];
   (*out)->nout = t->net->d[t->net->L];
   return PK_OK;
@@ -109,10 +115,16 @@ static pk_status precond_gram(const pk_kernel *k, const pk_matrix *X1, const pk_
   size_t P = net->P, K = net->d[net->L], per, t, r0, c0, i, p;
   size_t ldo = out->cols;
   pk_status st = PK_OK;
+  size_t mem = k->memory < pk_memory_limit() ? k->memory : pk_memory_limit();
+  /* a tile of t rows a side: two t K x P Jacobians and their t K x t K product */
   per = 2 * P * K * sizeof(double);
-  t = per ? k->memory / per : 1;
-  if (t < 1) return pk_fail(PK_ENOMEM, "preconditioned kernel: memory = %zu bytes is too small; "
-                            "one row of each side needs %zu", k->memory, per);
+  if (mem < per + K * K * sizeof(double))
+    return pk_fail(PK_ENOMEM, "preconditioned kernel: %s = %zu bytes is too small; one row of each "
+                   "side needs %zu", mem < k->memory ? "the memory limit" : "memory", mem,
+                   per + K * K * sizeof(double));
+  /* then t K x t K doubles of their product must fit beside them */
+  t = mem / per;
+  while (t > 1 && (mem - t * per) / sizeof(double) / (t * K) < t * K) t -= t / 4 ? t / 4 : 1;
   for (r0 = 0; r0 < X1->rows; r0 += t) {
     size_t n1 = X1->rows - r0 < t ? X1->rows - r0 : t;
     pk_matrix *v1, *J1 = NULL;

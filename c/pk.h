@@ -283,7 +283,8 @@ PK_API const pk_matrix *pk_trajectory_Y(const pk_trajectory *t);
  * contribution_i(x) = sum_s -eta_s c_{i,s} gbar_s(x) . J(x_i; w_s)^T l'_{i,s}. */
 typedef struct pk_machine pk_machine;
 
-/* The trajectory is borrowed and must outlive the machine. */
+/* The machine holds a reference to the trajectory: pk_trajectory_free may
+ * come first (the trajectory goes when its last holder does). */
 PK_API pk_status pk_machine_from_trajectory(pk_machine **out, const pk_trajectory *t,
                                             pk_rule rule, int nodes);
 /* Train and accumulate the machine for the queries Xq during training. */
@@ -334,7 +335,8 @@ PK_API void pk_kernel_free(pk_kernel *k);
 PK_API void pk_kernel_set_memory(pk_kernel *k, size_t bytes);
 PK_API void pk_kernel_set_outputs(pk_kernel *k, pk_outputs mode);
 
-/* The path kernel of a recorded run (the trajectory is borrowed). */
+/* The path kernel of a recorded run (holding a reference to it, as a
+ * kernel machine does). */
 PK_API pk_status pk_kernel_path(pk_kernel **out, const pk_trajectory *t, pk_rule rule, int nodes);
 /* The kernel g(x; w_s)^T P_s g(x'; w_s) that Adam's diagonal preconditioner
  * P_s induces at the update from w_s to w_{s+1} (s = 0..T-1; adam, adamw). */

@@ -39,12 +39,23 @@ pk_status pk_alloc(void **out, size_t n, size_t size, const char *what);
 pk_status pk_calloc(void **out, size_t n, size_t size, const char *what);
 /* Would n * size bytes be allowed? (checks only, allocates nothing) */
 pk_status pk_check_bytes(size_t n, size_t size, const char *what);
+/* The same with a hint that says how to ask for less ("record = { every =
+ * k } keeps fewer checkpoints"); the refusal then reads "<what> needs N,
+ * above the memory limit of M (pk.set_memory_limit raises it; or <hint>)". */
+pk_status pk_check_bytes_hint(size_t n, size_t size, const char *what, const char *hint);
+pk_status pk_alloc_hint(void **out, size_t n, size_t size, const char *what, const char *hint);
+pk_status pk_calloc_hint(void **out, size_t n, size_t size, const char *what, const char *hint);
+/* Prefix the last error's message with name (a file) unless it already
+ * starts with "name:"; returns s. */
+pk_status pk_fail_in(pk_status s, const char *name);
 /* a x b without overflow, else an error naming `what` */
 pk_status pk_mul_size(size_t *out, size_t a, size_t b, const char *what);
 
 /* A matrix of the given shape, allocated but not initialized, with `what`
  * used in the memory-limit message. */
 pk_status pk_matrix_alloc(pk_matrix **out, size_t rows, size_t cols, const char *what);
+pk_status pk_matrix_alloc_hint(pk_matrix **out, size_t rows, size_t cols, const char *what,
+                               const char *hint);
 pk_status pk_check_same_shape(const pk_matrix *a, const pk_matrix *b, const char *op);
 
 /* ---- the PATHKRNL container ----------------------------------------- */
@@ -274,7 +285,13 @@ struct pk_trajectory {
   uint64_t hash;           /* of X and Y when recorded */
   const pk_network *source;  /* the trained network, borrowed; may be NULL */
   uint64_t source_version;
+  size_t refs;             /* holders: its owner plus machines and path kernels */
 };
+
+/* Another holder of t (a kernel machine, a path kernel): pk_trajectory_free
+ * frees t when the last holder lets go, so freeing the trajectory first
+ * (a Lua __gc called by hand) leaves its borrowers working. */
+void pk_trajectory_retain(const pk_trajectory *t);
 
 uint64_t pk_data_hash(const pk_matrix *X, const pk_matrix *Y);
 pk_status pk_trajectory_check_data(const pk_trajectory *t);
@@ -362,8 +379,7 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
 /* ---- kernel machines -------------------------------------------------------- */
 
 struct pk_machine {
-  const pk_trajectory *traj;   /* offline: borrowed; NULL for an online machine */
-  pk_trajectory *own_traj;     /* offline, loaded from a file: owned */
+  const pk_trajectory *traj;   /* offline: a reference held; NULL for an online machine */
   pk_rule rule;
   int nodes;
   size_t m, K;
@@ -393,6 +409,17 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
 
 pk_status pk_network_write_payload(pk_writer *w, const void *net);
 pk_status pk_network_read_payload(pk_reader *r, pk_network **out);
+/* The loaders on a file image in memory (name is used in messages): what
+ * pk_network_load, pk_trajectory_load and pk_machine_load run after
+ * pk_read_file, and what the fuzz harnesses call. */
+pk_status pk_network_load_mem(pk_network **out, const char *name, const unsigned char *buf,
+                              size_t len);
+pk_status pk_trajectory_load_mem(pk_trajectory **out, const char *name, const unsigned char *buf,
+                                 size_t len, const pk_matrix *X, const pk_matrix *Y);
+pk_status pk_machine_load_mem(pk_machine **out, const char *name, const unsigned char *buf,
+                              size_t len);
+/* what a machine file holds, for writing one to any stream */
+pk_status pk_machine_write_payload(pk_writer *w, const void *km);
 pk_status pk_check_input(const pk_network *net, const pk_matrix *X, const char *what);
 
 /* ---- small numeric helpers ------------------------------------------- */
@@ -401,8 +428,6 @@ pk_status pk_check_input(const pk_network *net, const pk_matrix *X, const char *
 void pk_vtanh(const double *x, double *y, size_t n);
 void pk_vsigmoid(const double *x, double *y, size_t n);
 int pk_all_finite(const double *x, size_t n);
-/* The testkit kernel (c/testkit.c): fail_at > 0 fails after that row. */
-pk_status pk_testkit_kernel(pk_kernel **out, size_t nout, size_t input_dim, long fail_at);
 /* out = a / s elementwise (not a * (1/s)) */
 pk_status pk_matrix_div_scalar(pk_matrix **out, const pk_matrix *a, double s);
 

@@ -249,6 +249,13 @@ pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, cons
   feats *f1, *f2;
   pk_status st = PK_OK;
   if (n1 == 0 || n2 == 0) return PK_OK;
+  /* tiles shrink to fit the memory limit too */
+  if (memory > pk_memory_limit()) {
+    memory = pk_memory_limit();
+    if ((st = pk_check_bytes_hint(tile_need(net, n1, n2, 1, 0), 1, "one tile of the tangent kernel",
+                                  "use a smaller network")))
+      return st;
+  }
   if (!ws && !(ws = own = pk_tangent_ws_new())) return pk_fail(PK_ENOMEM, "tangent kernel: out of memory");
   f1 = &ws->f1;
   f2 = &ws->f2;
@@ -336,6 +343,7 @@ pk_status pk_tangent_diag_accumulate(const pk_network *net, const double *theta,
   feats f;
   pk_status st;
   t = n ? n : 1;
+  if (memory > pk_memory_limit()) memory = pk_memory_limit();
   while (t > 1 && feat_bytes(net, t) > memory) t /= 2;
   if ((st = feats_init(&f, net, t))) return st;
   for (r0 = 0; r0 < n; r0 += t) {

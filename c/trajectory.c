@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <float.h>
 #include "pk_internal.h"
 
 uint64_t pk_data_hash(const pk_matrix *X, const pk_matrix *Y)
@@ -33,9 +34,19 @@ pk_status pk_trajectory_check_data(const pk_trajectory *t)
   return PK_OK;
 }
 
+void pk_trajectory_retain(const pk_trajectory *t)
+{
+  /* the count is bookkeeping, not the recorded run: holders may be const */
+  ((pk_trajectory *)t)->refs++;
+}
+
 void pk_trajectory_free(pk_trajectory *t)
 {
   if (!t) return;
+  if (t->refs > 1) {
+    t->refs--;
+    return;
+  }
   pk_network_free(t->net);
   free(t->lr);
   free(t->loss);
@@ -84,38 +95,47 @@ static pk_status new_traj(pk_trajectory **out, const pk_network *net, size_t ste
   pk_status st;
   *out = NULL;
   if (!t) return pk_fail(PK_ENOMEM, "trajectory: out of memory");
+  t->refs = 1;
   t->every = every;
   t->full_batch = full_batch;
   t->cap = steps;
   t->check_cap = nck;
+  static const char *const fewer = "record = { every = k } keeps every k-th step only";
   if ((st = pk_network_clone(&t->net, net)) ||
-      (st = pk_alloc((void **)&t->lr, steps, sizeof(double), "the trajectory")) ||
-      (st = pk_alloc((void **)&t->loss, steps, sizeof(double), "the trajectory")) ||
-      (st = pk_alloc((void **)&t->check_step, nck, sizeof(size_t), "the trajectory")) ||
-      (st = pk_calloc((void **)&t->state_t, nck, sizeof(size_t), "the trajectory")))
+      (st = pk_alloc_hint((void **)&t->lr, steps, sizeof(double), "the trajectory's learning rates",
+                          "train for fewer steps")) ||
+      (st = pk_alloc_hint((void **)&t->loss, steps, sizeof(double), "the trajectory's losses",
+                          "train for fewer steps")) ||
+      (st = pk_alloc_hint((void **)&t->check_step, nck, sizeof(size_t), "the trajectory's checkpoints",
+                          fewer)) ||
+      (st = pk_calloc_hint((void **)&t->state_t, nck, sizeof(size_t), "the trajectory's checkpoints",
+                           fewer)))
     goto fail;
   t->nstate = nstate;
   if (nstate) {
     size_t n;
-    if ((st = pk_mul_size(&n, nck, nstate * P, "the optimizer's checkpoints")) ||
-        (st = pk_alloc((void **)&t->S, n, sizeof(double), "the optimizer's state at the checkpoints "
-                       "(record = { every = k } keeps fewer)")))
-      goto fail;
+    char what[160];
+    if ((st = pk_mul_size(&n, nck, nstate * P, "the optimizer's checkpoints"))) goto fail;
+    snprintf(what, sizeof what, "the optimizer's state at the checkpoints (%zu checkpoints of %zu x "
+             "%zu values)", nck, nstate, P);
+    if ((st = pk_alloc_hint((void **)&t->S, n, sizeof(double), what, fewer))) goto fail;
   }
   {
     size_t n;
     char what[160];
     if ((st = pk_mul_size(&n, nck, P, "the trajectory's weights"))) goto fail;
-    snprintf(what, sizeof what, "the trajectory's weights (%zu checkpoints of %zu parameters; "
-             "record = { every = k } keeps fewer)", nck, P);
-    if ((st = pk_alloc((void **)&t->W, n, sizeof(double), what))) goto fail;
+    snprintf(what, sizeof what, "the trajectory's weights (%zu checkpoints of %zu parameters)", nck, P);
+    if ((st = pk_alloc_hint((void **)&t->W, n, sizeof(double), what, fewer))) goto fail;
   }
   if (!full_batch) {
     size_t nr;
+    static const char *const smaller = "train for fewer steps or with a smaller batch_size";
     if ((st = pk_mul_size(&nr, steps, batch, "the trajectory's batches"))) goto fail;
     t->nrows_cap = nr;
-    if ((st = pk_alloc((void **)&t->boff, steps + 1, sizeof(size_t), "the trajectory's batches")) ||
-        (st = pk_alloc((void **)&t->rows, nr ? nr : 1, sizeof(uint32_t), "the trajectory's batches")))
+    if ((st = pk_alloc_hint((void **)&t->boff, steps + 1, sizeof(size_t), "the trajectory's batches",
+                            smaller)) ||
+        (st = pk_alloc_hint((void **)&t->rows, nr ? nr : 1, sizeof(uint32_t), "the trajectory's batches",
+                            smaller)))
       goto fail;
     t->boff[0] = 0;
   }
@@ -398,6 +418,9 @@ pk_status pk_trajectory_save(const pk_trajectory *t, const char *path, int with_
 
 #define BAD(msg) do { st = pk_fail(PK_EFORMAT, "%s: %s", path, msg); goto fail; } while (0)
 
+/* Every array is sized by a count that was first checked against the bytes
+ * left in the payload (pk_get_count), so a corrupt count is refused before
+ * anything of its size is allocated, and memory stays linear in the file. */
 pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_trajectory **out,
                                      const pk_matrix *X, const pk_matrix *Y)
 {
@@ -405,7 +428,7 @@ pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_traject
   pk_network *net = NULL;
   pk_trajectory *t = NULL;
   pk_status st;
-  size_t T, i, P, every, ncheck, batch, nrows = 0;
+  size_t T, i, P, every, ncheck, batch, nrows = 0, nstate, unit, n;
   uint32_t lossfn, opt, full, has_data;
   uint64_t seed;
   pk_hyper hyper;
@@ -428,6 +451,8 @@ pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_traject
   if (r.err) BAD("file is truncated (trajectory header)");
   if (lossfn > PK_LOSS_SOFTMAX || opt >= PK_OPT_COUNT || full > 1 || every == 0 || batch == 0)
     BAD("value check failed: bad trajectory settings");
+  /* gd, and only gd, takes every row at every step */
+  if ((int)full != (opt == PK_OPT_GD)) BAD("value check failed: batches do not fit the optimizer");
   {
     pk_train_opts probe;
     pk_train_opts_init(&probe);
@@ -435,29 +460,63 @@ pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_traject
     probe.hyper = hyper;
     if (pk_opt_check(&probe)) BAD("value check failed: bad optimizer hyperparameters");
   }
-  if ((st = new_traj(&t, net, T ? T : 1, every, (int)full, full ? 1 : batch,
-                     pk_opt_state_vectors((pk_optimizer)opt))))
-    goto fail;
-  t->T = T;
+  nstate = pk_opt_state_vectors((pk_optimizer)opt);
+  if (!(t = calloc(1, sizeof *t))) { st = pk_fail(PK_ENOMEM, "trajectory: out of memory"); goto fail; }
+  t->refs = 1;
+  t->net = net;
+  net = NULL;
+  t->T = t->cap = T;
+  t->every = every;
+  t->full_batch = (int)full;
+  t->nstate = nstate;
   t->lossfn = (pk_loss)lossfn;
   t->optimizer = (pk_optimizer)opt;
   t->hyper = hyper;
   t->batch_size = batch;
   t->seed = seed;
+  if ((st = pk_alloc((void **)&t->lr, T, sizeof(double), "the trajectory's steps")) ||
+      (st = pk_alloc((void **)&t->loss, T, sizeof(double), "the trajectory's steps")))
+    goto fail;
   pk_get_f64s(&r, t->lr, T);
   pk_get_f64s(&r, t->loss, T);
+  if (r.err) BAD("file is truncated (steps)");
+  for (i = 0; i < T; i++)
+    if (!(t->lr[i] > 0 && t->lr[i] <= DBL_MAX) || !(fabs(t->loss[i]) <= DBL_MAX))
+      BAD("value check failed: a learning rate or loss that training never records");
   if (!full) {
     if ((st = pk_get_count(&r, 4, &nrows, "batch rows"))) goto fail;
-    if (nrows > t->nrows_cap) BAD("size check failed: more batch rows than steps x batch size");
+    if (T >= (r.n - r.pos) / 8) BAD("file is truncated (batch offsets)");
+    t->nrows_cap = nrows;
+    if ((st = pk_alloc((void **)&t->boff, T + 1, sizeof(size_t), "the trajectory's batches")) ||
+        (st = pk_alloc((void **)&t->rows, nrows, sizeof(uint32_t), "the trajectory's batches")))
+      goto fail;
     for (i = 0; i <= T; i++) t->boff[i] = (size_t)pk_get_u64(&r);
     for (i = 0; i < nrows; i++) t->rows[i] = pk_get_u32(&r);
     if (r.err) BAD("file is truncated (batches)");
+    /* every step took between 1 and batch_size rows */
     for (i = 0; i < T; i++)
-      if (t->boff[i] > t->boff[i + 1] || t->boff[i + 1] - t->boff[i] > batch) BAD("value check failed: bad batch offsets");
+      if (t->boff[i] >= t->boff[i + 1] || t->boff[i + 1] - t->boff[i] > batch)
+        BAD("value check failed: bad batch offsets");
     if (t->boff[0] != 0 || t->boff[T] != nrows) BAD("value check failed: bad batch offsets");
   }
-  if ((st = pk_get_count(&r, 8, &ncheck, "checkpoint count"))) goto fail;
-  if (ncheck < 1 || ncheck > t->check_cap) BAD("size check failed: checkpoint count");
+  /* a checkpoint: its step, its optimizer step count, P weights and the
+   * optimizer's state vectors */
+  if (pk_mul_size(&unit, 8 * (1 + nstate), P, "checkpoint") || unit > SIZE_MAX - 16)
+    BAD("size check failed: checkpoints do not fit the file");
+  if ((st = pk_get_count(&r, unit + 16, &ncheck, "checkpoint count"))) goto fail;
+  if (ncheck < 1) BAD("size check failed: no checkpoints");
+  t->check_cap = ncheck;
+  if ((st = pk_alloc((void **)&t->check_step, ncheck, sizeof(size_t), "the trajectory's checkpoints")) ||
+      (st = pk_alloc((void **)&t->state_t, ncheck, sizeof(size_t), "the trajectory's checkpoints")) ||
+      (st = pk_mul_size(&n, ncheck, P, "the trajectory's weights")) ||
+      (st = pk_alloc_hint((void **)&t->W, n, sizeof(double), "the trajectory's weights",
+                          "record = { every = k } keeps fewer checkpoints")))
+    goto fail;
+  if (nstate && ((st = pk_mul_size(&n, n, nstate, "the optimizer's checkpoints")) ||
+                 (st = pk_alloc_hint((void **)&t->S, n, sizeof(double),
+                                     "the optimizer's state at the checkpoints",
+                                     "record = { every = k } keeps fewer checkpoints"))))
+    goto fail;
   t->ncheck = ncheck;
   for (i = 0; i < ncheck; i++) {
     t->check_step[i] = (size_t)pk_get_u64(&r);
@@ -469,62 +528,82 @@ pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_traject
     t->state_t[i] = (size_t)pk_get_u64(&r);
     if (t->state_t[i] > t->check_step[i]) BAD("value check failed: optimizer step counts");
   }
-  if ((r.n - r.pos) / 8 / P / (1 + t->nstate) < ncheck) BAD("file is truncated (weights)");
   pk_get_f64s(&r, t->W, ncheck * P);
-  pk_get_f64s(&r, t->S, ncheck * t->nstate * P);
+  pk_get_f64s(&r, t->S, ncheck * nstate * P);
   t->hash = pk_get_u64(&r);
   has_data = pk_get_u32(&r);
   if (r.err) BAD("file is truncated");
   if (has_data > 1) BAD("value check failed: data flag");
   if (has_data) {
-    if ((st = pk_matrix_read_payload(&r, &t->ownX)) || (st = pk_matrix_read_payload(&r, &t->ownY))) goto fail;
+    if ((st = pk_matrix_read_payload(&r, &t->ownX)) || (st = pk_matrix_read_payload(&r, &t->ownY)))
+      goto fail;
     if (r.err) BAD("file is truncated (data)");
     t->X = t->ownX;
     t->Y = t->ownY;
+    if (t->X->rows == 0 || t->X->cols != t->net->d[0] ||
+        pk_loss_check(t->lossfn, t->Y, t->X->rows, t->net->d[t->net->L]))
+      BAD("value check failed: the stored training data does not fit the network");
+    if (pk_data_hash(t->X, t->Y) != t->hash)
+      BAD("checksum check failed: the stored training data does not match its hash");
   }
   if (X || Y) {
     if (!X || !Y) { st = pk_fail(PK_EINVAL, "load: give both X and Y"); goto fail; }
+    /* the caller's data replaces the stored copy (they hash alike) */
+    pk_matrix_free(t->ownX);
+    pk_matrix_free(t->ownY);
+    t->ownX = t->ownY = NULL;
     t->X = X;
     t->Y = Y;
+    if (X->rows == 0 || X->cols != t->net->d[0] ||
+        pk_loss_check(t->lossfn, Y, X->rows, t->net->d[t->net->L])) {
+      st = pk_fail(PK_EINVAL, "%s: the training data does not fit the network", path);
+      goto fail;
+    }
+    if (pk_data_hash(X, Y) != t->hash) {
+      st = pk_fail(PK_EINVAL, "%s: the training data does not match the recorded hash", path);
+      goto fail;
+    }
   }
   if (!t->X) {
     st = pk_fail(PK_EINVAL, "%s holds no training data: load it with the original X and Y", path);
     goto fail;
   }
-  if (t->X->cols != net->d[0] || pk_loss_check(t->lossfn, t->Y, t->X->rows, net->d[net->L])) {
-    st = pk_fail(PK_EINVAL, "%s: the training data does not fit the network", path);
-    goto fail;
-  }
+  if (batch > t->X->rows) BAD("value check failed: a batch size above the training rows");
   for (i = 0; !full && i < nrows; i++)
     if (t->rows[i] >= t->X->rows) BAD("value check failed: a batch row outside the data");
-  if (pk_data_hash(t->X, t->Y) != t->hash) {
-    st = pk_fail(PK_EINVAL, "%s: the training data does not match the recorded hash", path);
-    goto fail;
-  }
-  pk_network_free(net);
   *out = t;
   return PK_OK;
 fail:
   pk_network_free(net);
   pk_trajectory_free(t);
-  return st;
+  return pk_fail_in(st, path);
 #undef r
+}
+
+pk_status pk_trajectory_load_mem(pk_trajectory **out, const char *name, const unsigned char *buf,
+                                 size_t len, const pk_matrix *X, const pk_matrix *Y)
+{
+  pk_reader r;
+  pk_status st;
+  *out = NULL;
+  if ((st = pk_load_object_mem(name, buf, len, PK_TAG_TRAJECTORY, &r))) return st;
+  if ((st = pk_trajectory_read_payload(&r, name, out, X, Y))) return st;
+  if ((st = pk_reader_end(&r, name))) {
+    pk_trajectory_free(*out);
+    *out = NULL;
+  }
+  return st;
 }
 
 pk_status pk_trajectory_load(pk_trajectory **out, const char *path, const pk_matrix *X,
                              const pk_matrix *Y)
 {
   unsigned char *buf;
-  pk_reader r;
-  pk_status st = pk_load_object(path, PK_TAG_TRAJECTORY, &buf, &r);
+  size_t len;
+  pk_status st;
   *out = NULL;
-  if (st) return st;
-  st = pk_trajectory_read_payload(&r, path, out, X, Y);
-  if (!st && r.pos != r.n) {
-    st = pk_fail(PK_EFORMAT, "%s: length check failed: stray payload bytes", path);
-    pk_trajectory_free(*out);
-    *out = NULL;
-  }
+  if ((st = pk_read_file(path, &buf, &len))) return st;
+  st = pk_trajectory_load_mem(out, path, buf, len, X, Y);
   free(buf);
   return st;
 }

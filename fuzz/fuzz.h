@@ -91,7 +91,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
   return 0;
 }
 
-#define PK_FUZZ_OBJECT(TAG, TYPE, LOAD_MEM, WRITE, FREE)                         \
+/* a use of a loaded object (walking it, predicting with it) may fail, but
+ * only with a message and a status that says why */
+static inline void pk_fuzz_check_use(pk_status st)
+{
+  if (st != PK_OK && pk_last_error()[0] == '\0') pk_fuzz_die("a failure without a message");
+  if (st == PK_EIO || st == PK_EFORMAT || st == PK_ECANCEL)
+    pk_fuzz_die("using a loaded object answered an unexpected status");
+}
+
+/* PK_FUZZ_OBJECT_USE adds USE(obj), run on every object that loads: a
+ * loader must not accept what the rest of the library cannot walk. */
+#define PK_FUZZ_OBJECT_USE(TAG, TYPE, LOAD_MEM, WRITE, FREE, USE)                \
   static void pk_fuzz_one(const unsigned char *b, size_t n)                     \
   {                                                                              \
     TYPE *obj = NULL;                                                            \
@@ -102,6 +113,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (st == PK_OK) {                                                           \
       if (!obj) pk_fuzz_die("success without an object");                        \
       pk_fuzz_roundtrip(TAG, WRITE, obj, b, n);                                  \
+      USE(obj);                                                                  \
       FREE(obj);                                                                 \
     } else if (obj) {                                                            \
       pk_fuzz_die("a failed load left an object behind");                        \
@@ -117,5 +129,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }                                                                            \
     return 0;                                                                    \
   }
+
+static inline void pk_fuzz_no_use(const void *obj) { (void)obj; }
+
+#define PK_FUZZ_OBJECT(TAG, TYPE, LOAD_MEM, WRITE, FREE)                         \
+  PK_FUZZ_OBJECT_USE(TAG, TYPE, LOAD_MEM, WRITE, FREE, pk_fuzz_no_use)
 
 #endif

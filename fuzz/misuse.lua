@@ -24,6 +24,20 @@ local M = {}
 -- Sample constructors: each returns a fresh object, or nil when this build
 -- lacks the type. A constructor that raises is skipped (the API it guesses
 -- at may not exist yet). Objects returned by any later call join the pool.
+-- Everything trains a few steps of a tiny network on 4 examples, so that
+-- every method that walks a run (replay, decomposition, path kernel) is fast.
+local function data() return pk.randn(4, 2, 1), pk.randn(4, 1, 2) end
+local function tiny(seed, sizes) return pk.network{ sizes = sizes or { 2, 3, 1 }, seed = seed or 1 } end
+local function run(o)
+  local X, Y = data()
+  local net = tiny(o.seed, o.sizes)
+  o.seed, o.sizes = nil, nil
+  o.X, o.Y, o.progress = X, o.Y or Y, false
+  o.steps = o.steps or 3
+  o.lr = o.lr or 0.1
+  return net:train(o)
+end
+
 M.samples = {
   matrix = function() return pk.randn(3, 2, 1) end,
   square = function() return pk.randn(3, 3, 2) end,
@@ -42,19 +56,60 @@ M.samples = {
     A:release()
     return A
   end,
-  kernel = function() return pk._testkit and pk._testkit.kernel{} end,
-  kernel_block = function() return pk._testkit and pk._testkit.kernel{ nout = 2 } end,
+  -- networks, trained or not, one and several outputs
+  network = function() return tiny(1) end,
+  network_wide = function() return pk.network{ sizes = { 2, 4, 4, 3 }, activation = "relu", seed = 2 } end,
+  network_released = function()
+    local net = tiny(3)
+    net:release()
+    return net
+  end,
+  -- runs: gd recorded at every step, sgd and adam with checkpoints, and one
+  -- loaded from a file (it owns its data)
+  trajectory = function() return run{ record = true } end,
+  trajectory_sgd_every = function()
+    return run{ optimizer = "sgd", batch_size = 3, steps = 5, record = { every = 2 } }
+  end,
+  trajectory_adam_every = function() return run{ optimizer = "adam", steps = 4, record = { every = 3 } } end,
+  trajectory_loaded = function()
+    local p = M.tmpdir .. "/sample.pk"
+    assert(run{ optimizer = "momentum", record = true }:save(p))
+    local t = pk.load(p)
+    os.remove(p)
+    return t
+  end,
+  -- kernel machines: offline from a trajectory, online (explain =)
+  machine_offline = function() return pk.machine.from_trajectory(run{ record = true }, { nodes = 2 }) end,
+  machine_offline_adam = function()
+    return pk.machine.from_trajectory(run{ optimizer = "adam", record = { every = 2 } }, { rule = "left" })
+  end,
+  machine_online = function()
+    local X = data()
+    local _, km = run{ optimizer = "nesterov", explain = X:slice(1, 2) }
+    return km
+  end,
+  machine_released = function()
+    local km = pk.machine.from_trajectory(run{ record = true })
+    km:release()
+    return km
+  end,
+  -- kernels: tangent (every output layout), path, preconditioned
+  kernel = function() return pk.kernel.tangent(tiny(4)) end,
+  kernel_block = function() return pk.kernel.tangent(pk.network{ sizes = { 2, 3, 2 }, seed = 5 }) end,
   kernel_diagonal = function()
-    return pk._testkit and pk._testkit.kernel{ nout = 2, outputs = "diagonal", input_dim = 2 }
+    return pk.kernel.tangent(pk.network{ sizes = { 2, 3, 2 }, seed = 5 }, { outputs = "diagonal" })
+  end,
+  kernel_tiled = function() return pk.kernel.tangent(tiny(6), { memory = 4000, outputs = "trace" }) end,
+  kernel_path = function() return pk.kernel.path(run{ record = { every = 2 } }, { nodes = 2 }) end,
+  kernel_preconditioned = function()
+    return pk.kernel.preconditioned(run{ optimizer = "adamw", record = true }, 1)
+  end,
+  kernel_released = function()
+    local K = pk.kernel.tangent(tiny(7))
+    K:release()
+    return K
   end,
   -- the types to come: these start covering them as soon as they exist
-  network = function() return pk.network and pk.network{ sizes = { 2, 3, 1 }, seed = 1 } end,
-  trajectory = function()
-    if not pk.network then return nil end
-    local net = pk.network{ sizes = { 2, 3, 1 }, seed = 1 }
-    return net:train{ X = pk.randn(4, 2, 1), Y = pk.randn(4, 1, 2), steps = 2, lr = 0.1,
-      record = true, progress = false }
-  end,
   kernel_linear = function() return pk.kernel.linear and pk.kernel.linear() end,
   kernel_rbf = function() return pk.kernel.rbf and pk.kernel.rbf{ gamma = 0.5 } end,
 }
@@ -206,6 +261,95 @@ local function deep(n)
   return t
 end
 
+-- ---- training with wrong options, in bounded time ----------------------
+--
+-- Training runs as many steps as it is asked for, and the fuzzer asks for
+-- 1e9 too: every option table the fuzzer builds for train carries an
+-- on_step that stops the run (as on_step returning false does) after
+-- STEP_CAP steps or TIME_CAP seconds. It wraps an on_step the fuzzer chose
+-- (a callback that raises, yields, releases...), and an on_step of a wrong
+-- type is passed as it is (train refuses it before the first step). Huge
+-- step counts still reach the argument checks and the memory limit (the
+-- loss history, the trajectory), which refuse them before any step.
+local STEP_CAP, TIME_CAP = 16, 0.25
+M.STEP_CAP, M.TIME_CAP = STEP_CAP, TIME_CAP
+
+local function guarded(f)
+  local t0 = os.clock()
+  return function(step, ...)
+    if type(step) ~= "number" or step > STEP_CAP or os.clock() - t0 > TIME_CAP then return false end
+    if f then return f(step, ...) end
+  end
+end
+
+local arg_value   -- forward
+local building = false
+
+local function train_opts()
+  local odd = { 0, -1, 1.5, 0 / 0, math.huge, -math.huge, 2^31, 2^40, 1e9, 1e308, "3", {} }
+  local function one_of(t) return chance(0.85) and pick(t) or pick(odd) end
+  local hyper = { 0, 0.5, 0.9, 0.999, 1, 1e-8 }
+  local HYPER = {
+    gd = { "weight_decay" }, sgd = { "weight_decay" },
+    momentum = { "momentum", "dampening", "weight_decay" }, nesterov = { "momentum", "weight_decay" },
+    adam = { "beta1", "beta2", "eps", "weight_decay" }, adamw = { "beta1", "beta2", "eps", "weight_decay" },
+  }
+  local fields = {
+    steps = { 1, 2, 5, 1e6, 1e9, 2^40 }, epochs = { 1, 2, 1e9 },
+    lr = { 0.1, 1e-3, 10, function() return 0.05 end, function() return 0 / 0 end,
+      function() error("lr failed") end, function() return "x" end },
+    loss = { "mse", "logistic", "softmax", "hinge" },
+    batch_size = { 1, 2, 3, 4, 5, 2^40 }, seed = { 1, 2, math.maxinteger, math.mininteger },
+    record = { true, true, { every = 1 }, { every = 2 }, { every = 3 }, false, { every = 0 },
+      { every = 2^40 }, { evry = 2 } },
+    rule = { "gauss", "left", "midpoint" }, nodes = { 1, 2, 4, 16, 17 },
+    progress = { false, true }, momentum = hyper, dampening = hyper, beta1 = hyper, beta2 = hyper,
+    eps = hyper, weight_decay = hyper, unknown_option = { 1 },
+  }
+  -- how likely each option is set: mostly a coherent run with a few wrong parts
+  local p = { steps = 0.3, epochs = 0.05, lr = 0.3, loss = 0.15, batch_size = 0.1, seed = 0.2,
+    record = 0.5, rule = 0.15, nodes = 0.15, progress = 0.1, unknown_option = 0.02 }
+  local o = {}
+  if chance(0.85) then
+    o.X, o.Y = data()                -- right data, so that training starts
+    if chance(0.2) then o.Y = pick({ pk.matrix{ 1, 2, 1, 2 }, pk.matrix{ 0, 1, 1, 0 }, pk.zeros(4, 2) }) end
+  else
+    o.X, o.Y = arg_value(false), arg_value(false)
+  end
+  local opt = chance(0.9) and pick({ "gd", "sgd", "momentum", "nesterov", "adam", "adamw" })
+    or pick({ "lbfgs", 3 })
+  if chance(0.8) then o.optimizer = opt end
+  local names = {}
+  for k in pairs(p) do names[#names + 1] = k end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    if chance(p[k]) then o[k] = one_of(fields[k]) end
+  end
+  for _, h in ipairs(HYPER[o.optimizer or "gd"] or {}) do
+    if chance(0.3) then o[h] = one_of(fields[h]) end
+  end
+  if chance(0.03) then o[pick({ "momentum", "beta1", "eps" })] = 0.5 end   -- where it means nothing
+  if chance(0.3) then o.explain = chance(0.8) and (data()):slice(1, rnd(4)) or arg_value(false) end
+  local cb = chance(0.12) and pick(callbacks()) or chance(0.03) and arg_value(false) or nil
+  if cb == nil or type(cb) == "function" then o.on_step = guarded(cb) else o.on_step = cb end
+  return o
+end
+
+M.train_opts = function() return train_opts() end
+M.guarded = guarded
+
+-- zoo() holds TRAIN where a train option table goes; built when used
+local TRAIN = setmetatable({}, { __name = "train options" })
+local function realize(v)
+  if v ~= TRAIN then return v end
+  if building then return {} end
+  building = true
+  local ok, o = pcall(train_opts)
+  building = false
+  assert(ok, o)
+  return o
+end
+
 local function zoo()
   local nested = { 1, { 2 } }
   return {
@@ -219,17 +363,18 @@ local function zoo()
     { outputs = "trace" }, { outputs = 1 }, { memory = -1 }, { memory = 1 }, { seed = "x" },
     { seed = 1.5 }, { input_dim = 1 }, { fail_at = 1 }, { sizes = { 2, 0, 1 } }, { steps = -1 },
     { steps = 2^40 }, { lr = 0 / 0 }, { [1] = "positional" }, { unknown_option = true },
+    TRAIN, TRAIN, TRAIN,
     pick(callbacks()), coroutine.create(function() end), io.stdout,
     string.rep("x", 1000), "block", "trace", "tanh", "relu", "gauss", "nan", "3", "",
   }
 end
 
-local function arg_value(positional)
+function arg_value(positional)
   local r = rnd(100)
   if r <= 30 then return any_object() end
   if r <= 40 then return pick({ 1, 2, 3, 0, 4 }) end
   if r <= 48 and positional then return pick(paths()) end
-  local v = pick(zoo())
+  local v = realize(pick(zoo()))
   if positional and type(v) == "string" then return pick(paths()) end
   return v
 end
@@ -242,7 +387,7 @@ end
 
 -- ---- calling ------------------------------------------------------------
 
-local stats = { calls = 0, ok = 0, err = 0, slow = 0, max = 0, maxname = "" }
+local stats = { calls = 0, ok = 0, err = 0, slow = 0, max = 0, maxname = "", trained = 0 }
 local trace
 local targets = {}       -- { name, fn, kind } for module functions
 local fuzz_limit
@@ -277,6 +422,7 @@ local function run(name, fn, a)
   if dt > 1 then stats.slow = stats.slow + 1 end
   if res[1] then
     stats.ok = stats.ok + 1
+    if name:match(":train$") then stats.trained = stats.trained + 1 end
     for i = 2, res.n do learn(res[i]) end
   else
     stats.err = stats.err + 1
@@ -325,12 +471,19 @@ function call()
     if #list > 0 then
       local m = pick(list)
       local a = args(rnd(6) - 1, true)
+      if m[1] == "train" and chance(0.7) then a[1] = realize(TRAIN); a.n = math.max(a.n, 1) end
       -- mostly a right self, sometimes any value at all
       local self = chance(0.85) and (#pool[tn] > 0 and pick(pool[tn]) or nil) or arg_value(true)
       table.insert(a, 1, self)
       a.n = a.n + 1
       run(tn .. ":" .. m[1], m[2], a)
     end
+  elseif r <= 92 then
+    -- training is where most of the library runs: wrong options for it
+    -- often, mostly on a fresh network (those of the pool get released)
+    local nets = pool["pathkernel.Network"] or {}
+    local net = (#nets == 0 or chance(0.7)) and tiny(rnd(8), chance(0.2) and { 2, 3, 2 } or nil) or pick(nets)
+    run("pathkernel.Network:train", net.train, { n = 2, net, realize(TRAIN) })
   else
     local op = pick(OPS)
     local x, y = any_object(), arg_value(true)
@@ -340,6 +493,14 @@ function call()
   depth = depth - 1
 end
 
+-- a zoo value as a positional argument: strings become scratch paths (the
+-- sweep once passed "trace" as a path: a save overwrote the call trace)
+local function positional(v)
+  v = realize(v)
+  if type(v) == "string" then return paths()[#v % 10 + 1] end
+  return v
+end
+
 -- every function and method once with each wrong value, in order
 local function sweep(budget)
   local values = zoo()
@@ -347,7 +508,7 @@ local function sweep(budget)
   for _, t in ipairs(targets) do
     for i = 1, nz do
       if stats.calls >= budget then return end
-      run(t[1], t[2], { n = 1, values[i] })
+      run(t[1], t[2], { n = 1, positional(values[i]) })
     end
   end
   for _, tn in ipairs(type_names()) do
@@ -357,7 +518,7 @@ local function sweep(budget)
         for i = 1, nz do
           if stats.calls >= budget then return end
           local self = pool[tn][rnd(#pool[tn])]
-          run(tn .. ":" .. m[1], m[2], { n = 3, self, values[i], values[rnd(nz)] })
+          run(tn .. ":" .. m[1], m[2], { n = 3, self, positional(values[i]), positional(values[rnd(nz)]) })
         end
       end
     end
@@ -379,6 +540,7 @@ function M.main(argv)
   end
   seed(s)
   tmpdir = mktmp()
+  M.tmpdir = tmpdir
   if tracefile then trace = assert(io.open(tracefile, "w")) end
   local old_limit = pk.memory_limit()
   fuzz_limit = LIMIT
@@ -407,9 +569,9 @@ function M.main(argv)
   if not quiet then
     local tn = type_names()
     print(string.format("misuse: %d calls (%d returned, %d raised) on %d module functions and "
-      .. "%d methods of %d types [%s], seed %d, %.1f s; slowest %s %.3f s",
+      .. "%d methods of %d types [%s], seed %d, %.1f s; slowest %s %.3f s; %d trainings ran",
       stats.calls, stats.ok, stats.err, #targets, nm, ntypes, table.concat(tn, " "), s,
-      os.clock() - t0, stats.maxname, stats.max))
+      os.clock() - t0, stats.maxname, stats.max, stats.trained))
     local skipped = {}
     for k, v in pairs(notes) do skipped[#skipped + 1] = k .. " (" .. v:gsub("\n.*", "") .. ")" end
     table.sort(skipped)

@@ -39,6 +39,88 @@ function seeds.matrix(put)
   for name, A in pairs(sample_matrices()) do put(name, saved(A)) end
 end
 
+-- the bytes pk saves for any object with a save method (opts: its options)
+local function saved_obj(obj, opts)
+  local p = tmpfile()
+  assert(obj:save(p, opts))
+  local s = slurp(p)
+  os.remove(p)
+  return s
+end
+
+-- The data every small run below trains on; fuzz/fuzz_trajectory.c makes
+-- the same two matrices to load the trajectories saved without it.
+local function fixed_data() return pk.randn(6, 2, 11), pk.randn(6, 1, 12) end
+
+local function small_net(seed, opts)
+  local o = { sizes = { 2, 3, 1 }, activation = "tanh", seed = seed }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return pk.network(o)
+end
+
+function seeds.network(put)
+  local X, Y = fixed_data()
+  local net = small_net(1)
+  net:train{ X = X, Y = Y, steps = 5, lr = 0.1, progress = false }
+  put("trained", saved_obj(net))
+  put("fresh", saved_obj(small_net(2)))
+  put("deep", saved_obj(pk.network{ sizes = { 2, 2, 2, 2, 3 }, activation = { "relu", "sin", "gelu" },
+    parameterization = "standard", sigma_w = 1.5, sigma_b = 0, seed = 3 }))
+  put("one-layer", saved_obj(pk.network{ sizes = { 1, 1 }, seed = 4 }))
+end
+
+-- runs of a few steps for every optimizer family and both ways of recording
+local function runs()
+  local X, Y = fixed_data()
+  local t = {}
+  local function run(name, o)
+    local net = small_net(#name, o.net)
+    o.net = nil
+    o.X, o.Y, o.progress = X, Y, false
+    o.lr = o.lr or 0.1
+    o.steps = o.steps or 4
+    t[name] = { net:train(o) }
+  end
+  run("gd", { record = true })
+  run("sgd-every", { optimizer = "sgd", batch_size = 4, steps = 7, record = { every = 3 }, seed = 5 })
+  run("adam", { optimizer = "adam", lr = 0.01, record = { every = 2 } })
+  run("momentum", { optimizer = "momentum", weight_decay = 0.01, batch_size = 3, record = true, seed = 6 })
+  run("adamw-explain", { optimizer = "adamw", record = true, explain = X:slice(1, 2) })
+  run("gd-explain", { explain = X:slice(2, 4) })
+  run("nesterov-explain", { optimizer = "nesterov", explain = X:slice(1, 1), steps = 2 })
+  return t
+end
+
+function seeds.trajectory(put)
+  for name, r in pairs(runs()) do
+    local traj = r[1]
+    if type(traj) == "userdata" then
+      put(name .. "-data", saved_obj(traj))
+      put(name .. "-nodata", saved_obj(traj, { data = false }))
+    end
+  end
+  -- classification: softmax on 3 outputs, logistic on 1 (saved with data)
+  local X = pk.randn(5, 2, 21)
+  local labels = pk.matrix{ 1, 3, 2, 2, 1 }
+  local t3 = small_net(7, { sizes = { 2, 4, 3 } }):train{ X = X, Y = labels, loss = "softmax",
+    steps = 3, lr = 0.1, record = true, progress = false }
+  put("softmax-data", saved_obj(t3))
+  local t1 = small_net(8):train{ X = X, Y = pk.matrix{ 0, 1, 1, 0, 1 }, loss = "logistic",
+    optimizer = "sgd", batch_size = 2, steps = 3, lr = 0.1, record = true, progress = false }
+  put("logistic-data", saved_obj(t1))
+end
+
+function seeds.machine(put)
+  for name, r in pairs(runs()) do
+    local traj, online = r[1], r[2]
+    if type(traj) == "userdata" then
+      put(name .. "-offline-gauss", saved_obj(pk.machine.from_trajectory(traj, { nodes = 2 })))
+      put(name .. "-offline-left", saved_obj(pk.machine.from_trajectory(traj, { rule = "left" })))
+    end
+    if online then put(name .. "-online", saved_obj(online)) end
+  end
+end
+
 -- CRC-32 (zlib polynomial), for frames no loader of this build writes yet
 local crctab = {}
 for i = 0, 255 do
@@ -59,6 +141,11 @@ end
 
 function seeds.container(put)
   put("matrix", saved(pk.randn(2, 3, 3)))
+  put("network", saved_obj(small_net(1)))
+  local X, Y = fixed_data()
+  local traj = small_net(2):train{ X = X, Y = Y, steps = 2, lr = 0.1, record = true, progress = false }
+  put("trajectory", saved_obj(traj))
+  put("machine", saved_obj(pk.machine.from_trajectory(traj)))
   assert(frame(1, saved(pk.eye(2)):sub(25, -5)) == saved(pk.eye(2)), "seeds.lua frames differ")
   for tag = 1, 5 do
     put("empty-tag" .. tag, frame(tag, ""))

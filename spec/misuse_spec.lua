@@ -41,9 +41,26 @@ describe("the misuse fuzzer", function()
     assert(ok, "the misuse fuzzer died at call: " .. last .. "\n" .. out:sub(-4000))
     local calls = tonumber(out:match("misuse: (%d+) calls"))
     assert.are.equal(COUNT, calls, out)
-    -- it found the module's functions and both userdata types
+    -- it found the module's functions and every userdata type, and trained
     local nf, nm, nt = out:match("on (%d+) module functions and (%d+) methods of (%d+) types")
-    assert.is_true(tonumber(nf) >= 12 and tonumber(nm) >= 30 and tonumber(nt) >= 2, out)
+    assert.is_true(tonumber(nf) >= 17 and tonumber(nm) >= 70 and tonumber(nt) >= 5, out)
+    for _, t in ipairs{ "Matrix", "Network", "Trajectory", "KernelMachine", "Kernel" } do
+      assert.truthy(out:find("pathkernel." .. t .. "[ %]]"), t .. " not reached: " .. out)
+    end
+    assert.is_true(tonumber(out:match("(%d+) trainings ran")) > 0, out)
+  end)
+
+  it("stops the trainings it starts after a few steps, whatever steps they ask for", function()
+    local M = dofile("fuzz/misuse.lua")
+    local net = pk.network{ sizes = { 2, 3, 1 }, seed = 1 }
+    local X, Y = pk.randn(4, 2, 1), pk.randn(4, 1, 2)
+    local calls = 0
+    local t0 = os.clock()
+    local losses = net:train{ X = X, Y = Y, steps = 1000000, lr = 0.01, progress = false,
+      on_step = M.guarded(function() calls = calls + 1 end) }
+    assert.are.equal(M.STEP_CAP + 1, #losses)
+    assert.are.equal(M.STEP_CAP, calls)
+    assert.is_true(os.clock() - t0 < 1)
   end)
 
   it("runs in this process too, restoring the memory limit and writing nothing here", function()

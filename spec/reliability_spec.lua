@@ -222,50 +222,212 @@ describe("matrix review regressions", function()
   end)
 end)
 
-describe("the Kernel userdata (through pk._testkit.kernel)", function()
+describe("file loader regressions", function()
+  local X, Y = pk.randn(6, 2, 11), pk.randn(6, 1, 12)
+  local old
+  before_each(function() old = pk.memory_limit() end)
+  after_each(function() pk.set_memory_limit(old) end)
+
+  local function payload(path) return H.read_bytes(path):sub(25, -5) end
+  local function record(o)
+    local net = pk.network{ sizes = o.sizes or { 2, 3, 1 }, seed = 1 }
+    return net:train{ X = o.X or X, Y = o.Y or Y, steps = o.steps or 3, lr = 0.1, record = true,
+      optimizer = o.optimizer, batch_size = o.batch_size, progress = false }
+  end
+
+  it("a trajectory loaded with its stored data given keeps one copy (the stored one leaked)", function()
+    local p = H.tmpname(".pk")
+    assert(record{}:save(p))
+    local back = pk.load(p, { X = X, Y = Y })
+    assert.are.equal(3, #back)
+    assert.are.equal(0, (back:weights(3) - pk.load(p):weights(3)):max_abs())
+    os.remove(p)
+  end)
+
+  it("stored data that does not match its hash is refused, even with the right data given", function()
+    local p = H.tmpname(".pk")
+    assert(record{}:save(p))
+    local b = payload(p)
+    -- one bit of the last stored value of Y
+    H.write_bytes(p, H.container(3, b:sub(1, -2) .. string.char(b:byte(-1) ~ 1)))
+    H.raises("the stored training data does not match its hash", pk.load, p)
+    H.raises("the stored training data does not match its hash", pk.load, p, { X = X, Y = Y })
+    os.remove(p)
+  end)
+
+  it("a step count that fits the file asks for nothing quadratic (it allocated steps x parameters)", function()
+    -- 1 -> 4000 -> 1: 12001 parameters; a step count of 12000 fits the
+    -- bytes after it, and checkpoints for every step were allocated at once
+    local Xw, Yw = pk.randn(2, 1, 1), pk.randn(2, 1, 2)
+    local p = H.tmpname(".pk")
+    assert(record{ sizes = { 1, 4000, 1 }, X = Xw, Y = Yw, steps = 1 }:save(p))
+    local b = payload(p)
+    local at = 76 + 8 * 12001 + 1
+    assert.are.equal(1, (string.unpack("<I8", b, at)))
+    H.write_bytes(p, H.container(3, b:sub(1, at - 1) .. string.pack("<I8", 12000) .. b:sub(at + 8)))
+    pk.set_memory_limit(16 << 20)
+    local t0 = os.clock()
+    local ok, err = pcall(pk.load, p)
+    assert.is_false(ok)
+    assert.is_nil(err:find("memory limit", 1, true), err)
+    assert.truthy(err:find("check failed", 1, true) or err:find("truncated", 1, true), err)
+    assert.is_true(os.clock() - t0 < 0.5)
+    os.remove(p)
+  end)
+
+  it("a batch size far above the data is a format error (it allocated steps x batch size)", function()
+    local p = H.tmpname(".pk")
+    assert(record{ optimizer = "sgd", batch_size = 4, steps = 2 }:save(p))
+    local b = payload(p)
+    -- batch_size follows the network (76 + 8 * 13 bytes), the step count,
+    -- loss, optimizer and 6 hyperparameters
+    local at = 76 + 8 * 13 + 8 + 4 + 4 + 48 + 1
+    assert.are.equal(4, (string.unpack("<I8", b, at)))
+    H.write_bytes(p, H.container(3, b:sub(1, at - 1) .. string.pack("<I8", 1 << 40) .. b:sub(at + 8)))
+    pk.set_memory_limit(16 << 20)
+    H.raises("a batch size above the training rows", pk.load, p)
+    os.remove(p)
+  end)
+
+  it("batches of no rows and stored data of no rows are refused (replay read an unset gradient)", function()
+    H.raises("bad batch offsets", pk.load, "fuzz/regress/trajectory/empty-batch")
+    H.raises("the stored training data does not fit the network", pk.load, "fuzz/regress/trajectory/no-rows")
+  end)
+
+  it("a network file whose output layer has an activation is refused (it loaded as identity)", function()
+    H.raises("value check failed: the output layer has activation 1", pk.load,
+      "fuzz/regress/network/output-activation")
+  end)
+
+  it("load errors of networks inside other files name the file", function()
+    local p = H.tmpname(".pk")
+    assert(record{}:save(p))
+    local b = payload(p)
+    -- the network's layer count says 2^40 layers
+    H.write_bytes(p, H.container(3, string.pack("<I8", 1 << 40) .. b:sub(9)))
+    H.raises(p .. ": size check failed: layer count", pk.load, p)
+    os.remove(p)
+  end)
+end)
+
+describe("objects that callbacks release or reuse", function()
+  local X, Y = pk.randn(6, 2, 1), pk.randn(6, 1, 2)
+  local function net() return pk.network{ sizes = { 2, 4, 1 }, seed = 3 } end
+  local function opts(o)
+    o.X, o.Y, o.steps, o.lr, o.progress = o.X or X, o.Y or Y, 4, o.lr or 0.1, o.progress or false
+    return o
+  end
+
+  it("a network cannot be released, changed or trained from its own training's callbacks", function()
+    local n = net()
+    H.raises("network is in use: it cannot be released from its own training's callbacks",
+      n.train, n, opts{ on_step = function() n:release() end })
+    H.raises("network is in use", n.train, n, opts{ lr = function() getmetatable(n).__gc(n); return 0.1 end })
+    H.raises("network is in use", n.train, n, opts{ progress = function() getmetatable(n).__close(n) end })
+    H.raises("cannot be changed (set_params) from its own training's callbacks", n.train, n,
+      opts{ on_step = function() n:set_params(n:params()) end })
+    H.raises("cannot be trained from its own training's callbacks", n.train, n,
+      opts{ on_step = function() n:train(opts{}) end })
+    -- reading it is fine, and it is usable afterwards
+    local seen
+    n:train(opts{ on_step = function() seen = n:forward(X) end })
+    assert.are.equal(6, seen:rows())
+    n:release()
+    H.raises("network has been released", n.forward, n, X)
+  end)
+
+  it("training keeps X, Y and the queries a callback releases (it read freed memory)", function()
+    local a, b = net(), net()
+    local ta, ka = a:train(opts{ record = true, explain = X:slice(1, 2) })
+    local A, B, Q = X:copy(), Y:copy(), X:slice(1, 2):copy()
+    local tb, kb = b:train(opts{ X = A, Y = B, record = true, explain = Q, on_step = function()
+      A:release(); B:release(); Q:release(); collectgarbage()
+    end })
+    assert.are.equal(0, (tb:weights(4) - ta:weights(4)):max_abs())
+    assert.are.equal(0, (kb:contributions(X:slice(1, 2)) - ka:contributions(X:slice(1, 2))):max_abs())
+    -- the trajectory still replays on the data it owns
+    assert.are.equal(0, (tb:weights(3) - ta:weights(3)):max_abs())
+    local c = net()
+    local A2 = X:copy()
+    local losses = c:train(opts{ X = A2, on_step = function() A2:release(); collectgarbage() end })
+    assert.are.same(losses, net():train(opts{}))
+  end)
+
+  it("a kernel machine cannot be released or used from its own progress callback", function()
+    local traj = net():train(opts{ record = true })
+    local km = pk.machine.from_trajectory(traj)
+    H.raises("kernel machine is in use: it cannot be released from its own progress callback",
+      km.predict, km, X, { progress = function() km:release() end })
+    H.raises("its own progress callback cannot use it", km.contributions, km, X,
+      { progress = function() km:predict(X:slice(1, 1)) end })
+    H.raises("kernel machine is in use", km.explain, km, X:row(1), 2,
+      { progress = function() getmetatable(km).__gc(km) end })
+    local want = km:predict(X)
+    local Q = X:copy()
+    local got = km:predict(Q:slice(1, 6), { progress = function() Q:release(); collectgarbage() end })
+    assert.are.equal(0, (got - want):max_abs())
+    km:release()
+    H.raises("kernel machine has been released", km.predict, km, X)
+  end)
+
+  it("machines and path kernels keep a trajectory whose __gc is called by hand", function()
+    local traj = net():train(opts{ record = { every = 2 } })
+    local km, Kp = pk.machine.from_trajectory(traj), pk.kernel.path(traj)
+    local want, wantK = km:predict(X:slice(1, 3)), Kp:gram(X)
+    getmetatable(traj).__gc(traj)
+    getmetatable(traj).__gc(traj)
+    H.raises("trajectory has been released", traj.weights, traj, 1)
+    assert.are.equal("pathkernel.Trajectory (released)", tostring(traj))
+    assert.are.equal(0, (km:predict(X:slice(1, 3)) - want):max_abs())
+    assert.are.equal(0, (Kp:gram(X) - wantK):max_abs())
+    H.raises("trajectory has been released", pk.machine.from_trajectory, traj)
+  end)
+end)
+
+describe("the Kernel userdata (through pk.kernel.tangent)", function()
+  local net = pk.network{ sizes = { 3, 6, 1 }, seed = 1 }
   local X = pk.randn(5, 3, 1)
   local Y = pk.randn(4, 3, 2)
+  -- a working set this small splits the Gram into several tiles, so the
+  -- progress callback runs while there is work left
+  local function tiled() return pk.kernel.tangent(net, { memory = 1000 }) end
 
-  -- the testkit sums x_k y_k in order from 0, as the naive loop does
-  it("answers X1 X2^T in block, trace and diagonal modes", function()
-    local G = H.naive_mul(X, Y:t())
-    assert.are.equal(0, (pk._testkit.kernel{}:gram(X, Y) - G):max_abs())
-    local B = pk._testkit.kernel{ nout = 2 }:gram(X, Y)
-    assert.are.same({ 10, 8 }, { B:shape() })
-    assert.are.equal(G:get(3, 2), B:get(5, 3))
-    assert.are.equal(G:get(3, 2), B:get(6, 4))
-    assert.are.equal(0, B:get(5, 4))
-    local T = pk._testkit.kernel{ nout = 2, outputs = "trace" }:gram(X, Y)
-    assert.are.equal(0, (T - 2 * G):max_abs())
-    local D = pk._testkit.kernel{ nout = 2, outputs = "diagonal" }(X, Y)
-    assert.are.same({ 10, 4 }, { D:shape() })
-    assert.are.equal(G:get(5, 4), D:get(10, 4))
-    local d = pk._testkit.kernel{}:diag(X)
-    for i = 1, 5 do assert.are.equal(H.naive_mul(X:row(i), X:row(i):t()):get(1, 1), d:get(i, 1)) end
+  it("reports progress once per tile, ending at the total", function()
+    local seen = {}
+    tiled():gram(X, Y, { progress = function(done, total) seen[#seen + 1] = { done, total } end })
+    assert.is_true(#seen > 2)
+    assert.are.same({ seen[#seen][2], seen[#seen][2] }, seen[#seen])
   end)
 
   it("keeps matrices a progress callback releases alive until the call ends", function()
-    local K = pk._testkit.kernel{}
+    local K = tiled()
+    local want = K:gram(X, Y)
     local A, B = X:copy(), Y:copy()
     local G = K:gram(A, B, { progress = function(done)
       if done == 1 then A:release(); B:release(); collectgarbage() end
     end })
-    assert.are.equal(0, (G - H.naive_mul(X, Y:t())):max_abs())
+    assert.are.equal(0, (G - want):max_abs())
     H.raises("matrix has been released", K.gram, K, A)
+    local D = X:copy()
+    local d = K:diag(D, { progress = function() D:release(); collectgarbage() end })
+    assert.are.equal(0, (d - K:diag(X)):max_abs())
   end)
 
   it("cannot be released from its own progress callback, and stays usable", function()
-    local K = pk._testkit.kernel{}
+    local K = tiled()
     H.raises("kernel is in use", K.gram, K, X, { progress = function() K:release() end })
     H.raises("kernel is in use", K.diag, K, X, { progress = function() getmetatable(K).__gc(K) end })
-    assert.are.equal(0, (K:gram(X) - H.naive_mul(X, X:t())):max_abs())
+    -- using it from its own callback is fine: its state is read only
+    local inner
+    K:gram(X, { progress = function() inner = K:gram(Y) end })
+    assert.are.equal(0, (inner - K:gram(Y)):max_abs())
     K:release()
     H.raises("kernel has been released", K.gram, K, X)
     assert.are.equal("pathkernel.Kernel (released)", tostring(K))
   end)
 
   it("passes on a callback's error, even one that is not a string", function()
-    local K = pk._testkit.kernel{}
+    local K = tiled()
     H.raises("boom", K.gram, K, X, { progress = function() error("boom") end })
     local ok, e = pcall(K.gram, K, X, { progress = function() error({ code = 7 }) end })
     assert.is_false(ok)
@@ -274,35 +436,22 @@ describe("the Kernel userdata (through pk._testkit.kernel)", function()
   end)
 
   it("raises the core's failure with its message", function()
-    local K = pk._testkit.kernel{ fail_at = 2 }
-    H.raises("failing after row 2 as asked", K.gram, K, X)
-    H.raises("failing after row 2 as asked", K.diag, K, X)
+    local K = pk.kernel.tangent(net, { memory = 100 })
+    H.raises("tangent kernel: memory = 100 bytes is too small for one tile", K.gram, K, X)
   end)
 
   it("checks its arguments", function()
-    local K = pk._testkit.kernel{ input_dim = 2 }
-    H.raises("X1 has 3 columns, the kernel takes 2 inputs", K.gram, K, X)
-    local K2 = pk._testkit.kernel{}
-    H.raises("X1 has 3 columns and X2 has 2", K2.gram, K2, X, pk.zeros(2, 2))
+    local K = pk.kernel.tangent(net)
+    H.raises("X1 has 2 columns, the kernel takes 3 inputs", K.gram, K, pk.zeros(2, 2))
+    H.raises("X2 has 2 columns, the kernel takes 3 inputs", K.gram, K, X, pk.zeros(2, 2))
     local R = pk.zeros(2, 3)
     R:release()
-    H.raises("matrix has been released", K2.gram, K2, X, R)
-    H.raises("table of options expected, got number", K2.gram, K2, X, Y, 5)
-    H.raises("table of options expected, got string", K2.diag, K2, X, "fast")
-    H.raises("unknown option 'progres'", K2.gram, K2, X, { progres = false })
-    H.raises("unknown outputs mode 'all'", pk._testkit.kernel, { outputs = "all" })
-    H.raises("option 'memory' must be a positive number", pk._testkit.kernel, { memory = 0 })
-  end)
-
-  it("checks the Gram against the memory limit, saying how much and how to ask for less", function()
-    local K = pk._testkit.kernel{ nout = 4 }
-    local old = pk.memory_limit()
-    pk.set_memory_limit(1 << 20)
-    local ok, err = pcall(K.gram, K, pk.zeros(200, 1), pk.zeros(300, 1))
-    pk.set_memory_limit(old)
-    assert.is_false(ok)
-    assert.truthy(err:find("the 800 x 1200 Gram needs 7.3 MiB, above the memory limit of 1.0 MiB", 1, true), err)
-    assert.truthy(err:find("pk.set_memory_limit", 1, true), err)
+    H.raises("matrix has been released", K.gram, K, X, R)
+    H.raises("table of options expected, got number", K.gram, K, X, Y, 5)
+    H.raises("table of options expected, got string", K.diag, K, X, "fast")
+    H.raises("unknown option 'progres'", K.gram, K, X, { progres = false })
+    H.raises("unknown outputs mode 'all'", pk.kernel.tangent, net, { outputs = "all" })
+    H.raises("option 'memory' must be a positive number", pk.kernel.tangent, net, { memory = 0 })
   end)
 end)
 
@@ -371,6 +520,103 @@ describe("the memory limit", function()
     pk.set_memory_limit(old)
     assert.are.same({ 200, 50 }, { pk.read_csv(p):shape() })
     os.remove(p)
+  end)
+
+  -- refusals that say how to ask for less, for networks, training and kernels
+  local function refused_hint(pattern, hint, f, ...)
+    local err = H.raises(pattern, f, ...)
+    assert.truthy(err:find("above the memory limit of", 1, true), err)
+    assert.truthy(err:find("(pk.set_memory_limit raises it; or " .. hint .. ")", 1, true), err)
+  end
+  local X4, Y4 = pk.randn(4, 2, 1), pk.randn(4, 1, 2)
+
+  it("guards the Jacobian", function()
+    local net = pk.network{ sizes = { 2, 50, 1 }, seed = 1 }
+    pk.set_memory_limit(1 << 20)
+    refused_hint("the 1000 x 201 Jacobian needs 1.5 MiB", "ask for fewer rows of X at a time "
+      .. "(pk.kernel.tangent never forms the Jacobian)", net.jacobian, net, pk.zeros(1000, 2))
+  end)
+
+  it("guards Gram matrices, pointing at outputs = \"trace\" for several outputs", function()
+    local K = pk.kernel.tangent(pk.network{ sizes = { 1, 3, 4 }, seed = 1 })
+    pk.set_memory_limit(1 << 20)
+    refused_hint("the 800 x 1200 Gram needs 7.3 MiB", 'ask for fewer rows at a time (X:slice(i, j)), '
+      .. 'or outputs = "trace" for one value per pair of examples', K.gram, K, pk.zeros(200, 1), pk.zeros(300, 1))
+    local K1 = pk.kernel.tangent(pk.network{ sizes = { 1, 3, 1 }, seed = 1 })
+    refused_hint("the 1000 x 1000 Gram needs 7.6 MiB", "ask for fewer rows at a time (X:slice(i, j))",
+      K1.gram, K1, pk.zeros(1000, 1))
+  end)
+
+  it("shrinks tangent tiles to fit the limit (a wide network's tile was refused)", function()
+    local net = pk.network{ sizes = { 2, 2000, 1 }, seed = 1 }
+    local X = pk.randn(300, 2, 3)
+    local K = pk.kernel.tangent(net)
+    local want, wantd = K:gram(X), K:diag(X)
+    pk.set_memory_limit(1 << 20)
+    assert.is_true(H.rel_err(K:gram(X), want) < 1e-13)
+    assert.is_true(H.rel_err(K:diag(X), wantd) < 1e-13)
+    pk.set_memory_limit(64 << 10)
+    refused_hint("one tile of the tangent kernel needs", "use a smaller network", K.gram, K, X:slice(1, 20))
+  end)
+
+  it("fits the preconditioned kernel's tiles, Jacobians and their product, to the limit", function()
+    local net = pk.network{ sizes = { 2, 50, 1 }, seed = 1 }
+    local X = pk.randn(100, 2, 3)
+    local traj = net:train{ X = X4, Y = Y4, optimizer = "adam", steps = 2, record = true, progress = false }
+    local K = pk.kernel.preconditioned(traj, 1)
+    local want = K:gram(X)
+    pk.set_memory_limit(100 << 10)
+    assert.is_true(H.rel_err(K:gram(X), want) < 1e-13)
+  end)
+
+  it("guards recording: weights, optimizer state, batches and losses, each with its remedy", function()
+    local every = "record = { every = k } keeps every k-th step only"
+    local net = pk.network{ sizes = { 2, 200, 1 }, seed = 1 }
+    pk.set_memory_limit(16 << 20)
+    refused_hint("the trajectory's weights (20002 checkpoints of 801 parameters) needs 122.2 MiB", every,
+      net.train, net, { X = X4, Y = Y4, steps = 20000, record = true, progress = false })
+    refused_hint("the optimizer's state at the checkpoints (20002 checkpoints of 2 x 801 values) needs 244.5 MiB",
+      every, net.train, net, { X = X4, Y = Y4, steps = 20000, optimizer = "adam", record = true, progress = false })
+    refused_hint("the loss history needs 32.0 MiB", "train for fewer steps",
+      net.train, net, { X = X4, Y = Y4, steps = 1 << 22, progress = false })
+    local X = pk.randn(64, 2, 1)
+    pk.set_memory_limit(4 << 20)
+    refused_hint("the trajectory's batches needs 24.4 MiB", "train for fewer steps or with a smaller batch_size",
+      net.train, net, { X = X, Y = pk.randn(64, 1, 2), optimizer = "sgd", batch_size = 64, steps = 100000,
+        record = { every = 1000000 }, progress = false })
+    -- what every = k is for: the same run fits
+    pk.set_memory_limit(16 << 20)
+    local traj = net:train{ X = X4, Y = Y4, steps = 20000, record = { every = 1000 }, progress = false }
+    assert.are.equal(20000, #traj)
+  end)
+
+  it("guards the decomposition: contributions, query gradients and per-example traces", function()
+    local net = pk.network{ sizes = { 2, 100, 1 }, seed = 1 }
+    local X = pk.randn(100, 2, 1)
+    local Y = pk.randn(100, 1, 2)
+    pk.set_memory_limit(2 << 20)
+    refused_hint("the contributions (5000 queries x 1 outputs x 100 training examples) needs 3.8 MiB",
+      "explain fewer queries at a time", net.train, net,
+      { X = X, Y = Y, steps = 1, explain = pk.zeros(5000, 2), progress = false })
+    refused_hint("the queries' gradients (3000 queries x 1 outputs x 401 parameters, for weight decay and "
+      .. "stateful optimizers) needs 9.2 MiB", "explain fewer queries at a time", net.train, net,
+      { X = pk.randn(5, 2, 1), Y = pk.randn(5, 1, 1), steps = 1, weight_decay = 0.1,
+        explain = pk.zeros(3000, 2), progress = false })
+    local Xm = pk.randn(1000, 2, 1)
+    refused_hint("the per-example optimizer traces (1000 examples x 401 parameters) needs 3.1 MiB",
+      "train on fewer examples or a smaller network; gd and sgd keep no traces", net.train, net,
+      { X = Xm, Y = pk.randn(1000, 1, 1), optimizer = "adam", steps = 1, explain = pk.zeros(1, 2),
+        progress = false })
+    -- offline, the same limits hold for any queries
+    pk.set_memory_limit(0)
+    local traj = net:train{ X = X, Y = Y, steps = 2, record = true, progress = false }
+    local km = pk.machine.from_trajectory(traj)
+    pk.set_memory_limit(2 << 20)
+    refused_hint("the contributions (5000 queries x 1 outputs x 100 training examples) needs 3.8 MiB",
+      "explain fewer queries at a time", km.predict, km, pk.zeros(5000, 2))
+    local Kp = pk.kernel.path(traj)
+    refused_hint("the 1000 x 1000 Gram needs 7.6 MiB", "ask for fewer rows at a time (X:slice(i, j))",
+      Kp.gram, Kp, pk.zeros(1000, 2))
   end)
 
   it("is read back as set, and 0 restores the default", function()

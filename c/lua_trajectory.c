@@ -106,29 +106,21 @@ static int t_network(lua_State *L)
   return 1;
 }
 
-static int t_losses(lua_State *L)
+/* a per-step series of the trajectory as a Lua array */
+static int push_series(lua_State *L, double (*get)(const pk_trajectory *, size_t))
 {
   pk_trajectory *t = pk_lua_checktrajectory(L, 1);
   size_t s, T = pk_trajectory_steps(t);
   lua_createtable(L, (int)T, 0);
   for (s = 0; s < T; s++) {
-    lua_pushnumber(L, pk_trajectory_loss(t, s));
+    lua_pushnumber(L, get(t, s));
     lua_rawseti(L, -2, (lua_Integer)s + 1);
   }
   return 1;
 }
 
-static int t_lrs(lua_State *L)
-{
-  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
-  size_t s, T = pk_trajectory_steps(t);
-  lua_createtable(L, (int)T, 0);
-  for (s = 0; s < T; s++) {
-    lua_pushnumber(L, pk_trajectory_lr(t, s));
-    lua_rawseti(L, -2, (lua_Integer)s + 1);
-  }
-  return 1;
-}
+static int t_losses(lua_State *L) { return push_series(L, pk_trajectory_loss); }
+static int t_lrs(lua_State *L) { return push_series(L, pk_trajectory_lr); }
 
 static int t_memory(lua_State *L)
 {

@@ -115,6 +115,10 @@ pk_status pk_load_object(const char *path, pk_tag want, unsigned char **buf,
 pk_status pk_load_object_mem(const char *name, const unsigned char *buf, size_t len,
                              pk_tag want, pk_reader *r);
 pk_status pk_file_tag_mem(const char *name, const unsigned char *buf, size_t len, pk_tag *tag);
+/* kernel regressors in files (regress.c) */
+pk_status pk_regressor_write_payload(pk_writer *w, const void *r);
+pk_status pk_regressor_load_mem(pk_regressor **out, const char *name, const unsigned char *buf,
+                                size_t len);
 /* After a payload is read: PK_OK only if it was read exactly to its end. */
 pk_status pk_reader_end(const pk_reader *r, const char *name);
 /* A whole regular file into *buf (NUL-terminated, *len bytes; free it).

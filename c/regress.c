@@ -522,7 +522,7 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
 {
   pk_kernel_spec s;
   size_t N, len;
-  uint32_t kind, factor;
+  uint32_t kind, factor, has_f0;
   int i;
   pk_status st;
   kind = pk_get_u32(rd);
@@ -532,11 +532,13 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
   r->param[1] = pk_get_f64(rd);
   r->per = (size_t)pk_get_u64(rd);
   r->outs = (size_t)pk_get_u64(rd);
-  r->has_f0 = pk_get_u32(rd) != 0;
+  has_f0 = pk_get_u32(rd);
+  r->has_f0 = has_f0 != 0;
   factor = pk_get_u32(rd);
   if (rd->err) return pk_fail(PK_EFORMAT, "file is truncated (reading the model header)");
   if (kind < PK_REGRESSOR_RIDGE || kind > PK_REGRESSOR_FLOW)
     return pk_fail(PK_EFORMAT, "saved model: unknown kind %u", (unsigned)kind);
+  if (has_f0 > 1) return pk_fail(PK_EFORMAT, "saved model: bad f0 flag %u", (unsigned)has_f0);
   r->kind = (pk_regressor_kind)kind;
   if (kind == PK_REGRESSOR_GP ? factor != FACTOR_CHOL && factor != FACTOR_EIG
                               : factor != FACTOR_NONE)
@@ -548,6 +550,13 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
                    r->per, r->outs);
   if ((st = pk_kernel_from_spec(&s, &r->own))) return st;
   r->kernel = r->own;
+  {
+    /* only the canonical form of a kernel's parameters is accepted: what
+     * loads must save back to the same bytes */
+    pk_kernel_spec back;
+    if (!kernel_spec(r->own, &back) || back.type != s.type || memcmp(back.p, s.p, sizeof s.p) != 0)
+      return pk_fail(PK_EFORMAT, "saved model: value check failed: kernel parameters");
+  }
   if ((st = pk_matrix_read_payload(rd, &r->X))) return st;
   if (r->X->rows == 0) return pk_fail(PK_EFORMAT, "saved model: no training inputs");
   N = r->X->rows * r->per;
@@ -557,6 +566,8 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
     return st;
   if ((st = pk_get_count(rd, 1, &len, "the warning"))) return st;
   if (len) {
+    if (memchr(rd->p + rd->pos, '\0', len))
+      return pk_fail(PK_EFORMAT, "saved model: value check failed: a NUL byte in the warning");
     if ((st = pk_alloc((void **)&r->warning, len + 1, 1, "the warning"))) return st;
     memcpy(r->warning, rd->p + rd->pos, len);
     r->warning[len] = '\0';
@@ -565,27 +576,38 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
   return PK_OK;
 }
 
-pk_status pk_regressor_load(pk_regressor **out, const char *path)
+pk_status pk_regressor_write_payload(pk_writer *w, const void *r)
 {
-  unsigned char *buf;
+  return write_model(w, r);
+}
+
+pk_status pk_regressor_load_mem(pk_regressor **out, const char *name, const unsigned char *buf,
+                                size_t len)
+{
   pk_reader rd;
   pk_regressor *r;
-  pk_status st = pk_load_object(path, PK_TAG_REGRESSOR, &buf, &rd);
+  pk_status st = pk_load_object_mem(name, buf, len, PK_TAG_REGRESSOR, &rd);
   *out = NULL;
   if (st) return st;
-  if ((st = pk_calloc((void **)&r, 1, sizeof *r, "a kernel regressor"))) {
-    free(buf);
-    return st;
-  }
+  if ((st = pk_calloc((void **)&r, 1, sizeof *r, "a kernel regressor"))) return st;
   st = read_model(&rd, r);
-  if (!st && rd.pos != rd.n)
-    st = pk_fail(PK_EFORMAT, "%s: length check failed: %zu stray payload bytes", path,
-                 rd.n - rd.pos);
-  free(buf);
+  if (!st) st = pk_reader_end(&rd, name);
   if (st) {
     pk_regressor_free(r);
     return st;
   }
   *out = r;
   return PK_OK;
+}
+
+pk_status pk_regressor_load(pk_regressor **out, const char *path)
+{
+  unsigned char *buf;
+  size_t len;
+  pk_status st;
+  *out = NULL;
+  if ((st = pk_read_file(path, &buf, &len))) return st;
+  st = pk_regressor_load_mem(out, path, buf, len);
+  free(buf);
+  return st;
 }

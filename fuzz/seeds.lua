@@ -139,6 +139,14 @@ local function frame(tag, payload)
   return head .. string.pack("<I4", crc32(head))
 end
 
+function seeds.regressor(put)
+  local X, Y = fixed_data()
+  put("ridge-rbf", saved_obj(pk.machine.ridge(pk.kernel.rbf{ gamma = 0.5 }, X, Y, { lambda = 1e-2 })))
+  put("gp-ntk", saved_obj(pk.machine.gp(pk.kernel.ntk{ depth = 2 }, X, Y, { noise = 0.1 })))
+  put("flow-poly", saved_obj(pk.machine.gradient_flow(pk.kernel.poly{ degree = 2 }, X, Y, { lr = 0.5, t = 3 })))
+  put("flow-f0", saved_obj(pk.machine.gradient_flow(pk.kernel.linear(), X, Y, { t = math.huge, f0 = Y * 0.5 })))
+end
+
 function seeds.container(put)
   put("matrix", saved(pk.randn(2, 3, 3)))
   put("network", saved_obj(small_net(1)))

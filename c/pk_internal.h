@@ -420,6 +420,10 @@ pk_status pk_machine_load_mem(pk_machine **out, const char *name, const unsigned
                               size_t len);
 /* what a machine file holds, for writing one to any stream */
 pk_status pk_machine_write_payload(pk_writer *w, const void *km);
+pk_status pk_regressor_load_mem(pk_regressor **out, const char *name, const unsigned char *buf,
+                                size_t len);
+pk_status pk_regressor_write_payload(pk_writer *w, const void *r);
+const pk_matrix *pk_regressor_X(const pk_regressor *r);   /* its training inputs */
 pk_status pk_check_input(const pk_network *net, const pk_matrix *X, const char *what);
 
 /* ---- small numeric helpers ------------------------------------------- */

@@ -520,9 +520,9 @@ static pk_status read_shape(pk_reader *rd, pk_matrix **m, size_t rows, size_t co
 
 static pk_status read_model(pk_reader *rd, pk_regressor *r)
 {
-  pk_kernel_spec s;
+  pk_kernel_spec s, s2;
   size_t N, len;
-  uint32_t kind, factor;
+  uint32_t kind, factor, has_f0;
   int i;
   pk_status st;
   kind = pk_get_u32(rd);
@@ -532,12 +532,16 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
   r->param[1] = pk_get_f64(rd);
   r->per = (size_t)pk_get_u64(rd);
   r->outs = (size_t)pk_get_u64(rd);
-  r->has_f0 = pk_get_u32(rd) != 0;
+  has_f0 = pk_get_u32(rd);
+  r->has_f0 = has_f0 != 0;
   factor = pk_get_u32(rd);
   if (rd->err) return pk_fail(PK_EFORMAT, "file is truncated (reading the model header)");
   if (kind < PK_REGRESSOR_RIDGE || kind > PK_REGRESSOR_FLOW)
     return pk_fail(PK_EFORMAT, "saved model: unknown kind %u", (unsigned)kind);
   r->kind = (pk_regressor_kind)kind;
+  if (has_f0 > 1 || (has_f0 && kind != PK_REGRESSOR_FLOW))
+    return pk_fail(PK_EFORMAT, "saved model: bad f0 flag %u for a %s model", (unsigned)has_f0,
+                   kind_names[kind]);
   if (kind == PK_REGRESSOR_GP ? factor != FACTOR_CHOL && factor != FACTOR_EIG
                               : factor != FACTOR_NONE)
     return pk_fail(PK_EFORMAT, "saved model: bad factor code %u for a %s model",
@@ -548,6 +552,10 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
                    r->per, r->outs);
   if ((st = pk_kernel_from_spec(&s, &r->own))) return st;
   r->kernel = r->own;
+  /* the kernel must describe itself as the file does, bit for bit (unused
+   * parameters zero), or the model would not save back to what it was */
+  if (!kernel_spec(r->kernel, &s2) || s2.type != s.type || memcmp(s2.p, s.p, sizeof s.p) != 0)
+    return pk_fail(PK_EFORMAT, "saved model: kernel parameters that the kernel does not keep");
   if ((st = pk_matrix_read_payload(rd, &r->X))) return st;
   if (r->X->rows == 0) return pk_fail(PK_EFORMAT, "saved model: no training inputs");
   N = r->X->rows * r->per;
@@ -557,6 +565,9 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
     return st;
   if ((st = pk_get_count(rd, 1, &len, "the warning"))) return st;
   if (len) {
+    /* saved with strlen: a NUL inside would not save back */
+    if (memchr(rd->p + rd->pos, '\0', len))
+      return pk_fail(PK_EFORMAT, "value check failed: the warning holds a NUL byte");
     if ((st = pk_alloc((void **)&r->warning, len + 1, 1, "the warning"))) return st;
     memcpy(r->warning, rd->p + rd->pos, len);
     r->warning[len] = '\0';
@@ -565,27 +576,38 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
   return PK_OK;
 }
 
-pk_status pk_regressor_load(pk_regressor **out, const char *path)
+const pk_matrix *pk_regressor_X(const pk_regressor *r) { return r->X; }
+
+pk_status pk_regressor_write_payload(pk_writer *w, const void *r)
 {
-  unsigned char *buf;
+  return write_model(w, r);
+}
+
+pk_status pk_regressor_load_mem(pk_regressor **out, const char *name, const unsigned char *buf,
+                                size_t len)
+{
   pk_reader rd;
   pk_regressor *r;
-  pk_status st = pk_load_object(path, PK_TAG_REGRESSOR, &buf, &rd);
+  pk_status st;
   *out = NULL;
-  if (st) return st;
-  if ((st = pk_calloc((void **)&r, 1, sizeof *r, "a kernel regressor"))) {
-    free(buf);
-    return st;
-  }
-  st = read_model(&rd, r);
-  if (!st && rd.pos != rd.n)
-    st = pk_fail(PK_EFORMAT, "%s: length check failed: %zu stray payload bytes", path,
-                 rd.n - rd.pos);
-  free(buf);
-  if (st) {
+  if ((st = pk_load_object_mem(name, buf, len, PK_TAG_REGRESSOR, &rd))) return st;
+  if ((st = pk_calloc((void **)&r, 1, sizeof *r, "a kernel regressor"))) return st;
+  if ((st = read_model(&rd, r)) || (st = pk_reader_end(&rd, name))) {
     pk_regressor_free(r);
-    return st;
+    return pk_fail_in(st, name);
   }
   *out = r;
   return PK_OK;
+}
+
+pk_status pk_regressor_load(pk_regressor **out, const char *path)
+{
+  unsigned char *buf;
+  size_t len;
+  pk_status st;
+  *out = NULL;
+  if ((st = pk_read_file(path, &buf, &len))) return st;
+  st = pk_regressor_load_mem(out, path, buf, len);
+  free(buf);
+  return st;
 }

@@ -13,7 +13,7 @@ static void check(const unsigned char *b, size_t n)
   st = pk_file_tag_mem("fuzz input", b, n, &tag);
   pk_fuzz_check_status(st);
   if (st != PK_OK) return;
-  if (tag < PK_TAG_MATRIX || tag > PK_TAG_MACHINE) pk_fuzz_die("an unknown tag passed");
+  if (tag < PK_TAG_MATRIX || tag > PK_TAG_REGRESSOR) pk_fuzz_die("an unknown tag passed");
   if (pk_load_object_mem("fuzz input", b, n, tag, &r) != PK_OK)
     pk_fuzz_die("the typed frame check refused what pk_file_tag_mem passed");
   if (r.n != n - PK_FUZZ_HEADER - 4 || r.p != b + PK_FUZZ_HEADER || r.pos != 0 || r.err)

@@ -126,6 +126,9 @@ ASAN_ENV    = LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
 
 .PHONY: fuzz fuzz-build fuzz-corpus misuse valgrind
 
+# kept between runs: the harnesses share them
+.SECONDARY: $(FUZZ_OBJ)
+
 $(FUZZ_DIR)/obj/%.o: c/%.c $(HDR)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(WARN) $(FUZZ_SAN) -fsanitize=fuzzer-no-link -Ic -c -o $@ $<

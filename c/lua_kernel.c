@@ -16,6 +16,12 @@ pk_kernel *pk_lua_checkkernel(lua_State *L, int idx)
   return b->k;
 }
 
+void pk_lua_kernel_busy(lua_State *L, int idx, int delta)
+{
+  kbox *b = luaL_checkudata(L, idx, PK_KERNEL_MT);
+  b->busy += delta;
+}
+
 void pk_lua_pushkernel(lua_State *L, pk_kernel *k, int keep)
 {
   kbox *b;

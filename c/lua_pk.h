@@ -75,6 +75,9 @@ double pk_lua_now(void);
 /* kernels */
 #define PK_KERNEL_MT "pathkernel.Kernel"
 pk_kernel *pk_lua_checkkernel(lua_State *L, int idx);
+/* Mark the Kernel at idx in use (+1) or no longer (-1) around C work that
+ * runs Lua callbacks: meanwhile releasing it raises instead of freeing it. */
+void pk_lua_kernel_busy(lua_State *L, int idx, int delta);
 /* Push k as a Kernel (taking ownership); the value at keep (0: none) is
  * kept alive as the kernel's user value. */
 void pk_lua_pushkernel(lua_State *L, pk_kernel *k, int keep);

@@ -80,9 +80,12 @@ static int fit(lua_State *L, pk_regressor_kind kind)
   b = new_box(L);                                   /* 6 */
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, 6, 1);
+  /* the progress callback must not free the kernel the fit is using */
+  pk_lua_kernel_busy(L, 1, 1);
   if (kind == PK_REGRESSOR_RIDGE) st = pk_ridge_fit(&b->r, k, X, Y, a, &o);
   else if (kind == PK_REGRESSOR_GP) st = pk_gp_fit(&b->r, k, X, Y, a, &o);
   else st = pk_gradient_flow_fit(&b->r, k, X, Y, a, t, f0, &o);
+  pk_lua_kernel_busy(L, 1, -1);
   pk_lua_progress_done(&p);
   if (st) return pk_lua_error(L, st);
   if (pk_regressor_warning(b->r)) lua_warning(L, pk_regressor_warning(b->r), 0);

@@ -115,10 +115,6 @@ pk_status pk_load_object(const char *path, pk_tag want, unsigned char **buf,
 pk_status pk_load_object_mem(const char *name, const unsigned char *buf, size_t len,
                              pk_tag want, pk_reader *r);
 pk_status pk_file_tag_mem(const char *name, const unsigned char *buf, size_t len, pk_tag *tag);
-/* kernel regressors in files (regress.c) */
-pk_status pk_regressor_write_payload(pk_writer *w, const void *r);
-pk_status pk_regressor_load_mem(pk_regressor **out, const char *name, const unsigned char *buf,
-                                size_t len);
 /* After a payload is read: PK_OK only if it was read exactly to its end. */
 pk_status pk_reader_end(const pk_reader *r, const char *name);
 /* A whole regular file into *buf (NUL-terminated, *len bytes; free it).
@@ -424,6 +420,10 @@ pk_status pk_machine_load_mem(pk_machine **out, const char *name, const unsigned
                               size_t len);
 /* what a machine file holds, for writing one to any stream */
 pk_status pk_machine_write_payload(pk_writer *w, const void *km);
+pk_status pk_regressor_load_mem(pk_regressor **out, const char *name, const unsigned char *buf,
+                                size_t len);
+pk_status pk_regressor_write_payload(pk_writer *w, const void *r);
+const pk_matrix *pk_regressor_X(const pk_regressor *r);   /* its training inputs */
 pk_status pk_check_input(const pk_network *net, const pk_matrix *X, const char *what);
 
 /* ---- small numeric helpers ------------------------------------------- */

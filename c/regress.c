@@ -520,7 +520,7 @@ static pk_status read_shape(pk_reader *rd, pk_matrix **m, size_t rows, size_t co
 
 static pk_status read_model(pk_reader *rd, pk_regressor *r)
 {
-  pk_kernel_spec s;
+  pk_kernel_spec s, s2;
   size_t N, len;
   uint32_t kind, factor, has_f0;
   int i;
@@ -538,8 +538,10 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
   if (rd->err) return pk_fail(PK_EFORMAT, "file is truncated (reading the model header)");
   if (kind < PK_REGRESSOR_RIDGE || kind > PK_REGRESSOR_FLOW)
     return pk_fail(PK_EFORMAT, "saved model: unknown kind %u", (unsigned)kind);
-  if (has_f0 > 1) return pk_fail(PK_EFORMAT, "saved model: bad f0 flag %u", (unsigned)has_f0);
   r->kind = (pk_regressor_kind)kind;
+  if (has_f0 > 1 || (has_f0 && kind != PK_REGRESSOR_FLOW))
+    return pk_fail(PK_EFORMAT, "saved model: bad f0 flag %u for a %s model", (unsigned)has_f0,
+                   kind_names[kind]);
   if (kind == PK_REGRESSOR_GP ? factor != FACTOR_CHOL && factor != FACTOR_EIG
                               : factor != FACTOR_NONE)
     return pk_fail(PK_EFORMAT, "saved model: bad factor code %u for a %s model",
@@ -550,13 +552,10 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
                    r->per, r->outs);
   if ((st = pk_kernel_from_spec(&s, &r->own))) return st;
   r->kernel = r->own;
-  {
-    /* only the canonical form of a kernel's parameters is accepted: what
-     * loads must save back to the same bytes */
-    pk_kernel_spec back;
-    if (!kernel_spec(r->own, &back) || back.type != s.type || memcmp(back.p, s.p, sizeof s.p) != 0)
-      return pk_fail(PK_EFORMAT, "saved model: value check failed: kernel parameters");
-  }
+  /* the kernel must describe itself as the file does, bit for bit (unused
+   * parameters zero), or the model would not save back to what it was */
+  if (!kernel_spec(r->kernel, &s2) || s2.type != s.type || memcmp(s2.p, s.p, sizeof s.p) != 0)
+    return pk_fail(PK_EFORMAT, "saved model: kernel parameters that the kernel does not keep");
   if ((st = pk_matrix_read_payload(rd, &r->X))) return st;
   if (r->X->rows == 0) return pk_fail(PK_EFORMAT, "saved model: no training inputs");
   N = r->X->rows * r->per;
@@ -566,8 +565,9 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
     return st;
   if ((st = pk_get_count(rd, 1, &len, "the warning"))) return st;
   if (len) {
+    /* saved with strlen: a NUL inside would not save back */
     if (memchr(rd->p + rd->pos, '\0', len))
-      return pk_fail(PK_EFORMAT, "saved model: value check failed: a NUL byte in the warning");
+      return pk_fail(PK_EFORMAT, "value check failed: the warning holds a NUL byte");
     if ((st = pk_alloc((void **)&r->warning, len + 1, 1, "the warning"))) return st;
     memcpy(r->warning, rd->p + rd->pos, len);
     r->warning[len] = '\0';
@@ -575,6 +575,8 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
   }
   return PK_OK;
 }
+
+const pk_matrix *pk_regressor_X(const pk_regressor *r) { return r->X; }
 
 pk_status pk_regressor_write_payload(pk_writer *w, const void *r)
 {
@@ -586,15 +588,13 @@ pk_status pk_regressor_load_mem(pk_regressor **out, const char *name, const unsi
 {
   pk_reader rd;
   pk_regressor *r;
-  pk_status st = pk_load_object_mem(name, buf, len, PK_TAG_REGRESSOR, &rd);
+  pk_status st;
   *out = NULL;
-  if (st) return st;
+  if ((st = pk_load_object_mem(name, buf, len, PK_TAG_REGRESSOR, &rd))) return st;
   if ((st = pk_calloc((void **)&r, 1, sizeof *r, "a kernel regressor"))) return st;
-  st = read_model(&rd, r);
-  if (!st) st = pk_reader_end(&rd, name);
-  if (st) {
+  if ((st = read_model(&rd, r)) || (st = pk_reader_end(&rd, name))) {
     pk_regressor_free(r);
-    return st;
+    return pk_fail_in(st, name);
   }
   *out = r;
   return PK_OK;

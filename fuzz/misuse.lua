@@ -109,9 +109,32 @@ M.samples = {
     K:release()
     return K
   end,
-  -- the types to come: these start covering them as soon as they exist
-  kernel_linear = function() return pk.kernel.linear and pk.kernel.linear() end,
-  kernel_rbf = function() return pk.kernel.rbf and pk.kernel.rbf{ gamma = 0.5 } end,
+  -- classical, infinite-width and precomputed kernels
+  kernel_linear = function() return pk.kernel.linear() end,
+  kernel_rbf = function() return pk.kernel.rbf{ gamma = 0.5 } end,
+  kernel_poly = function() return pk.kernel.poly{ degree = 2 } end,
+  kernel_ntk = function() return pk.kernel.ntk{ depth = 2, activation = "relu" } end,
+  kernel_nngp = function() return pk.kernel.nngp{ depth = 1, activation = "erf" } end,
+  kernel_precomputed = function()
+    local A = pk.randn(4, 4, 8)
+    return pk.kernel.precomputed(A * A:t(), (data()))
+  end,
+  -- kernel regressors, fitted on the tiny data; one loaded from a file
+  regressor_ridge = function() return pk.machine.ridge(pk.kernel.rbf{ gamma = 0.5 }, data()) end,
+  regressor_gp = function() return pk.machine.gp(pk.kernel.tangent(tiny(9), { memory = 1000 }), data()) end,
+  regressor_flow = function() return pk.machine.gradient_flow(pk.kernel.ntk{ depth = 1 }, data()) end,
+  regressor_loaded = function()
+    local p = M.tmpdir .. "/regressor.pk"
+    assert(pk.machine.gp(pk.kernel.laplacian{ gamma = 1 }, data()):save(p))
+    local r = pk.load(p)
+    os.remove(p)
+    return r
+  end,
+  regressor_released = function()
+    local r = pk.machine.ridge(pk.kernel.linear(), data())
+    r:release()
+    return r
+  end,
 }
 
 -- Module functions never called: none so far. (pk.set_memory_limit is

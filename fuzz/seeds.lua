@@ -121,6 +121,16 @@ function seeds.machine(put)
   end
 end
 
+-- ridge, GP (Cholesky and, on a singular Gram, eigendecomposition) and
+-- gradient flow (with and without f0) over every kernel a file can hold
+  -- a rank-2 Gram with no noise to speak of: the GP falls back to eigh
+  local twice = pk.matrix{ { 1, 2 }, { 1, 2 }, { 2, 4 }, { 2, 4 } }
+  local ok, gp = pcall(pk.machine.gp, pk.kernel.linear(), twice, pk.matrix{ 1, 1, 2, 2 }, { noise = 1e-300 })
+  if ok then put("gp-eig", saved_obj(gp)) end
+  put("flow-f0", saved_obj(pk.machine.gradient_flow(pk.kernel.rbf{ gamma = 1 }, X, Y,
+    { f0 = pk.randn(6, 1, 13), t = math.huge })))
+end
+
 -- CRC-32 (zlib polynomial), for frames no loader of this build writes yet
 local crctab = {}
 for i = 0, 255 do
@@ -155,7 +165,7 @@ function seeds.container(put)
   put("trajectory", saved_obj(traj))
   put("machine", saved_obj(pk.machine.from_trajectory(traj)))
   assert(frame(1, saved(pk.eye(2)):sub(25, -5)) == saved(pk.eye(2)), "seeds.lua frames differ")
-  for tag = 1, 5 do
+  for tag = 1, 6 do
     put("empty-tag" .. tag, frame(tag, ""))
     put("bytes-tag" .. tag, frame(tag, string.rep("\1\0\0\0\0\0\0\0", 3)))
   end

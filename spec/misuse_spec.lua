@@ -43,8 +43,8 @@ describe("the misuse fuzzer", function()
     assert.are.equal(COUNT, calls, out)
     -- it found the module's functions and every userdata type, and trained
     local nf, nm, nt = out:match("on (%d+) module functions and (%d+) methods of (%d+) types")
-    assert.is_true(tonumber(nf) >= 17 and tonumber(nm) >= 70 and tonumber(nt) >= 5, out)
-    for _, t in ipairs{ "Matrix", "Network", "Trajectory", "KernelMachine", "Kernel" } do
+    assert.is_true(tonumber(nf) >= 30 and tonumber(nm) >= 80 and tonumber(nt) >= 6, out)
+    for _, t in ipairs{ "Matrix", "Network", "Trajectory", "KernelMachine", "Kernel", "Regressor" } do
       assert.truthy(out:find("pathkernel." .. t .. "[ %]]"), t .. " not reached: " .. out)
     end
     assert.is_true(tonumber(out:match("(%d+) trainings ran")) > 0, out)

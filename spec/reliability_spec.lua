@@ -122,6 +122,10 @@ describe("saves", function()
     -- a number is not taken for a file name (A:save(2) wrote ./2)
     H.raises("string (a path) expected, got number", function() return pk.eye(2):save(2) end)
     H.raises("string (a path) expected, got number", pk.read_csv, 1.5)
+    -- pk.plot hands paths to the shell and to io.open, which cut at a NUL
+    H.raises("the file name contains a NUL byte", pk.plot.line, { file = dir .. "/a\0.png", y = pk.matrix{ 1, 2 } })
+    H.raises("the path contains a NUL byte", pk.plot.folder, dir .. "/a\0b")
+    H.raises("gnuplot must be a command name or path", pk.plot.config, { gnuplot = "gnu\0plot" })
     assert.are.same({}, ls(dir))
   end)
 
@@ -368,6 +372,17 @@ describe("objects that callbacks release or reuse", function()
     assert.are.equal(0, (got - want):max_abs())
     km:release()
     H.raises("kernel machine has been released", km.predict, km, X)
+  end)
+
+  it("a kernel cannot be released from the progress callback of a fit that uses it", function()
+    local K = pk.kernel.tangent(net(), { memory = 1000 })
+    local A, B = pk.randn(30, 2, 1), pk.randn(30, 1, 2)
+    H.raises("kernel is in use", pk.machine.ridge, K, A, B, { progress = function() K:release() end })
+    H.raises("kernel is in use", pk.machine.gp, K, A, B, { progress = function() getmetatable(K).__gc(K) end })
+    -- the data may go: the fit holds copies
+    local A2, B2 = A:copy(), B:copy()
+    local r = pk.machine.ridge(K, A2, B2, { progress = function() A2:release(); B2:release(); collectgarbage() end })
+    assert.are.equal(0, (r:predict(A) - pk.machine.ridge(K, A, B):predict(A)):max_abs())
   end)
 
   it("machines and path kernels keep a trajectory whose __gc is called by hand", function()

@@ -33,6 +33,8 @@ local function entry(impl)
 end
 
 local function shq(s)     -- a word for /bin/sh
+  -- the shell would see the word cut at a NUL byte (and its quote open)
+  if tostring(s):find("\0", 1, true) then fail("%s", "a path or command contains a NUL byte") end
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
@@ -128,6 +130,7 @@ local function target(fn, file)
   if type(file) ~= "string" or file == "" then
     fail("%s: option 'file' (the picture to write, .png or .svg) is required", fn)
   end
+  if file:find("\0", 1, true) then fail("%s: the file name contains a NUL byte", fn) end
   local ext = file:match("%.([%a]+)$")
   ext = ext and ext:lower()
   if ext ~= "png" and ext ~= "svg" then
@@ -569,7 +572,7 @@ M.config = entry(function(o)
   if type(o) ~= "table" then fail("%s", "plot.config: expected an option table, got " .. type(o)) end
   check_keys("plot.config", o, CFG_KEYS)
   if o.gnuplot ~= nil then
-    if type(o.gnuplot) ~= "string" or o.gnuplot == "" then
+    if type(o.gnuplot) ~= "string" or o.gnuplot == "" or o.gnuplot:find("\0", 1, true) then
       fail("%s", "plot.config: gnuplot must be a command name or path")
     end
   end
@@ -594,6 +597,7 @@ end
 --- returns the path, raises when it cannot be created
 M.folder = entry(function(path)
   if type(path) ~= "string" or path == "" then fail("%s", "plot.folder: expected a folder path") end
+  if path:find("\0", 1, true) then fail("%s", "plot.folder: the path contains a NUL byte") end
   os.execute("mkdir -p " .. shq(path) .. " 2>/dev/null")
   local probe = path .. "/.pathkernel-probe"
   local f, err = io.open(probe, "wb")

@@ -123,6 +123,19 @@ end
 
 -- ridge, GP (Cholesky and, on a singular Gram, eigendecomposition) and
 -- gradient flow (with and without f0) over every kernel a file can hold
+function seeds.regressor(put)
+  local X, Y = fixed_data()
+  local kernels = {
+    linear = pk.kernel.linear(), rbf = pk.kernel.rbf{ gamma = 0.5 },
+    laplacian = pk.kernel.laplacian{ gamma = 1 }, poly = pk.kernel.poly{ degree = 2, c = 1 },
+    ntk = pk.kernel.ntk{ depth = 2, activation = "relu" },
+    nngp = pk.kernel.nngp{ depth = 1, activation = "erf", sigma_w = 1.5, sigma_b = 0.1 },
+  }
+  for name, K in pairs(kernels) do
+    put("ridge-" .. name, saved_obj(pk.machine.ridge(K, X, Y, { lambda = 0.1 })))
+    put("gp-" .. name, saved_obj(pk.machine.gp(K, X, Y, { noise = 0.01 })))
+    put("flow-" .. name, saved_obj(pk.machine.gradient_flow(K, X, Y, { lr = 0.5, t = 10 })))
+  end
   -- a rank-2 Gram with no noise to speak of: the GP falls back to eigh
   local twice = pk.matrix{ { 1, 2 }, { 1, 2 }, { 2, 4 }, { 2, 4 } }
   local ok, gp = pcall(pk.machine.gp, pk.kernel.linear(), twice, pk.matrix{ 1, 1, 2, 2 }, { noise = 1e-300 })
@@ -147,14 +160,6 @@ end
 local function frame(tag, payload)
   local head = "PATHKRNL" .. string.pack("<I4I4I8", 1, tag, #payload) .. payload
   return head .. string.pack("<I4", crc32(head))
-end
-
-function seeds.regressor(put)
-  local X, Y = fixed_data()
-  put("ridge-rbf", saved_obj(pk.machine.ridge(pk.kernel.rbf{ gamma = 0.5 }, X, Y, { lambda = 1e-2 })))
-  put("gp-ntk", saved_obj(pk.machine.gp(pk.kernel.ntk{ depth = 2 }, X, Y, { noise = 0.1 })))
-  put("flow-poly", saved_obj(pk.machine.gradient_flow(pk.kernel.poly{ degree = 2 }, X, Y, { lr = 0.5, t = 3 })))
-  put("flow-f0", saved_obj(pk.machine.gradient_flow(pk.kernel.linear(), X, Y, { t = math.huge, f0 = Y * 0.5 })))
 end
 
 function seeds.container(put)

@@ -41,53 +41,7 @@ static double sigmoid(double z)
   }
 }
 
-/* Large activation passes run on the parallel-for threads: a training
- * step otherwise spends a sixth of its time in them on one core. */
-#define PAR_MIN 65536
-typedef struct act_job { pk_activation act; const double *z, *a; double *out; int deriv; } act_job;
-static void act_apply1(pk_activation act, const double *z, double *a, size_t n);
-static void act_mul1(pk_activation act, const double *z, const double *a, double *g, size_t n);
-
-static double act_chunk(void *ctx, size_t i0, size_t i1)
-{
-  act_job *j = ctx;
-  if (j->deriv) act_mul1(j->act, j->z + i0, j->a + i0, j->out + i0, i1 - i0);
-  else act_apply1(j->act, j->z + i0, j->out + i0, i1 - i0);
-  return (double)(i1 - i0);
-}
-
-static void act_parallel(pk_activation act, const double *z, const double *a, double *out,
-                         size_t n, int deriv)
-{
-  act_job j;
-  j.act = act;
-  j.z = z;
-  j.a = a;
-  j.out = out;
-  j.deriv = deriv;
-  if (n < PAR_MIN || pk_threads() < 2) {
-    act_chunk(&j, 0, n);
-    return;
-  }
-  pk_parallel_for(n, (n + 1) / 2 / 4096 * 4096 + 4096, act_chunk, &j, NULL, (double)n, "activation");
-}
-
 void pk_act_apply(pk_activation act, const double *z, double *a, size_t n)
-{
-  if (act == PK_ACT_IDENTITY) {
-    if (a != z) memcpy(a, z, n * sizeof *a);
-    return;
-  }
-  act_parallel(act, z, NULL, a, n, 0);
-}
-
-void pk_act_mul_deriv(pk_activation act, const double *z, const double *a, double *g, size_t n)
-{
-  if (act == PK_ACT_IDENTITY) return;
-  act_parallel(act, z, a, g, n, 1);
-}
-
-static void act_apply1(pk_activation act, const double *z, double *a, size_t n)
 {
   size_t i;
   switch (act) {
@@ -108,7 +62,7 @@ static void act_apply1(pk_activation act, const double *z, double *a, size_t n)
 }
 
 /* g[i] *= phi'(z[i]); a = phi(z) gives the cheap forms */
-static void act_mul1(pk_activation act, const double *z, const double *a, double *g, size_t n)
+void pk_act_mul_deriv(pk_activation act, const double *z, const double *a, double *g, size_t n)
 {
   size_t i;
   const double c_erf = 2.0 / sqrt(PK_PI), c_pdf = 1.0 / sqrt(2.0 * PK_PI);

@@ -89,6 +89,147 @@ describe("pk.plot with gnuplot", function()
   end)
 end)
 
+-- Every text that reaches gnuplot, and the output path, against the ways
+-- out of a gnuplot string: backquotes (a shell command), system() and $(),
+-- @macros, semicolons, both quotes, backslashes, newlines. An escape shows
+-- as the marker file; the picture must show the text as given.
+describe("pk.plot keeps user text inert", function()
+  local function shq(v) return "'" .. tostring(v):gsub("'", "'\\''") .. "'" end
+  local function ls(d)           -- names may hold newlines
+    local p = assert(io.popen("find " .. shq(d) .. " -mindepth 1 -maxdepth 1 -printf '%f\\0'"))
+    local t = {}
+    for name in p:read("a"):gmatch("([^\0]+)\0") do t[#t + 1] = name end
+    p:close()
+    table.sort(t)
+    return t
+  end
+  local function xml(s) return (s:gsub("&", "&amp;"):gsub("<", "&lt;")) end
+  -- each line of text t drawn as one <text> element
+  local function drawn(svg, t)
+    for line in (t .. "\n"):gmatch("(.-)\n") do
+      assert.truthy(svg:find("<text>" .. xml(line) .. "</text>", 1, true), "not drawn: " .. line)
+    end
+  end
+
+  local idir, marker, attacks
+  before_each(function()
+    idir = H.tmpname("-inject")
+    assert(os.execute("mkdir -p " .. shq(idir)))
+    marker = idir .. "/PWNED"
+    local touch = "touch " .. marker
+    attacks = {
+      "`" .. touch .. "`",
+      'system("' .. touch .. '")',
+      "$(" .. touch .. ")",
+      "@mark and @@",
+      'a; print system("' .. touch .. '"); set output "' .. idir .. '/other"',
+      "' . system('" .. touch .. "') . '",
+      '" . system("' .. touch .. '") . "',
+      [[it's "quoted" '' and \"escaped\" \n \]],
+      "first line\n`" .. touch .. "`\n'; @mark",
+      "& <b> 50% ^2 _x {y} ~ é ∑",
+    }
+  end)
+  after_each(function() os.execute("rm -rf " .. shq(idir)) end)
+
+  with_gnuplot("in titles, axis labels, legends and colour-bar labels", function()
+    for k, a in ipairs(attacks) do
+      local file = plot.scatter{ file = idir .. "/s.svg", title = "T" .. a, xlabel = "X" .. a, ylabel = "Y" .. a,
+        cblabel = "C" .. a, series = { { x = { 1, 2 }, y = { 1, 2 }, value = { 0, 1 }, label = "S" .. a },
+                                       { x = { 1, 2 }, y = { 2, 1 }, style = "lines", label = "L" .. a } } }
+      assert.are.same({ "s.svg" }, ls(idir), "attack " .. k)
+      local svg = H.read_bytes(file)
+      for _, t in ipairs{ "T", "X", "Y", "C", "S", "L" } do drawn(svg, t .. a) end
+    end
+    local all = table.concat(attacks, "\n")
+    local file = plot.heatmap{ file = idir .. "/h.svg", z = { { 1, 2 }, { 3, 4 } }, title = "T" .. all,
+                               xlabel = "X" .. all, ylabel = "Y" .. all, cblabel = "C" .. all }
+    local svg = H.read_bytes(file)
+    for _, t in ipairs{ "T", "X", "Y", "C" } do drawn(svg, t .. all) end
+    local images = {}
+    for k, a in ipairs(attacks) do images[k] = { data = { 0, 1, 1, 0 }, title = a } end
+    file = plot.images{ file = idir .. "/i.svg", title = "T" .. all, images = images }
+    svg = H.read_bytes(file)
+    drawn(svg, "T" .. all)
+    for _, a in ipairs(attacks) do drawn(svg, a) end
+    assert.are.same({ "h.svg", "i.svg", "s.svg" }, ls(idir))
+  end)
+
+  with_gnuplot("in the font and the gnuplot command", function()
+    local saved = plot.config{ font = "Sans`touch " .. marker .. "`,11" }
+    local ok, file = pcall(plot.line, { file = idir .. "/f.png", x = { 1, 2 }, y = { 1, 2 } })
+    plot.config(saved)
+    assert.is_true(ok, file)
+    assert.are.equal(PNG_MAGIC, H.read_bytes(file):sub(1, 8))
+    saved = plot.config{ gnuplot = "gnuplot`touch " .. marker .. "`; touch " .. marker }
+    local csv, note
+    ok, csv, note = pcall(plot.line, { file = idir .. "/g.png", x = { 1, 2 }, y = { 1, 2 } })
+    plot.config(saved)
+    assert.is_true(ok, csv)
+    assert.truthy(note:find("is not available", 1, true), note)
+    assert.are.same({ "f.png", "g.csv" }, ls(idir))
+  end)
+
+  with_gnuplot("in the output path", function()
+    -- run in a child whose working folder is idir, so that a command run by
+    -- a relative name leaves its mark there
+    local names = { "`touch PWNED`.svg", "$(touch PWNED).svg", "|touch PWNED.svg", "a'b\"c; @m \\.svg",
+                    "new\nline.svg", "-dash.svg", "~tilde.svg" }
+    local function absolute(paths)
+      local cwd = assert(io.popen("pwd")):read("l")
+      return (paths:gsub("[^;]+", function(p) return p:sub(1, 1) == "/" and p or (cwd .. "/" .. p) end))
+    end
+    local code = { 'local pk = require "pathkernel"' }
+    for _, n in ipairs(names) do
+      code[#code + 1] = ("print(pcall(pk.plot.line, { file = %q, x = { 1, 2 }, y = { 1, 2 }, title = 'path' }))"):format(n)
+    end
+    local script = H.tmpname(".lua")
+    H.write_bytes(script, table.concat(code, "\n"))
+    local p = assert(io.popen(("cd %s && LUA_PATH=%s LUA_CPATH=%s lua5.4 %s 2>&1"):format(shq(idir),
+      shq(absolute(package.path)), shq(absolute(package.cpath)), shq(script))))
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    table.sort(names)
+    assert.are.same(names, ls(idir), out)
+    for _, n in ipairs(names) do
+      assert.truthy(H.read_bytes(idir .. "/" .. n):find("</svg>%s*$"), n)
+    end
+  end)
+
+  it("refuses NUL, carriage return and other control characters, naming the option", function()
+    for _, bad in ipairs{ "\0", "\r", "\1", "\27", "\127", "\t" } do
+      local code = ("\\%d"):format(bad:byte())
+      for _, key in ipairs{ "title", "xlabel", "ylabel", "label" } do
+        local o = { file = idir .. "/r.svg", x = { 1, 2 }, y = { 1, 2 }, [key] = "ab" .. bad .. "c" }
+        local what = key == "label" and "series 1 label" or ("option '" .. key .. "'")
+        H.raises(("plot.line: %s holds the control character %s at byte 3"):format(what, code), plot.line, o)
+      end
+      H.raises(("plot.scatter: option 'cblabel' holds the control character %s at byte 1"):format(code),
+               plot.scatter, { file = idir .. "/r.svg", x = { 1 }, y = { 1 }, value = { 1 }, cblabel = bad })
+      for _, key in ipairs{ "title", "xlabel", "ylabel", "cblabel" } do
+        H.raises(("plot.heatmap: option '%s' holds the control character %s"):format(key, code), plot.heatmap,
+                 { file = idir .. "/r.svg", z = { { 1 } }, [key] = bad })
+      end
+      H.raises(("plot.images: option 'title' holds the control character %s"):format(code), plot.images,
+               { file = idir .. "/r.svg", title = bad, images = { { data = { 1 } } } })
+      H.raises(("plot.images: image 2 title holds the control character %s"):format(code), plot.images,
+               { file = idir .. "/r.svg", images = { { data = { 1 } }, { data = { 1 }, title = bad } } })
+      H.raises(("plot.config: option 'font' holds the control character %s"):format(code), plot.config,
+               { font = "Sans" .. bad })
+    end
+    H.raises("plot.line: option 'file': the file name contains a NUL byte", plot.line,
+             { file = idir .. "/a\0b.svg", x = { 1 }, y = { 1 } })
+    H.raises("plot.line: series 1 color must be \"#rrggbb\"", plot.line,
+             { file = idir .. "/r.svg", series = { { x = { 1 }, y = { 1 }, color = "#ff0000' lw 9" } } })
+    H.raises("plot.line: series 1 label must be a string, got table", plot.line,
+             { file = idir .. "/r.svg", series = { { x = { 1 }, y = { 1 }, label = {} } } })
+    H.raises("plot.line: series 1 width must be a number in (0, 1000)", plot.line,
+             { file = idir .. "/r.svg", series = { { x = { 1 }, y = { 1 }, width = "2; system('x')" } } })
+    assert.are.same({}, ls(idir))
+  end)
+end)
+
 describe("pk.plot without gnuplot", function()
   local saved
   before_each(function() saved = plot.config{ gnuplot = "/nonexistent/gnuplot" } end)
@@ -140,7 +281,7 @@ describe("pk.plot when gnuplot fails", function()
   end)
 
   it("raises gnuplot's message and leaves no picture", function()
-    fake_gnuplot("echo 'line 3: undefined variable: boom' >&2; : > \"$(sed -n 's/^set output \"\\(.*\\)\"$/\\1/p' \"$1\")\"; exit 1")
+    fake_gnuplot([[echo 'line 3: undefined variable: boom' >&2; : > "$(sed -n "s/^set output '\(.*\)'$/\1/p" "$1")"; exit 1]])
     local err = H.raises("plot.line: gnuplot failed writing '" .. dir .. "/failed.png' (exit 1)", plot.line,
                          { file = dir .. "/failed.png", x = { 1 }, y = { 1 } })
     assert.truthy(err:find("undefined variable: boom", 1, true), err)

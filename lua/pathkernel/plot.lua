@@ -44,9 +44,40 @@ local function gnuplot_cmd(cmd)
   return "LD_PRELOAD= " .. shq(cmd)
 end
 
-local function gq(s)      -- a double-quoted gnuplot string
-  s = tostring(s):gsub("\\", "\\\\"):gsub('"', '\\"'):gsub("\r?\n", "\\n")
-  return '"' .. s .. '"'
+-- Text for gnuplot. Inside single quotes gnuplot 5.4 expands nothing: no
+-- backslash escapes, no backquoted shell commands, no @macros. Quotes and
+-- newlines are the two bytes that cannot sit there: a quote ends the string
+-- (gnuplot's doubled '' works only after another character), a newline ends
+-- the command and the rest of the line would run as gnuplot commands. So
+-- the text is cut at each of them into single-quoted runs joined by
+-- gnuplot's string concatenation with the constants "'" and "\n" (a line
+-- break). A NUL would cut the line short and the other control characters
+-- are not text (an SVG holding one is not valid XML): those are refused.
+local function gtext(fn, what, s)
+  s = tostring(s)
+  local at = s:find("[\0-\9\11-\31\127]")
+  if at then
+    fail("%s: %s holds the control character \\%d at byte %d (text may hold any byte but NUL, "
+         .. "carriage return and the other control characters; a newline breaks the line)",
+         fn, what, s:byte(at), at)
+  end
+  local parts = {}
+  for run, sep in (s .. "\n"):gmatch("([^'\n]*)(['\n])") do
+    if run ~= "" then parts[#parts + 1] = "'" .. run .. "'" end
+    parts[#parts + 1] = sep == "'" and [["'"]] or [["\n"]]
+  end
+  parts[#parts] = nil                     -- the newline added above
+  if #parts == 0 then return "''" end
+  return table.concat(parts, ".")
+end
+
+-- a colour is "#rrggbb", "#aarrggbb" or a gnuplot colour name
+local function colour(fn, what, c)
+  if type(c) ~= "string" or not (c:match("^#%x%x%x%x%x%x$") or c:match("^#%x%x%x%x%x%x%x%x$")
+                                 or c:match("^%a[%w%-]*$")) then
+    fail("%s: %s must be \"#rrggbb\", \"#aarrggbb\" or a colour name like \"dark-red\"", fn, what)
+  end
+  return "'" .. c .. "'"
 end
 
 local function num(v)     -- a number as gnuplot reads it back exactly
@@ -130,7 +161,8 @@ local function target(fn, file)
   if type(file) ~= "string" or file == "" then
     fail("%s: option 'file' (the picture to write, .png or .svg) is required", fn)
   end
-  if file:find("\0", 1, true) then fail("%s: the file name contains a NUL byte", fn) end
+  -- io.open would cut the name at a NUL and write another file
+  if file:find("\0", 1, true) then fail("%s: option 'file': the file name contains a NUL byte", fn) end
   local ext = file:match("%.([%a]+)$")
   ext = ext and ext:lower()
   if ext ~= "png" and ext ~= "svg" then
@@ -150,7 +182,7 @@ end
 
 local function csv_field(s)
   s = tostring(s)
-  if s:find('[,"\n]') then s = '"' .. s:gsub('"', '""') .. '"' end
+  if s:find('[,"\r\n]') then s = '"' .. s:gsub('"', '""') .. '"' end
   return s
 end
 
@@ -166,24 +198,26 @@ end
 
 local function terminal(cmd, ext, w, h)
   local size = ("size %d,%d"):format(w, h)
+  local font = gtext("plot.config", "option 'font'", cfg.font)
   if ext == "svg" then
-    return ("set terminal svg %s noenhanced font %s background rgb 'white'"):format(size, gq(cfg.font))
+    return ("set terminal svg %s noenhanced font %s background rgb 'white'"):format(size, font)
   end
   if png_term[cmd] == nil then
     local ok = os.execute(gnuplot_cmd(cmd) .. " -e 'set terminal pngcairo' >/dev/null 2>&1")
     png_term[cmd] = ok == true and "pngcairo" or "png"
   end
   if png_term[cmd] == "pngcairo" then
-    return ("set terminal pngcairo %s noenhanced font %s background rgb 'white'"):format(size, gq(cfg.font))
+    return ("set terminal pngcairo %s noenhanced font %s background rgb 'white'"):format(size, font)
   end
   return ("set terminal png %s noenhanced background rgb 'white'"):format(size)
 end
 
--- Run a script; nil when gnuplot cannot be started, else raise on failure.
--- The script goes through a temporary file rather than a pipe to gnuplot's
--- input: a gnuplot that stops early at an error must not leave us writing
--- into a closed pipe (SIGPIPE would end the whole process).
-local function run(fn, script, file)
+-- Run a script that writes the picture to `out`; answer the picture's bytes,
+-- nil when gnuplot cannot be started, or raise on failure. The script goes
+-- through a temporary file rather than a pipe to gnuplot's input: a gnuplot
+-- that stops early at an error must not leave us writing into a closed pipe
+-- (SIGPIPE would end the whole process).
+local function run(fn, script, out, file)
   local sfile = os.tmpname()
   local f = io.open(sfile, "wb")
   if not f then fail("%s: cannot write a temporary gnuplot script '%s'", fn, sfile) end
@@ -199,31 +233,40 @@ local function run(fn, script, file)
   local _, how, code = p:close()
   os.remove(sfile)
   if how == "exit" and code == 127 then return nil end    -- the shell found no gnuplot
-  local out = io.open(file, "rb")
-  local size = out and out:seek("end") or 0
-  if out then out:close() end
-  if code ~= 0 or size == 0 then
-    os.remove(file)                                       -- a broken picture is worse than none
-    if code ~= 0 then
-      fail("%s: gnuplot failed writing '%s' (%s %s):\n%s", fn, file, how, tostring(code), msg)
-    end
-    fail("%s: gnuplot wrote nothing to '%s':\n%s", fn, file, msg)
+  local o = io.open(out, "rb")
+  local bytes = o and o:read("a") or ""
+  if o then o:close() end
+  if code ~= 0 then
+    fail("%s: gnuplot failed writing '%s' (%s %s):\n%s", fn, file, how, tostring(code), msg)
   end
-  return true
+  if #bytes == 0 then fail("%s: gnuplot wrote nothing to '%s':\n%s", fn, file, msg) end
+  return bytes
 end
 
 -- Draw with gnuplot, or write the CSV rows when gnuplot is missing. Returns
--- the file written and, for the fallback, a message.
+-- the file written and, for the fallback, a message. gnuplot writes into a
+-- temporary file of our naming, so the user's path never reaches it (a
+-- gnuplot output name starting with '|' would be run as a shell command).
 local function render(fn, file, ext, body, csv_header, csv_rows, w, h)
   writable(fn, file)
   if gnuplot_found(cfg.gnuplot) then
+    local out = os.tmpname()
     local script = table.concat({
       terminal(cfg.gnuplot, ext, w or cfg.width, h or cfg.height),
-      "set output " .. gq(file),
+      "set output " .. gtext(fn, "the temporary file", out),
       "set encoding utf8",
       body,
       "unset output", "" }, "\n")
-    if run(fn, script, file) then return file end
+    local okr, bytes = pcall(run, fn, script, out, file)
+    os.remove(out)
+    if not okr then error(bytes, 0) end
+    if bytes then
+      local f, err = io.open(file, "wb")
+      if not f then fail("%s: cannot write '%s': %s", fn, file, err) end
+      f:write(bytes)
+      f:close()
+      return file
+    end
   end
   local csv = file:gsub("%.[%a]+$", "") .. ".csv"
   local f, err = io.open(csv, "wb")
@@ -264,12 +307,21 @@ local function range(fn, what, r)
   return ("[%s:%s]"):format(num(r[1]), num(r[2]))
 end
 
-local function opt_string(fn, o, key)
+-- a line width or point size: a positive number, written back exactly
+local function positive(fn, what, v)
+  if type(v) ~= "number" or not (v > 0 and v < 1000) then
+    fail("%s: %s must be a number in (0, 1000)", fn, what)
+  end
+  return num(v)
+end
+
+-- a text option, quoted for gnuplot
+local function opt_text(fn, o, key)
   local v = o[key]
-  if v ~= nil and type(v) ~= "string" and type(v) ~= "number" then
+  if type(v) ~= "string" and type(v) ~= "number" then
     fail("%s: option '%s' must be a string, got %s", fn, key, type(v))
   end
-  return v
+  return gtext(fn, ("option '%s'"):format(key), v)
 end
 
 -- ---- line and scatter ----------------------------------------------------------
@@ -305,6 +357,9 @@ local function xy(fn, o, default_style)
   for s, ser in ipairs(series) do
     if type(ser) ~= "table" then fail("%s: series %d is %s, not a table", fn, s, type(ser)) end
     check_keys(fn .. " series " .. s, ser, SERIES_KEYS)
+    if ser.label ~= nil and type(ser.label) ~= "string" and type(ser.label) ~= "number" then
+      fail("%s: series %d label must be a string, got %s", fn, s, type(ser.label))
+    end
     local name = ser.label ~= nil and ("series %d ('%s')"):format(s, tostring(ser.label)) or ("series " .. s)
     if ser.x == nil or ser.y == nil then fail("%s: %s needs x and y", fn, name) end
     local x, y = vector(fn, name .. " x", ser.x), vector(fn, name .. " y", ser.y)
@@ -338,26 +393,31 @@ local function xy(fn, o, default_style)
     end
     block[#block + 1] = "EOD"
     body[#body + 1] = table.concat(block, "\n")
-    local title = ser.label ~= nil and ("title " .. gq(ser.label)) or "notitle"
-    local lw = ser.width or 2
-    local ps = ser.size or 1.2
+    local title = ser.label ~= nil and ("title " .. gtext(fn, ("series %d label"):format(s), ser.label))
+                  or "notitle"
+    local lw = positive(fn, name .. " width", ser.width or 2)
+    local psize = ser.size or 1.2
+    local ps = positive(fn, name .. " size", psize)
     local pt = ser.point or 7
-    local color = ser.color and (" lc rgb " .. gq(ser.color)) or ""
+    if math.type(pt) ~= "integer" or pt < 0 or pt > 1000 then
+      fail("%s: %s point must be an integer in 0..1000 (a gnuplot point type)", fn, name)
+    end
+    local color = ser.color and (" lc rgb " .. colour(fn, name .. " color", ser.color)) or ""
     if v then
       -- a dark ring under each coloured point keeps pale colours visible
-      plots[#plots + 1] = ("$s%d using 1:2 with points pt 6 ps %g lc rgb '#333333' notitle"):format(s, ps * 1.15)
-      plots[#plots + 1] = ("$s%d using 1:2:3 with points pt %d ps %g lc palette %s"):format(s, pt, ps, title)
+      plots[#plots + 1] = ("$s%d using 1:2 with points pt 6 ps %s lc rgb '#333333' notitle"):format(s, num(psize * 1.15))
+      plots[#plots + 1] = ("$s%d using 1:2:3 with points pt %d ps %s lc palette %s"):format(s, pt, ps, title)
     elseif style == "lines" then
-      plots[#plots + 1] = ("$s%d using 1:2 with lines lw %g%s %s"):format(s, lw, color, title)
+      plots[#plots + 1] = ("$s%d using 1:2 with lines lw %s%s %s"):format(s, lw, color, title)
     elseif style == "points" then
-      plots[#plots + 1] = ("$s%d using 1:2 with points pt %d ps %g%s %s"):format(s, pt, ps, color, title)
+      plots[#plots + 1] = ("$s%d using 1:2 with points pt %d ps %s%s %s"):format(s, pt, ps, color, title)
     else
-      plots[#plots + 1] = ("$s%d using 1:2 with linespoints lw %g pt %d ps %g%s %s"):format(s, lw, pt, ps, color, title)
+      plots[#plots + 1] = ("$s%d using 1:2 with linespoints lw %s pt %d ps %s%s %s"):format(s, lw, pt, ps, color, title)
     end
   end
-  if o.title ~= nil then body[#body + 1] = "set title " .. gq(opt_string(fn, o, "title")) end
-  if o.xlabel ~= nil then body[#body + 1] = "set xlabel " .. gq(opt_string(fn, o, "xlabel")) end
-  if o.ylabel ~= nil then body[#body + 1] = "set ylabel " .. gq(opt_string(fn, o, "ylabel")) end
+  if o.title ~= nil then body[#body + 1] = "set title " .. opt_text(fn, o, "title") end
+  if o.xlabel ~= nil then body[#body + 1] = "set xlabel " .. opt_text(fn, o, "xlabel") end
+  if o.ylabel ~= nil then body[#body + 1] = "set ylabel " .. opt_text(fn, o, "ylabel") end
   if logx then body[#body + 1] = "set logscale x 10\nset format x '1e%L'" end
   if logy then body[#body + 1] = "set logscale y 10\nset format y '1e%L'" end
   local xr, yr = range(fn, "xrange", o.xrange), range(fn, "yrange", o.yrange)
@@ -384,7 +444,7 @@ local function xy(fn, o, default_style)
       cr = ("[%s:%s]"):format(num(-a), num(a))     -- white at zero
     end
     if cr then body[#body + 1] = "set cbrange " .. cr end
-    if o.cblabel ~= nil then body[#body + 1] = "set cblabel " .. gq(opt_string(fn, o, "cblabel")) end
+    if o.cblabel ~= nil then body[#body + 1] = "set cblabel " .. opt_text(fn, o, "cblabel") end
   elseif o.palette ~= nil or o.cbrange ~= nil then
     palette(fn, o.palette)
     range(fn, "cbrange", o.cbrange)
@@ -457,10 +517,10 @@ M.heatmap = entry(function(o)
       cr = ("[%s:%s]"):format(num(-a), num(a))
     end
     if cr then body[#body + 1] = "set cbrange " .. cr end
-    if o.title ~= nil then body[#body + 1] = "set title " .. gq(opt_string(fn, o, "title")) end
-    if o.xlabel ~= nil then body[#body + 1] = "set xlabel " .. gq(opt_string(fn, o, "xlabel")) end
-    if o.ylabel ~= nil then body[#body + 1] = "set ylabel " .. gq(opt_string(fn, o, "ylabel")) end
-    if o.cblabel ~= nil then body[#body + 1] = "set cblabel " .. gq(opt_string(fn, o, "cblabel")) end
+    if o.title ~= nil then body[#body + 1] = "set title " .. opt_text(fn, o, "title") end
+    if o.xlabel ~= nil then body[#body + 1] = "set xlabel " .. opt_text(fn, o, "xlabel") end
+    if o.ylabel ~= nil then body[#body + 1] = "set ylabel " .. opt_text(fn, o, "ylabel") end
+    if o.cblabel ~= nil then body[#body + 1] = "set cblabel " .. opt_text(fn, o, "cblabel") end
     body[#body + 1] = ("set xrange [0.5:%s]\nset yrange [%s:0.5]"):format(num(nc + 0.5), num(nr + 0.5))
     body[#body + 1] = "set tics out nomirror"
     body[#body + 1] = "plot $z matrix using ($1+1):($2+1):3 with image notitle"
@@ -502,6 +562,9 @@ M.images = entry(function(o)
     end
     check_keys(fn .. " image " .. k, im, ONE_IMG_KEYS)
     if im.data == nil then fail("%s: image %d has no data", fn, k) end
+    if im.title ~= nil and type(im.title) ~= "string" and type(im.title) ~= "number" then
+      fail("%s: image %d title must be a string, got %s", fn, k, type(im.title))
+    end
     local rows, h, w
     local d = im.data
     local shp = im.shape or shape
@@ -544,14 +607,14 @@ M.images = entry(function(o)
     b[#b + 1] = "EOD"
     blocks[#blocks + 1] = table.concat(b, "\n")
     panels[#panels + 1] = table.concat({
-      "set title " .. gq(im.title ~= nil and tostring(im.title) or ""),
+      "set title " .. gtext(fn, ("image %d title"):format(k), im.title or ""),
       ("set xrange [-0.5:%s]\nset yrange [%s:-0.5]"):format(num(w - 0.5), num(h - 0.5)),
       ("plot $i%d matrix with image notitle"):format(k) }, "\n")
   end
   local body = { table.concat(blocks, "\n"), pal,
     "unset key\nunset tics\nunset colorbox\nunset border\nset size ratio -1",
     cr and ("set cbrange " .. cr) or "",
-    ("set multiplot layout %d,%d%s"):format(nrows, columns, o.title and (" title " .. gq(opt_string(fn, o, "title"))) or ""),
+    ("set multiplot layout %d,%d%s"):format(nrows, columns, o.title and (" title " .. opt_text(fn, o, "title")) or ""),
     table.concat(panels, "\n"),
     "unset multiplot" }
   local w, h = size(fn, o)
@@ -582,7 +645,10 @@ M.config = entry(function(o)
       fail("plot.config: %s must be an integer number of pixels in 16..20000", k)
     end
   end
-  if o.font ~= nil and type(o.font) ~= "string" then fail("%s", "plot.config: font must be a string like 'Sans,11'") end
+  if o.font ~= nil then
+    if type(o.font) ~= "string" then fail("%s", "plot.config: font must be a string like 'Sans,11'") end
+    gtext("plot.config", "option 'font'", o.font)
+  end
   for k, v in pairs(o) do cfg[k] = v end
   return old
 end)
@@ -598,7 +664,7 @@ end
 M.folder = entry(function(path)
   if type(path) ~= "string" or path == "" then fail("%s", "plot.folder: expected a folder path") end
   if path:find("\0", 1, true) then fail("%s", "plot.folder: the path contains a NUL byte") end
-  os.execute("mkdir -p " .. shq(path) .. " 2>/dev/null")
+  os.execute("mkdir -p -- " .. shq(path) .. " 2>/dev/null")
   local probe = path .. "/.pathkernel-probe"
   local f, err = io.open(probe, "wb")
   if not f then fail("plot.folder: cannot write into '%s': %s", path, err) end

@@ -143,6 +143,6 @@ local file, note = pk.plot.images{
   images = images, columns = 2 * k + 1, range = { 0, 1 }, palette = "gray_r",
 }
 print("pictures:")
-print(("  wrote %s"):format(file))
-if note then print("  note: " .. note) end
+if file then print(("  wrote %s"):format(file)) end
+if note then print((file and "  note: " or "  could not draw it: ") .. note) end
 print(("done in %.1f s"):format(pk.clock() - t0))

@@ -100,6 +100,6 @@ local file, note = pk.plot.line{
   logx = true, logy = true, legend = "top right", series = series,
 }
 print("pictures:")
-print(("  wrote %s"):format(file))
-if note then print("  note: " .. note) end
+if file then print(("  wrote %s"):format(file)) end
+if note then print((file and "  note: " or "  could not draw it: ") .. note) end
 print(("done in %.1f s"):format(pk.clock() - t0))

@@ -75,8 +75,8 @@ for i = 1, m do tx[i], ty[i], tc[i] = X:get(i, 1), Y:get(i, 1), C:get(1, i) end
 local fstar = net:forward(q):get(1, 1)
 
 local function report(file, msg)
-  print(("  wrote %s"):format(file))
-  if msg then print("  note: " .. msg) end
+  if file then print(("  wrote %s"):format(file)) end
+  if msg then print((file and "  note: " or "  could not draw it: ") .. msg) end
 end
 
 print("pictures:")

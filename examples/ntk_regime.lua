@@ -127,8 +127,8 @@ out_series[#out_series + 1] = { x = tx, y = ty, style = "points", point = 7, col
   label = "training points" }
 
 local function report(file, note)
-  print(("  wrote %s"):format(file))
-  if note then print("  note: " .. note) end
+  if file then print(("  wrote %s"):format(file)) end
+  if note then print((file and "  note: " or "  could not draw it: ") .. note) end
 end
 print("pictures:")
 report(pk.plot.line{

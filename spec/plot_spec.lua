@@ -267,32 +267,151 @@ describe("pk.plot without gnuplot", function()
   end)
 end)
 
-describe("pk.plot when gnuplot fails", function()
-  local saved, fake
-  local function fake_gnuplot(body)
-    fake = H.tmpname("-gnuplot")
-    H.write_bytes(fake, "#!/bin/sh\n" .. body .. "\n")
-    os.execute("chmod +x '" .. fake .. "'")
-    saved = plot.config{ gnuplot = fake }
+-- A picture is written whole or not at all: a failed plot returns nil and
+-- a message and leaves the file that was there as it was, with no
+-- temporary beside it. gnuplot is played by small shell scripts that draw
+-- what each case needs into the file named by the script's 'set output'.
+describe("pk.plot writes pictures atomically", function()
+  local function shq(v) return "'" .. tostring(v):gsub("'", "'\\''") .. "'" end
+  local function ls(d)
+    local t, p = {}, assert(io.popen("ls -A " .. shq(d)))
+    for l in p:lines() do t[#t + 1] = l end
+    p:close()
+    table.sort(t)
+    return t
   end
+  local OUT = [[OUT=$(sed -n "s/^set output '\(.*\)'$/\1/p" "$1")]]
+  local PNG_TAIL = "\0\0\0\0IEND\174\66\96\130"
+  local adir, old, saved, fakes
+  before_each(function()
+    adir = H.tmpname("-atomic")
+    assert(os.execute("mkdir -p " .. shq(adir)))
+    old = "the picture that was here\n"
+    H.write_bytes(adir .. "/p.png", old)
+    H.write_bytes(adir .. "/p.svg", old)
+    saved, fakes = plot.config(), {}
+  end)
   after_each(function()
     plot.config(saved)
-    os.remove(fake)
+    for _, f in ipairs(fakes) do os.remove(f) end
+    os.execute("rm -rf " .. shq(adir))
+  end)
+  local function fake_gnuplot(body)
+    local fake = H.tmpname("-gnuplot")
+    H.write_bytes(fake, "#!/bin/sh\n" .. OUT .. "\n" .. body .. "\n")
+    assert(os.execute("chmod +x " .. shq(fake)))
+    fakes[#fakes + 1] = fake
+    plot.config{ gnuplot = fake }
+    return fake
+  end
+  -- a file that passes as a whole PNG: signature, padding, IEND chunk
+  local function png_file(pad)
+    local f = H.tmpname(".png")
+    H.write_bytes(f, PNG_MAGIC .. ("x"):rep(pad) .. PNG_TAIL)
+    fakes[#fakes + 1] = f
+    return f
+  end
+  local function unchanged()
+    assert.are.equal(old, H.read_bytes(adir .. "/p.png"))
+    assert.are.equal(old, H.read_bytes(adir .. "/p.svg"))
+    assert.are.same({ "p.png", "p.svg" }, ls(adir))
+  end
+  local function fails(pattern, file)
+    local got, msg = plot.line{ file = adir .. "/" .. (file or "p.png"), x = { 1, 2 }, y = { 1, 2 } }
+    assert.is_nil(got)
+    assert.truthy(msg:find(pattern, 1, true), msg)
+    return msg
+  end
+
+  it("keeps the old picture when gnuplot fails, and returns its message", function()
+    fake_gnuplot([[printf '\211PNG' > "$OUT"; echo 'line 3: undefined variable: boom' >&2; exit 1]])
+    local msg = fails("plot.line: gnuplot failed drawing '" .. adir .. "/p.png' (exit 1):")
+    assert.truthy(msg:find("undefined variable: boom", 1, true), msg)
+    unchanged()
   end)
 
-  it("raises gnuplot's message and leaves no picture", function()
-    fake_gnuplot([[echo 'line 3: undefined variable: boom' >&2; : > "$(sed -n "s/^set output '\(.*\)'$/\1/p" "$1")"; exit 1]])
-    local err = H.raises("plot.line: gnuplot failed writing '" .. dir .. "/failed.png' (exit 1)", plot.line,
-                         { file = dir .. "/failed.png", x = { 1 }, y = { 1 } })
-    assert.truthy(err:find("undefined variable: boom", 1, true), err)
-    assert.is_false(exists(dir .. "/failed.png"))
-  end)
-
-  it("raises when gnuplot writes nothing", function()
+  it("keeps the old picture when gnuplot draws nothing or stops short", function()
     fake_gnuplot("exit 0")
-    H.raises("plot.line: gnuplot wrote nothing to '" .. dir .. "/empty.svg'", plot.line,
-             { file = dir .. "/empty.svg", x = { 1 }, y = { 1 } })
-    assert.is_false(exists(dir .. "/empty.svg"))
+    fails("plot.line: gnuplot drew nothing for '" .. adir .. "/p.png'")
+    unchanged()
+    fake_gnuplot([[head -c 3000 ]] .. shq(png_file(5000)) .. [[ > "$OUT"]])
+    fails("plot.line: gnuplot drew an incomplete PNG for '" .. adir .. "/p.png' (3000 bytes")
+    unchanged()
+    fake_gnuplot([[printf '<?xml version="1.0"?>\n<svg width="8">\n<g>' > "$OUT"]])
+    fails("plot.line: gnuplot drew an incomplete SVG for '" .. adir .. "/p.svg'", "p.svg")
+    unchanged()
+  end)
+
+  it("replaces the old picture when gnuplot succeeds", function()
+    local good = png_file(100)
+    fake_gnuplot("cat " .. shq(good) .. [[ > "$OUT"]])
+    assert.are.equal(adir .. "/p.png", plot.line{ file = adir .. "/p.png", x = { 1, 2 }, y = { 1, 2 } })
+    assert.are.equal(H.read_bytes(good), H.read_bytes(adir .. "/p.png"))
+    fake_gnuplot([[printf '<svg width="8">\n</svg>\n' > "$OUT"]])
+    assert.are.equal(adir .. "/p.svg", plot.line{ file = adir .. "/p.svg", x = { 1, 2 }, y = { 1, 2 } })
+    assert.are.equal('<svg width="8">\n</svg>\n', H.read_bytes(adir .. "/p.svg"))
+    assert.are.same({ "p.png", "p.svg" }, ls(adir))
+  end)
+
+  -- Root ignores permissions, so a full disk is a file size limit in a
+  -- child: with SIGXFSZ ignored, write() answers EFBIG part way through.
+  local function under_limit(blocks, code)
+    local script = H.tmpname(".lua")
+    H.write_bytes(script, 'local pk = require "pathkernel"\n' .. code)
+    local p = assert(io.popen(("trap '' XFSZ; ulimit -f %d; LUA_PATH=%s LUA_CPATH=%s lua5.4 %s 2>&1")
+      :format(blocks, shq(package.path), shq(package.cpath), shq(script))))
+    local out = p:read("a")
+    p:close()
+    os.remove(script)
+    return out
+  end
+
+  it("keeps the old picture when the disk fills while it is written", function()
+    -- gnuplot links a whole 200 KB picture into place without writing it;
+    -- writing its copy beside the target runs into the limit
+    local fake = fake_gnuplot("ln -f " .. shq(png_file(200000)) .. [[ "$OUT"]])
+    local out = under_limit(64, ("pk.plot.config{ gnuplot = %q }\nprint(pk.plot.line{ file = %q, x = { 1, 2 }, y = { 1, 2 } })")
+      :format(fake, adir .. "/p.png"))
+    assert.truthy(out:find("nil\tplot.line: cannot write '" .. adir .. "/p.png': File too large", 1, true), out)
+    unchanged()
+  end)
+
+  with_gnuplot("keeps the old picture when the disk fills while gnuplot draws", function()
+    for _, ext in ipairs{ "png", "svg" } do
+      local out = under_limit(8, ("print(pk.plot.line{ file = %q, x = { 1, 2, 3 }, y = { 1, 3, 2 }, title = 't' })")
+        :format(adir .. "/p." .. ext))
+      assert.truthy(out:find("nil\tplot.line: gnuplot drew an incomplete " .. ext:upper() .. " for '"
+                             .. adir .. "/p." .. ext .. "'", 1, true), out)
+      unchanged()
+    end
+  end)
+
+  with_gnuplot("replaces the old picture with gnuplot's", function()
+    assert.are.equal(adir .. "/p.png", plot.line{ file = adir .. "/p.png", x = { 1, 2 }, y = { 1, 2 } })
+    local png = H.read_bytes(adir .. "/p.png")
+    assert.are.equal(PNG_MAGIC, png:sub(1, 8))
+    assert.are.equal(PNG_TAIL, png:sub(-12))
+    assert.are.equal(adir .. "/p.svg", plot.line{ file = adir .. "/p.svg", x = { 1, 2 }, y = { 1, 2 } })
+    assert.truthy(H.read_bytes(adir .. "/p.svg"):find("</svg>%s*$"))
+    assert.are.same({ "p.png", "p.svg" }, ls(adir))
+  end)
+
+  it("returns nil and a message naming the path once for a missing folder", function()
+    for _, gnuplot in ipairs{ false, true } do
+      if gnuplot then fake_gnuplot("cat " .. shq(png_file(10)) .. [[ > "$OUT"]])
+      else plot.config{ gnuplot = "/nonexistent/gnuplot" } end
+      local file = adir .. "/missing/x.png"
+      local target = gnuplot and file or (adir .. "/missing/x.csv")
+      local got, msg = plot.line{ file = file, x = { 1, 2 }, y = { 1, 2 } }
+      assert.is_nil(got)
+      assert.are.equal(("plot.line: cannot write '%s': No such file or directory"):format(target), msg)
+      H.write_bytes(adir .. "/f", "a file, not a folder")
+      got, msg = plot.heatmap{ file = adir .. "/f/x.svg", z = { { 1 } } }
+      assert.is_nil(got)
+      assert.truthy(msg:find("^plot.heatmap: cannot write '" .. adir:gsub("%p", "%%%0") .. "/f/x%.%a+': Not a directory$"), msg)
+      os.remove(adir .. "/f")
+      unchanged()
+    end
   end)
 end)
 
@@ -311,8 +430,6 @@ describe("pk.plot refuses bad input", function()
              { file = dir .. "/e.png", x = ok_x, y = { 1, "2", 3 } })
     H.raises("must be a vector (a n x 1 or 1 x n matrix), got 2x2", plot.line,
              { file = dir .. "/e.png", x = pk.zeros(2, 2), y = ok_y })
-    H.raises("plot.line: cannot write '/nonexistent-folder/x.png'", plot.line,
-             { file = "/nonexistent-folder/x.png", x = ok_x, y = ok_y })
     H.raises("cannot tell the format of 'x.jpg': name it .png or .svg", plot.line,
              { file = "x.jpg", x = ok_x, y = ok_y })
     H.raises("option 'file' (the picture to write, .png or .svg) is required", plot.line, { x = ok_x, y = ok_y })

@@ -171,13 +171,42 @@ local function target(fn, file)
   return ext
 end
 
-local function writable(fn, path)
-  local existed = io.open(path, "rb")
-  if existed then existed:close() end
-  local f, err = io.open(path, "ab")
-  if not f then fail("%s: cannot write '%s': %s", fn, path, err) end
-  f:close()
-  if not existed then os.remove(path) end
+-- a fresh temporary file (created empty by mkstemp), or nil and why
+local function scratch(fn)
+  local ok, name = pcall(os.tmpname)
+  if ok then return name end
+  return nil, ("%s: cannot create a temporary file: %s"):format(fn, tostring(name))
+end
+
+-- A file is written through a temporary file beside it, renamed over it
+-- once complete, so that a failure part way (a full disk) leaves the old
+-- file as it was. begin() opens the temporary (`tag` makes its name unique)
+-- before any long work, so an unwritable folder is reported at once;
+-- finish() writes and renames. Both answer nil and why on failure.
+local function begin(fn, path, tag)
+  local tmp = path .. ".tmp-" .. tag
+  local f, err = io.open(tmp, "wb")
+  if f then return { f = f, tmp = tmp, path = path } end
+  -- io.open's message starts with the name it was given: say the path once
+  if err:sub(1, #tmp + 2) == tmp .. ": " then err = err:sub(#tmp + 3) end
+  return nil, ("%s: cannot write '%s': %s"):format(fn, path, err)
+end
+
+local function abandon(w)
+  w.f:close()
+  os.remove(w.tmp)
+end
+
+local function finish(fn, w, bytes)
+  local okw, err = w.f:write(bytes)
+  local okc, cerr = w.f:close()
+  if okw and okc then
+    local okr, rerr = os.rename(w.tmp, w.path)
+    if okr then return w.path end
+    err = rerr
+  end
+  os.remove(w.tmp)
+  return nil, ("%s: cannot write '%s': %s"):format(fn, w.path, tostring(err or cerr))
 end
 
 local function csv_field(s)
@@ -212,71 +241,92 @@ local function terminal(cmd, ext, w, h)
   return ("set terminal png %s noenhanced background rgb 'white'"):format(size)
 end
 
--- Run a script that writes the picture to `out`; answer the picture's bytes,
--- nil when gnuplot cannot be started, or raise on failure. The script goes
--- through a temporary file rather than a pipe to gnuplot's input: a gnuplot
--- that stops early at an error must not leave us writing into a closed pipe
--- (SIGPIPE would end the whole process).
-local function run(fn, script, out, file)
-  local sfile = os.tmpname()
-  local f = io.open(sfile, "wb")
-  if not f then fail("%s: cannot write a temporary gnuplot script '%s'", fn, sfile) end
-  local okw, werr = f:write(script)
-  f:close()
-  if not okw then
+-- A picture is whole when it ends as its format ends: PNG with the IEND
+-- chunk, SVG with its closing tag. A full disk or a killed gnuplot leaves a
+-- file that starts right and stops short.
+local PNG_HEAD, PNG_TAIL = "\137PNG\r\n\26\n", "\0\0\0\0IEND\174\66\96\130"
+local function whole(ext, b)
+  if ext == "png" then return b:sub(1, 8) == PNG_HEAD and b:sub(-12) == PNG_TAIL end
+  return b:find("<svg", 1, true) ~= nil and b:find("</svg>%s*$", math.max(1, #b - 64)) ~= nil
+end
+
+-- Run gnuplot on a script that draws into `out`. Answers the picture's
+-- bytes; false when gnuplot cannot be started; nil and why when it fails.
+-- The script goes through a temporary file rather than a pipe to gnuplot's
+-- input: a gnuplot that stops early at an error must not leave us writing
+-- into a closed pipe (SIGPIPE would end the whole process).
+local function run(fn, file, ext, script, out)
+  local sfile, why = scratch(fn)
+  if not sfile then return nil, why end
+  local f, err = io.open(sfile, "wb")
+  if f then
+    local okw, werr = f:write(script)
+    local okc, cerr = f:close()
+    err = not okw and werr or not okc and cerr or nil
+  end
+  if err then
     os.remove(sfile)
-    fail("%s: cannot write a temporary gnuplot script: %s", fn, tostring(werr))
+    return nil, ("%s: cannot write the temporary gnuplot script: %s"):format(fn, err)
   end
   local p = io.popen(gnuplot_cmd(cfg.gnuplot) .. " " .. shq(sfile) .. " 2>&1", "r")
-  if not p then os.remove(sfile); return nil end
+  if not p then os.remove(sfile); return false end
   local msg = p:read("a") or ""
   local _, how, code = p:close()
   os.remove(sfile)
-  if how == "exit" and code == 127 then return nil end    -- the shell found no gnuplot
+  if how == "exit" and code == 127 then return false end  -- the shell found no gnuplot
   local o = io.open(out, "rb")
   local bytes = o and o:read("a") or ""
   if o then o:close() end
-  if code ~= 0 then
-    fail("%s: gnuplot failed writing '%s' (%s %s):\n%s", fn, file, how, tostring(code), msg)
+  if how ~= "exit" or code ~= 0 then
+    return nil, ("%s: gnuplot failed drawing '%s' (%s %s):\n%s"):format(fn, file, how, tostring(code), msg)
   end
-  if #bytes == 0 then fail("%s: gnuplot wrote nothing to '%s':\n%s", fn, file, msg) end
+  if #bytes == 0 then return nil, ("%s: gnuplot drew nothing for '%s':\n%s"):format(fn, file, msg) end
+  if not whole(ext, bytes) then
+    return nil, ("%s: gnuplot drew an incomplete %s for '%s' (%d bytes; a full disk?):\n%s")
+                :format(fn, ext:upper(), file, #bytes, msg)
+  end
   return bytes
 end
 
 -- Draw with gnuplot, or write the CSV rows when gnuplot is missing. Returns
--- the file written and, for the fallback, a message. gnuplot writes into a
--- temporary file of our naming, so the user's path never reaches it (a
--- gnuplot output name starting with '|' would be run as a shell command).
+-- the file written and, for the fallback, a message; nil and why when the
+-- picture cannot be drawn or written (the file that was there stays). gnuplot
+-- draws into a temporary file of our naming, so the user's path never
+-- reaches it (an output name starting with '|' would run as a shell command).
 local function render(fn, file, ext, body, csv_header, csv_rows, w, h)
-  writable(fn, file)
   if gnuplot_found(cfg.gnuplot) then
-    local out = os.tmpname()
+    local out, why = scratch(fn)
+    if not out then return nil, why end
     local script = table.concat({
       terminal(cfg.gnuplot, ext, w or cfg.width, h or cfg.height),
       "set output " .. gtext(fn, "the temporary file", out),
       "set encoding utf8",
       body,
       "unset output", "" }, "\n")
-    local okr, bytes = pcall(run, fn, script, out, file)
+    local pic
+    pic, why = begin(fn, file, out:match("[^/]*$"))
+    if not pic then os.remove(out); return nil, why end
+    local bytes, err = run(fn, file, ext, script, out)
     os.remove(out)
-    if not okr then error(bytes, 0) end
-    if bytes then
-      local f, err = io.open(file, "wb")
-      if not f then fail("%s: cannot write '%s': %s", fn, file, err) end
-      f:write(bytes)
-      f:close()
-      return file
-    end
+    if bytes then return finish(fn, pic, bytes) end
+    abandon(pic)
+    if bytes == nil then return nil, err end
   end
   local csv = file:gsub("%.[%a]+$", "") .. ".csv"
-  local f, err = io.open(csv, "wb")
-  if not f then fail("%s: cannot write '%s': %s", fn, csv, err) end
-  f:write(csv_header, "\n")
+  local lines = { csv_header }
   for _, r in ipairs(csv_rows) do
     for j = 1, #r do r[j] = type(r[j]) == "number" and num(r[j]) or csv_field(r[j]) end
-    f:write(table.concat(r, ","), "\n")
+    lines[#lines + 1] = table.concat(r, ",")
   end
-  f:close()
+  lines[#lines + 1] = ""
+  local tag, why = scratch(fn)
+  if not tag then return nil, why end
+  os.remove(tag)
+  local cw
+  cw, why = begin(fn, csv, tag:match("[^/]*$"))
+  if not cw then return nil, why end
+  local ok, err = finish(fn, cw, table.concat(lines, "\n"))
+  if not ok then return nil, err end
   return csv, ("%s: gnuplot (%s) is not available, so the data of '%s' was written to '%s' "
                .. "(install gnuplot-nox to get the picture)"):format(fn, cfg.gnuplot, file, csv)
 end

@@ -54,3 +54,38 @@ describe("docs/API.md", function()
     assert.are.same({}, missing)
   end)
 end)
+
+-- The README and docs/API.md stand alone and say what the code does.
+describe("the README and docs/API.md", function()
+  local readme = H.read_bytes("README.md")
+  local function shq(v) return "'" .. tostring(v):gsub("'", "'\\''") .. "'" end
+  local function exists(path)
+    local f = io.open(path, "rb")
+    if f then f:close() end
+    return f ~= nil
+  end
+
+  it("have a README plot example that runs in an empty folder", function()
+    local snippet = assert(readme:match("\n## Plots\n.-```lua\n(.-)```"))
+    local cwd = assert(io.popen("pwd")):read("l")
+    local function absolute(paths)
+      return (paths:gsub("[^;]+", function(p) return p:sub(1, 1) == "/" and p or (cwd .. "/" .. p) end))
+    end
+    local dir = H.tmpname("-readme")
+    assert(os.execute("mkdir -p " .. shq(dir)))
+    H.write_bytes(dir .. "/plot.lua", table.concat({
+      'local pk = require "pathkernel"',
+      "local net = pk.network{ sizes = {1, 4, 1}, seed = 1 }",
+      "local traj = net:train{ X = pk.randn(8, 1, 1), Y = pk.randn(8, 1, 2), lr = 0.1, steps = 5, record = true }",
+      snippet }, "\n"))
+    local p = assert(io.popen(("cd %s && LUA_PATH=%s LUA_CPATH=%s lua5.4 plot.lua 2>&1"):format(shq(dir),
+      shq(absolute(package.path)), shq(absolute(package.cpath)))))
+    local out = p:read("a")
+    local ok = p:close()
+    local made = pk.plot.available() and (dir .. "/out/loss.png") or (dir .. "/out/loss.csv")
+    local wrote = exists(made)
+    os.execute("rm -rf " .. shq(dir))
+    assert.is_true(ok, out)
+    assert.is_true(wrote, out)
+  end)
+end)

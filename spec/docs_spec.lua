@@ -65,6 +65,57 @@ describe("the README and docs/API.md", function()
     return f ~= nil
   end
 
+  it("name only files that are in the repository", function()
+    -- the folders of the source tree (build outputs are not part of it)
+    local top = {}
+    for d in ("bench c docs examples fuzz lua rockspec spec .ci"):gmatch("%S+") do top[d] = true end
+    local missing = {}
+    for name, text in pairs{ ["README.md"] = readme, ["docs/API.md"] = doc } do
+      for path in text:gmatch("[%w_%./%-]+%.[%a]+") do
+        local first = path:match("^([^/]+)/")
+        local wanted = (first and top[first] and not path:find("NAME", 1, true)) or path:match("^[%w_%-]+%.md$")
+        if wanted and not exists(path) and not exists("docs/" .. path) then
+          missing[#missing + 1] = name .. ": " .. path
+        end
+      end
+    end
+    table.sort(missing)
+    assert.are.same({}, missing)
+  end)
+
+  it("list every object tag of the file format, and pk.load every type it opens", function()
+    local names = { MATRIX = "matrix", NETWORK = "network", TRAJECTORY = "trajectory",
+                    MACHINE = "kernel machine", REGRESSOR = "regressor" }
+    local tags = {}
+    for name, n in H.read_bytes("c/pk.h"):gmatch("PK_TAG_(%u+)%s*=%s*(%d+)") do
+      tags[#tags + 1] = n .. " " .. assert(names[name], "a tag without a name here: " .. name)
+    end
+    table.sort(tags)
+    assert.is_true(#tags >= 5)
+    for file, text in pairs{ ["README.md"] = readme, ["docs/API.md"] = doc } do
+      local list = assert(text:match("object tag (%b())"), file):gsub("%s+", " ")
+      local listed = {}
+      for entry in list:sub(2, -2):gmatch("[^,]+") do listed[#listed + 1] = entry:match("^%s*(.-)%s*$") end
+      table.sort(listed)
+      assert.are.same(tags, listed, file)
+    end
+    -- every type that saves itself is one pk.load opens
+    local X, Y = pk.randn(4, 1, 1), pk.randn(4, 1, 2)
+    pk.machine.ridge(pk.kernel.rbf{}, X, Y)
+    local net = pk.network{ sizes = {1, 2, 1}, seed = 1 }
+    pk.machine.from_trajectory(net:train{ X = X, Y = Y, steps = 1, record = true })
+    local row = assert(doc:match("\n| `pk%.load%(.-\n"))
+    local types = 0
+    for tname, mt in pairs(debug.getregistry()) do
+      if type(tname) == "string" and tname:match("^pathkernel%.") and type(mt) == "table"
+         and type(mt.__index) == "table" and mt.__index.save then
+        types = types + 1
+        assert.truthy(row:find(tname:match("^pathkernel%.(.*)$"), 1, true), tname .. " missing from the pk.load row")
+      end
+    end
+    assert.is_true(types >= 5)
+  end)
+
   it("have a README plot example that runs in an empty folder", function()
     local snippet = assert(readme:match("\n## Plots\n.-```lua\n(.-)```"))
     local cwd = assert(io.popen("pwd")):read("l")

@@ -116,6 +116,20 @@ describe("the README and docs/API.md", function()
     assert.is_true(types >= 5)
   end)
 
+  it("show an online machine answering rows and subsets of its own queries", function()
+    local para = assert(doc:match("An online\nmachine answers.-\n\n"), "the paragraph on online machines")
+    local X, Y, Xq = pk.randn(6, 2, 1), pk.randn(6, 1, 2), pk.randn(3, 2, 3)
+    local _, km = pk.network{ sizes = {2, 4, 1}, seed = 1 }:train{ X = X, Y = Y, steps = 3, lr = 0.1, explain = Xq }
+    local calls = 0
+    for code in para:gmatch("`(km:[^`]+)`") do
+      local f = assert(load("return " .. code, code, "t", { km = km, Xq = Xq, k = 2 }))
+      assert.truthy(f(), code)
+      calls = calls + 1
+    end
+    assert.is_true(calls >= 2, "the paragraph shows no call")
+    H.raises("accumulated online for its own 3 queries", km.predict, km, pk.randn(1, 2, 9))
+  end)
+
   it("have a README plot example that runs in an empty folder", function()
     local snippet = assert(readme:match("\n## Plots\n.-```lua\n(.-)```"))
     local cwd = assert(io.popen("pwd")):read("l")

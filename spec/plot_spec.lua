@@ -126,7 +126,7 @@ describe("pk.plot keeps user text inert", function()
       "' . system('" .. touch .. "') . '",
       '" . system("' .. touch .. '") . "',
       [[it's "quoted" '' and \"escaped\" \n \]],
-      "first line\n`" .. touch .. "`\n'; @mark",
+      "first line\n`" .. touch .. "`\n'; @mark\n!" .. touch .. "\n# not a comment",
       "& <b> 50% ^2 _x {y} ~ é ∑",
     }
   end)

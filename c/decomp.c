@@ -57,6 +57,18 @@ pk_status pk_quadrature(pk_rule rule, int nodes, double *t, double *w)
   return PK_OK;
 }
 
+/* The first row of Xq holding a NaN or an infinity, or 0: a kernel
+ * machine explains finite inputs only (as training takes finite data), so
+ * such queries are refused by name rather than turned into NaN results
+ * that verify and explain cannot rank. */
+size_t pk_nonfinite_row(const pk_matrix *Xq)
+{
+  size_t r;
+  for (r = 0; r < Xq->rows; r++)
+    if (!pk_all_finite(Xq->data + r * Xq->cols, Xq->cols)) return r + 1;
+  return 0;
+}
+
 /* rows of queries per tile and batch columns per chunk */
 #define QTILE 1024
 #define BCHUNK 2048
@@ -97,6 +109,9 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
   dc->explicit_traces = pk_opt_state_vectors(opt) > 0;
   dc->need_gbar = dc->explicit_traces || hyper->weight_decay > 0;
   if ((st = pk_check_input(net, Xq, "the queries"))) return st;
+  if ((N = pk_nonfinite_row(Xq)))
+    return pk_fail(PK_EINVAL, "the queries hold a NaN or infinite value in row %zu (a kernel "
+                   "machine explains finite inputs only)", N);
   if ((st = pk_quadrature(rule, nodes, dc->t, dc->wt))) return st;
   dc->nodes = nodes;
   if (qt == 0) qt = 1;

@@ -365,6 +365,8 @@ typedef struct pk_decomp {
   pk_deltas dq[PK_MAX_NODES], da;
 } pk_decomp;
 
+/* 1 + the index of the first row of Xq with a NaN or infinite value, or 0 */
+size_t pk_nonfinite_row(const pk_matrix *Xq);
 pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *Xq, size_t m,
                          pk_rule rule, int nodes, int want_kp, pk_optimizer opt,
                          const pk_hyper *hyper);

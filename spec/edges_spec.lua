@@ -84,3 +84,76 @@ describe("kernel machines refuse non-finite queries", function()
     H.raises("the queries hold a NaN or infinite value in row 1", kmo.verify, kmo, Qb)
   end)
 end)
+
+describe("read_csv reads decimal numbers only", function()
+  local p = H.tmpname(".csv")
+  local function read(text, o)
+    H.write_bytes(p, text)
+    return pk.read_csv(p, o)
+  end
+  local function refuses(text, what)
+    local err = H.raises("line 2, column 2", read, "1,2\n3," .. text .. "\n")
+    assert(err:find(what, 1, true), "'" .. text .. "': " .. err)
+    return err
+  end
+  teardown(function() os.remove(p) end)
+
+  it("refuses hexadecimal numbers, with the line and column", function()
+    for _, t in ipairs{ "0x10", "-0X1A", "0x1p3", "0x.8" } do refuses(t, "bad number") end
+  end)
+
+  it("refuses numbers beyond the double range, and says so", function()
+    for _, t in ipairs{ "1e400", "-1e400", "1.8e308", "1e99999999999999999999" } do
+      refuses(t, "out of range")
+    end
+    -- the largest double and what rounds to it are in range
+    assert.are.equal(1.7976931348623157e308, read("1.7976931348623157e308"):get(1, 1))
+    assert.are.equal(1.7976931348623157e308, read("1.7976931348623158e308"):get(1, 1))
+  end)
+
+  it("reads underflow as the nearest double: subnormal or zero", function()
+    local A = read("4.9406564584124654e-324,2.2250738585072009e-308,1e-400,-1e-400,0e99999")
+    assert.are.equal(2 ^ -1074, A:get(1, 1))
+    assert.are.equal(2.2250738585072009e-308, A:get(1, 2))
+    assert.are.equal(0, A:get(1, 3))
+    assert.are.equal(-math.huge, 1 / A:get(1, 4))      -- -0
+    assert.are.equal(0, A:get(1, 5))
+  end)
+
+  it("reads inf, infinity and nan (any case, signed) but no other strtod syntax", function()
+    local A = read("inf,-INF,+Infinity,-infinity,nan,NaN,-nan")
+    for j, v in ipairs{ math.huge, -math.huge, math.huge, -math.huge } do assert.are.equal(v, A:get(1, j)) end
+    for j = 5, 7 do assert.is_true(A:get(1, j) ~= A:get(1, j)) end
+    for _, t in ipairs{ "nan(123)", "nan()", "infin", "in", "na", "-+1", "+-1", "--1", "1e", "1e+",
+                        "e5", ".", "-", "+", ".e1", "1.5.2", "1,5e", "1 2", "1_000", "\v1", "1\f",
+                        "0b1", "1d5", "1e5.5", "١" } do
+      if t == "1,5e" then
+        H.raises("line 2, column 3", read, "1,2,3\n3," .. t .. "\n")
+      else
+        refuses(t, "bad number")
+      end
+    end
+  end)
+
+  it("reads signs, leading and trailing dots, exponents and spaces or tabs around a number", function()
+    local A = read(" 1 ,\t-2.\t, +.5,1E3 , -1e-2,007,-0")
+    for j, v in ipairs{ 1, -2, 0.5, 1000, -0.01, 7 } do assert.are.equal(v, A:get(1, j)) end
+    assert.are.equal(-math.huge, 1 / A:get(1, 7))
+  end)
+
+  it("reads back what write_csv writes, inf and nan included", function()
+    local A = pk.matrix{ { math.huge, -math.huge, 0 / 0, 2 ^ -1074, -0.0, 1 / 3, 1.7976931348623157e308 } }
+    assert(A:write_csv(p))
+    local B = pk.read_csv(p)
+    for j = 1, 7 do
+      local a, b = A:get(1, j), B:get(1, j)
+      assert.is_true(a == b and 1 / a == 1 / b or (a ~= a and b ~= b), "column " .. j)
+    end
+  end)
+
+  it("shows the bad field escaped", function()
+    local err = refuses("\27[31mx", "bad number")
+    assert.is_nil(err:find("\27", 1, true), err)
+    assert.truthy(err:find("\\x1b[31mx", 1, true), err)
+  end)
+end)

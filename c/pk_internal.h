@@ -150,6 +150,9 @@ struct pk_kernel {
   size_t nout;          /* K: outputs of the model (1 for classical kernels) */
   pk_outputs mode;      /* how K > 1 outputs are laid out */
   size_t memory;        /* working-set budget in bytes for tiled Grams */
+  int nan_rows;         /* a kernel of the inputs alone (classical, infinite
+                         * width): every entry of a row with a NaN or an
+                         * infinity is NaN, whatever its formula gives */
   void *state;          /* the kernel's own data, freed by destroy */
 };
 

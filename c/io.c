@@ -188,19 +188,36 @@ static pk_status atomic_save(const char *path, emit_fn emit, const void *ctx)
   FILE *f;
   int fd, err = 0;
 
-  if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+  int exists = stat(path, &sb) == 0;
+  /* a file that exists keeps its permission bits (a private file stays
+   * private); a new one gets what fopen would give it, 0666 less umask */
+  mode_t mode = exists ? (sb.st_mode & 0777) : 0666;
+
+  if (exists && !S_ISREG(sb.st_mode))
     return pk_fail(PK_EIO, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" :
                    "not a regular file (a save only replaces regular files)");
   tmp = malloc(len);
   if (!tmp) return pk_fail(PK_ENOMEM, "save: out of memory");
   snprintf(tmp, len, "%s.tmp%ld", path, (long)getpid());
   remove_stale_temps(path);
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  /* a fresh file, never one already there (a link planted at the
+   * temporary's name is not followed), created with at most the final
+   * mode, so the data is never more readable than the file will be */
+  if (unlink(tmp) != 0 && errno != ENOENT) {
+    st = pk_fail(PK_EIO, "%s: %s", path, strerror(errno));
+    free(tmp);
+    return st;
+  }
+  fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode);
   if (fd < 0) {
     st = pk_fail(PK_EIO, "%s: %s", path, strerror(errno));
     free(tmp);
     return st;
   }
+  /* the umask may have taken bits the old file had: give them back. Best
+   * effort (some file systems refuse): failing leaves fewer bits, never
+   * more, so nothing becomes readable that was not */
+  if (exists) (void)fchmod(fd, mode);
   f = fdopen(fd, "wb");
   if (!f) {
     err = errno;

@@ -219,3 +219,58 @@ describe("classical and infinite-width kernels on non-finite rows", function()
     end
   end)
 end)
+
+describe("a save keeps the mode of the file it replaces", function()
+  local dir = H.tmpname("dir")
+  assert(os.execute("mkdir -p " .. shq(dir)))
+  teardown(function() os.execute("rm -rf " .. shq(dir)) end)
+
+  local function mode(path)
+    local p = assert(io.popen("stat -c %a " .. shq(path)))
+    local m = p:read("l")
+    p:close()
+    return m
+  end
+
+  local X, Y = pk.randn(6, 2, 1), pk.randn(6, 1, 2)
+  local net = pk.network{ sizes = { 2, 3, 1 }, seed = 1 }
+  local traj = net:clone():train{ X = X, Y = Y, steps = 2, record = true, progress = false }
+  local savers = {
+    matrix = function(p) return X:save(p) end,
+    csv = function(p) return X:write_csv(p) end,
+    network = function(p) return net:save(p) end,
+    trajectory = function(p) return traj:save(p) end,
+    machine = function(p) return pk.machine.from_trajectory(traj):save(p) end,
+    regressor = function(p) return pk.machine.ridge(pk.kernel.rbf(), X, Y):save(p) end,
+  }
+
+  it("for every kind of save: a private file stays private, a read-only one read-only", function()
+    for name, save in pairs(savers) do
+      local p = dir .. "/" .. name
+      assert.is_true(save(p), name)
+      for _, m in ipairs{ "600", "640", "444", "755" } do
+        assert(os.execute("chmod " .. m .. " " .. shq(p)))
+        assert.is_true(save(p), name)
+        assert.are.equal(m, mode(p), name)
+      end
+    end
+  end)
+
+  it("a new file takes the umask's mode, as fopen would give it", function()
+    local code = string.format([[
+      package.path, package.cpath = %q, %q
+      local pk = require "pathkernel"
+      assert(pk.eye(2):save(%q))
+      assert(pk.eye(2):write_csv(%q))
+    ]], package.path, package.cpath, dir .. "/new.bin", dir .. "/new.csv")
+    local f = dir .. "/child.lua"
+    H.write_bytes(f, code)
+    for _, u in ipairs{ { "002", "664" }, { "077", "600" }, { "022", "644" } } do
+      os.remove(dir .. "/new.bin")
+      os.remove(dir .. "/new.csv")
+      assert(os.execute("umask " .. u[1] .. " && lua5.4 " .. shq(f)))
+      assert.are.equal(u[2], mode(dir .. "/new.bin"), "umask " .. u[1])
+      assert.are.equal(u[2], mode(dir .. "/new.csv"), "umask " .. u[1])
+    end
+  end)
+end)

@@ -83,6 +83,15 @@ static pk_status shell(pk_machine **out, const pk_network *arch, const double *w
   return PK_OK;
 }
 
+/* the bytes a machine keeps for nq queries beside its decomposition: a
+ * copy of the queries, f0, f and the regularization, and the network's
+ * forward pass over them (its smallest block) */
+static double results_bytes(const pk_network *net, const pk_matrix *Xq)
+{
+  double nq = (double)Xq->rows, K = (double)net->d[net->L];
+  return sizeof(double) * nq * ((double)Xq->cols + 4 * K) + (double)pk_acts_bytes(net, 1, 0);
+}
+
 /* bias f(x; w_0) and final f(x; w_T) for the queries */
 static pk_status ends(pk_machine *km, const pk_matrix *Xq)
 {
@@ -152,7 +161,9 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
     return pk_fail(PK_EINVAL, "kernel machine: the network was changed after its trajectory was recorded");
   drop_results(km);
   if ((st = pk_decomp_init(&dc, t->net, Xq, t->X->rows, km->rule, km->nodes, want_kp, t->optimizer,
-                           &t->hyper)))
+                           &t->hyper, "kernel machine",
+                           pk_cursor_bytes(t) + results_bytes(t->net, Xq),
+                           "the replay, the queries and their outputs")))
     return st;
   if ((st = pk_cursor_init(&c, t))) { pk_decomp_free(&dc); return st; }
   for (s = 0; s < t->T; s++) {
@@ -288,7 +299,10 @@ pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                    "kernel machine explains finite inputs only)", bad);
   if (Xq) {
     if ((st = pk_matrix_from_array(&w0, net->P, 1, net->theta))) return st;
-    if ((st = pk_decomp_init(&c.dc, net, Xq, X->rows, rule, nodes, want_kp, o->optimizer, &o->hyper)))
+    if ((st = pk_decomp_init(&c.dc, net, Xq, X->rows, rule, nodes, want_kp, o->optimizer, &o->hyper,
+                             "train: explain = Xq",
+                             (double)net->P * sizeof(double) + results_bytes(net, Xq),
+                             "the queries and their outputs")))
       goto done;
   }
   if (every && (st = pk_recorder_begin(net, X, Y, o, every, &c.traj, &c.rec))) goto done;

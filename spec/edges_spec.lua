@@ -274,3 +274,169 @@ describe("a save keeps the mode of the file it replaces", function()
     end
   end)
 end)
+
+describe("under a small memory limit tiles shrink instead of failing", function()
+  local X, Y = pk.randn(60, 3, 1), pk.randn(60, 1, 2)
+  local Q = pk.randn(50, 3, 3)
+  local net = pk.network{ sizes = { 3, 32, 32, 1 }, seed = 1 }
+  local traj = net:train{ X = X, Y = Y, lr = 0.1, steps = 4, record = true, progress = false }
+  local net2 = pk.network{ sizes = { 3, 32, 32, 1 }, seed = 1 }
+  local traj2 = net2:train{ X = X, Y = Y, lr = 0.1, steps = 4, record = { every = 2 }, progress = false }
+  local lim0 = pk.memory_limit()
+  after_each(function() pk.set_memory_limit(lim0) end)
+
+  -- f() under a limit of `bytes`, and without one
+  local function under(bytes, f)
+    local free = f()
+    pk.set_memory_limit(math.floor(bytes))
+    local ok, got = pcall(f)
+    pk.set_memory_limit(lim0)
+    assert(ok, got)
+    return got, free
+  end
+  local function same(what, a, b)
+    local e = (a - b):max_abs() / b:max_abs()
+    assert.is_true(e <= 1e-14, what .. ": " .. e)
+  end
+
+  it("the path kernel's Gram and diagonal, just above what the output needs", function()
+    local K = pk.kernel.path(traj)
+    same("path gram", under(math.floor(50 * 50 * 8 * 1.05), function() return K:gram(Q) end))
+    same("path cross gram", under(math.floor(50 * 60 * 8 * 1.05), function() return K:gram(Q, X) end))
+    -- the diagonal is small: the step's weights (1217 parameters) bound it
+    same("path diag", under(1217 * 8 * 1.05, function() return K:diag(Q) end))
+    -- replaying a run recorded every 2 steps holds the activations of its
+    -- batch of 60 (194 values each)
+    local K2 = pk.kernel.path(traj2)
+    local lim = 60 * 194 * 8 * 1.05
+    same("replayed path gram", under(lim, function() return K2:gram(Q) end))
+    same("replayed path cross gram", under(lim, function() return K2:gram(Q, X) end))
+    same("replayed path diag", under(lim, function() return K2:diag(Q) end))
+  end)
+
+  it("the tangent kernel's Gram and diagonal, just above what the output needs", function()
+    local K = pk.kernel.tangent(net)
+    same("tangent cross gram", under(math.floor(50 * 60 * 8 * 1.05), function() return K:gram(Q, X) end))
+    same("tangent gram", under(math.floor(50 * 50 * 8 * 1.05), function() return K:gram(Q) end))
+    same("tangent diag", under(2000, function() return K:diag(Q) end))
+    local K2 = pk.kernel.tangent(pk.network{ sizes = { 3, 32, 32, 4 }, seed = 2 })
+    same("4 outputs", under(math.floor(200 * 200 * 8 * 1.05), function() return K2:gram(Q) end))
+    same("4 outputs, diag", under(math.floor(4000), function() return K2:diag(Q) end))
+  end)
+
+  it("refuses only when one row does not fit, and says what one row needs", function()
+    -- one row of a layer of 2000 units holds 16 KB of activations
+    local K = pk.kernel.tangent(pk.network{ sizes = { 3, 2000, 1 }, seed = 1 })
+    pk.set_memory_limit(10000)
+    local e1 = H.raises("one row of the tangent kernel's diagonal needs", K.diag, K, Q)
+    local e2 = H.raises("one tile of the tangent kernel needs", K.gram, K, Q:slice(1, 2))
+    pk.set_memory_limit(lim0)
+    assert.truthy(e1:find("tangent kernel", 1, true), e1)
+    assert.truthy(e2:find("tangent kernel", 1, true), e2)
+    -- the replay of a run recorded every 2 steps needs its batch
+    local K2 = pk.kernel.path(traj2)
+    pk.set_memory_limit(20000)
+    local err = H.raises("replaying the run (the activations and loss gradients of a batch of 60 examples)",
+      K2.gram, K2, Q:slice(1, 10))
+    pk.set_memory_limit(lim0)
+    assert.truthy(err:find("record = true", 1, true), err)
+  end)
+
+  it("net:forward and a regressor's predictions", function()
+    local big = pk.randn(2000, 3, 5)
+    same("case 8", under(2000 * 8 * 1.5, function() return net:forward(big) end))
+    local M = pk.machine.ridge(pk.kernel.rbf(), X, Y)
+    same("case 9", under(2000 * 8 * 1.5, function() return M:predict(big) end))
+  end)
+end)
+
+describe("a decomposition under a small memory limit", function()
+  local lim0 = pk.memory_limit()
+  after_each(function() pk.set_memory_limit(lim0) end)
+  local X, Y = pk.randn(10, 2, 1), pk.randn(10, 1, 2)
+  local Q = pk.randn(1000, 2, 3)
+
+  -- the results of f(), without a limit and under one
+  local function both(bytes, f)
+    local a, b = f()
+    pk.set_memory_limit(bytes)
+    local ok, c, d = pcall(f)
+    pk.set_memory_limit(lim0)
+    assert(ok, c)
+    return a, b, c, d
+  end
+  local function close(a, b, what)
+    local e = (a - b):max_abs() / b:max_abs()
+    assert.is_true(e <= 1e-13, what .. ": " .. e)
+  end
+
+  -- 1000 queries of a {2, 64, 1} network: each node's activations alone
+  -- hold 1 MB, the results (contributions, kernel values, input products,
+  -- outputs, the queries) about 300 KB
+  it("takes smaller query tiles and gives the same machine (offline and online, gd and adam)", function()
+    for _, opt in ipairs{ "gd", "adam" } do
+      local net = pk.network{ sizes = { 2, 64, 1 }, seed = 2 }
+      local traj = net:train{ X = X, Y = Y, optimizer = opt, lr = 0.05, steps = 5, record = true,
+        progress = false }
+      local km = pk.machine.from_trajectory(traj)
+      local c1, k1, c2, k2 = both(600000, function()
+        local _, kp = km:coefficients(Q)
+        return km:contributions(Q), kp
+      end)
+      close(c2, c1, opt .. " contributions")
+      close(k2, k1, opt .. " kernel values")
+      local _, m1, _, m2 = both(600000, function()
+        return pk.network{ sizes = { 2, 64, 1 }, seed = 2 }:train{ X = X, Y = Y, optimizer = opt,
+          lr = 0.05, steps = 5, explain = Q, progress = false }
+      end)
+      close(m2:contributions(Q), m1:contributions(Q), opt .. " online")
+      close(m2:contributions(Q), c1, opt .. " online against offline")
+    end
+  end)
+end)
+
+describe("a decomposition's memory is checked before it starts", function()
+  local lim0 = pk.memory_limit()
+  after_each(function() pk.set_memory_limit(lim0) end)
+  local X, Y = pk.randn(20, 2, 1), pk.randn(20, 1, 2)
+  -- 2000 queries over 20 examples: contributions, kernel values and input
+  -- products 320 KB each, 1 MB in all; no single array above 400 KB
+  local Q = pk.randn(2000, 2, 3)
+
+  it("train{ explain = } refuses before the first step, naming the total, the parts and the remedy", function()
+    for _, opt in ipairs{ "gd", "adam" } do
+      local net = pk.network{ sizes = { 2, 4, 1 }, seed = 1 }
+      local w0, steps = net:params(), 0
+      pk.set_memory_limit(400000)
+      local err = H.raises("train: explain = Xq: the decomposition of 2000 queries x 1 outputs over 20 "
+        .. "training examples needs", net.train, net, { X = X, Y = Y, optimizer = opt, steps = 3,
+          explain = Q, progress = false, on_step = function() steps = steps + 1 end })
+      pk.set_memory_limit(lim0)
+      assert.are.equal(0, steps)
+      assert.are.equal(0, (net:params() - w0):max_abs())
+      for _, part in ipairs{ "above the memory limit of 390.6 KiB", "the contributions and path kernel values 625.0 KiB",
+                             "the queries' input products 312.5 KiB", "explain fewer queries at a time" } do
+        assert.truthy(err:find(part, 1, true), err)
+      end
+      assert.are.equal(opt == "adam", err:find("gd or sgd, which keep no per-example traces", 1, true) ~= nil, err)
+    end
+  end)
+
+  it("a machine from a trajectory refuses before it replays a step", function()
+    local net = pk.network{ sizes = { 2, 4, 1 }, seed = 1 }
+    local km = pk.machine.from_trajectory(net:train{ X = X, Y = Y, optimizer = "adam", steps = 3,
+      record = { every = 2 }, progress = false })
+    local called = 0
+    pk.set_memory_limit(400000)
+    local err = H.raises("kernel machine: the decomposition of 2000 queries", km.predict, km, Q,
+      { progress = function() called = called + 1 end })
+    pk.set_memory_limit(lim0)
+    assert.are.equal(0, called)
+    assert.truthy(err:find("gd or sgd", 1, true), err)
+    -- fewer queries at a time pass
+    pk.set_memory_limit(400000)
+    local p = km:predict(Q:slice(1, 200))
+    pk.set_memory_limit(lim0)
+    assert.is_true((p - net:forward(Q:slice(1, 200))):max_abs() < 1e-12)
+  end)
+end)

@@ -403,7 +403,7 @@ pk_status pk_trajectory_weights(const pk_trajectory *t, size_t s, double *out)
     memcpy(out, t->W + k * P, P * sizeof(double));
     return PK_OK;
   }
-  if ((st = pk_cursor_init(&c, t))) return st;
+  if ((st = pk_cursor_init_weights(&c, t))) return st;
   if (!(st = pk_cursor_seek(&c, s - 1))) memcpy(out, c.next, P * sizeof(double));
   pk_cursor_free(&c);
   return st;

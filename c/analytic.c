@@ -286,6 +286,7 @@ static pk_status analytic_new(pk_kernel **out, int ntk, int depth, int act, doub
   a->sw2 = sigma_w * sigma_w;
   a->sb2 = sigma_b * sigma_b;
   if ((st = pk_kernel_new(out, ntk ? &ntk_vt : &nngp_vt, a))) free(a);
+  else (*out)->nan_rows = 1;
   return st;
 }
 

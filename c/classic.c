@@ -61,7 +61,9 @@ static double diag_value(const classic *p, double r)
   switch (p->type) {
   case PK_KSPEC_RBF:
   case PK_KSPEC_LAPLACIAN:
-    return exp(-p->gamma * (r - r));   /* 1, or NaN for a non-finite row */
+    /* the distance to itself is 0, even when ||x||^2 overflows; rows
+     * that are not finite are made NaN by pk_kernel_diag */
+    return 1.0;
   case PK_KSPEC_POLY:
     return pow(r + p->c, (double)p->degree);
   default:
@@ -110,7 +112,16 @@ static double gram_rows(void *ctx, size_t i0, size_t i1)
     case PK_KSPEC_RBF:
       for (j = j0; j < n2; j++) {
         double dist = J->r1[i] + J->r2[j] + row[j];
-        row[j] = exp(-p->gamma * (dist < 0 ? 0.0 : dist));   /* NaN stays NaN */
+        if (!isfinite(dist)) {
+          /* a norm or product overflowed (or a row is not finite, which
+           * pk_kernel_gram makes NaN): the distance directly, whose
+           * overflow is the right limit, exp(-inf) = 0 */
+          const double *x = J->X1->data + i * d, *y = J->X2->data + j * d;
+          size_t q;
+          dist = 0;
+          for (q = 0; q < d; q++) dist += (x[q] - y[q]) * (x[q] - y[q]);
+        }
+        row[j] = exp(-p->gamma * (dist < 0 ? 0.0 : dist));
       }
       break;
     case PK_KSPEC_POLY:
@@ -197,6 +208,7 @@ static pk_status classic_new(pk_kernel **out, const pk_kernel_vt *vt, int type, 
   p->degree = degree;
   p->c = c;
   if ((st = pk_kernel_new(out, vt, p))) free(p);
+  else (*out)->nan_rows = 1;
   return st;
 }
 

@@ -147,3 +147,5 @@ int pk_all_finite(const double *x, size_t n)
     if (!isfinite(x[i])) return 0;
   return 1;
 }
+
+void pk_fmt_bytes(char *buf, size_t len, double bytes) { fmt_bytes(buf, len, bytes); }

@@ -57,34 +57,104 @@ pk_status pk_quadrature(pk_rule rule, int nodes, double *t, double *w)
   return PK_OK;
 }
 
+/* The first row of Xq holding a NaN or an infinity, or 0: a kernel
+ * machine explains finite inputs only (as training takes finite data), so
+ * such queries are refused by name rather than turned into NaN results
+ * that verify and explain cannot rank. */
+size_t pk_nonfinite_row(const pk_matrix *Xq)
+{
+  size_t r;
+  for (r = 0; r < Xq->rows; r++)
+    if (!pk_all_finite(Xq->data + r * Xq->cols, Xq->cols)) return r + 1;
+  return 0;
+}
+
 /* rows of queries per tile and batch columns per chunk */
 #define QTILE 1024
 #define BCHUNK 2048
 
-/* query features for every node; a query tile shrinks until they fit */
-static pk_status node_features(pk_decomp *dc, const pk_network *net, size_t qt)
+/* The bytes of the workspace for a tile of qt queries against chunks of bc
+ * training rows: the queries' features at every node, the products M, C
+ * and acc, the tile's explicit gradients, and the training side of the
+ * kernel values. */
+static double ws_bytes(const pk_decomp *dc, size_t qt, size_t bc)
 {
-  int q;
-  pk_status st;
-  size_t budget = (size_t)256 << 20;
-  while (qt > 16 && (size_t)dc->nodes * (pk_acts_bytes(net, qt, 0) + pk_deltas_bytes(net, qt)) > budget)
+  const pk_network *net = dc->net;
+  double K = (double)dc->K, b;
+  b = (double)dc->nodes * ((double)pk_acts_bytes(net, qt, 0) + (double)pk_deltas_bytes(net, qt));
+  b += (2.0 * (double)qt * K * (double)bc + (double)qt * (double)bc) * sizeof(double);
+  if (dc->need_gbar) b += (double)qt * K * (double)net->P * sizeof(double);
+  if (dc->want_kp)
+    b += (double)pk_acts_bytes(net, bc, 0) + (double)pk_deltas_bytes(net, bc) +
+         (double)bc * (double)net->d[0] * sizeof(double);
+  return b;
+}
+
+/* Everything the decomposition holds at once is checked against the
+ * memory limit before anything is allocated (a replay or a training run
+ * must not find out at its end that its results do not fit), and the
+ * query tile and the training chunk shrink until the workspace fits
+ * beside the results. Only what cannot fit with one query and one
+ * training row a tile is refused, with the parts and the remedy. */
+static pk_status plan(pk_decomp *dc, const char *who, double extra, const char *extra_what)
+{
+  const pk_network *net = dc->net;
+  double d = sizeof(double), nq = (double)dc->nq, K = (double)dc->K, m = (double)dc->m;
+  double P = (double)net->P, lim = (double)pk_memory_limit();
+  double contrib = nq * K * m * d, kp = dc->want_kp ? contrib : 0, c0 = nq * m * d;
+  double traces = dc->explicit_traces ? (m + 2) * P * d : 0;
+  double small = (nq * K + m + P + 3) * d, fixed = contrib + kp + c0 + traces + small + extra;
+  size_t qt = dc->nq < QTILE ? dc->nq : QTILE, bc = dc->m < BCHUNK ? dc->m : BCHUNK;
+  if (qt == 0) qt = 1;
+  if (bc == 0) bc = 1;
+  /* without a limit in the way: a tile's products near 32 MiB, its
+   * features near 256 MiB, its explicit gradients near 64 MiB */
+  while (qt > 1 && (double)qt * K * (double)bc * d > (double)((size_t)32 << 20)) qt /= 2;
+  while (qt > 16 && (double)dc->nodes * ((double)pk_acts_bytes(net, qt, 0) +
+                                         (double)pk_deltas_bytes(net, qt)) > (double)((size_t)256 << 20))
     qt /= 2;
+  while (dc->need_gbar && qt > 1 && (double)qt * K * P * d > (double)((size_t)64 << 20)) qt /= 2;
+  if (fixed + ws_bytes(dc, 1, 1) > lim) {
+    char tot[32], l[32], a[32], b[32], c[32], e[32], w[32], tr[80] = "";
+    pk_fmt_bytes(tot, sizeof tot, fixed + ws_bytes(dc, 1, 1));
+    pk_fmt_bytes(l, sizeof l, lim);
+    pk_fmt_bytes(a, sizeof a, contrib + kp);
+    pk_fmt_bytes(b, sizeof b, c0);
+    pk_fmt_bytes(c, sizeof c, traces);
+    pk_fmt_bytes(e, sizeof e, extra);
+    pk_fmt_bytes(w, sizeof w, small + ws_bytes(dc, 1, 1));
+    if (traces > 0) snprintf(tr, sizeof tr, ", the per-example optimizer traces %s", c);
+    return pk_fail(PK_ENOMEM, "%s: the decomposition of %zu queries x %zu outputs over %zu training "
+                   "examples needs %s at once, above the memory limit of %s: the contributions%s %s, "
+                   "the queries' input products %s%s, %s %s, the smallest workspace %s "
+                   "(pk.set_memory_limit raises it; or %s)", who,
+                   dc->nq, dc->K, dc->m, tot, l, kp > 0 ? " and path kernel values" : "", a, b, tr,
+                   extra_what, e, w,
+                   /* the remedy for the largest part */
+                   traces > contrib + kp + c0 ? "train on fewer examples or a smaller network; gd "
+                   "and sgd keep no per-example traces" : dc->explicit_traces ? "explain fewer "
+                   "queries at a time, or train with gd or sgd, which keep no per-example traces" :
+                   "explain fewer queries at a time");
+  }
+  /* the workspace shares the limit with the results: halve the tile,
+   * then the training chunk, until it fits */
+  while (fixed + ws_bytes(dc, qt, bc) > lim && qt > 1) qt = (qt + 1) / 2;
+  while (fixed + ws_bytes(dc, qt, bc) > lim && bc > 1) bc = (bc + 1) / 2;
   dc->qt = qt;
-  for (q = 0; q < dc->nodes; q++)
-    if ((st = pk_acts_init(&dc->wq[q], net, qt, 0)) || (st = pk_deltas_init(&dc->dq[q], net, qt)))
-      return st;
+  dc->bc = bc;
   return PK_OK;
 }
 
 pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *Xq, size_t m,
                          pk_rule rule, int nodes, int want_kp, pk_optimizer opt,
-                         const pk_hyper *hyper)
+                         const pk_hyper *hyper, const char *who, double extra,
+                         const char *extra_what)
 {
-  size_t K = net->d[net->L], nq = Xq->rows, qt = nq < QTILE ? nq : QTILE, N;
-  size_t bc = m < BCHUNK ? (m ? m : 1) : BCHUNK;    /* batch columns per chunk */
+  size_t K = net->d[net->L], nq = Xq->rows, N, qt, bc;
   static const char *const fewer = "explain fewer queries at a time";
   char what[200], kwhat[160];
   pk_status st;
+  int q;
   memset(dc, 0, sizeof *dc);
   dc->net = net;
   dc->Xq = Xq;
@@ -97,13 +167,15 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
   dc->explicit_traces = pk_opt_state_vectors(opt) > 0;
   dc->need_gbar = dc->explicit_traces || hyper->weight_decay > 0;
   if ((st = pk_check_input(net, Xq, "the queries"))) return st;
+  if ((N = pk_nonfinite_row(Xq)))
+    return pk_fail(PK_EINVAL, "the queries hold a NaN or infinite value in row %zu (a kernel "
+                   "machine explains finite inputs only)", N);
   if ((st = pk_quadrature(rule, nodes, dc->t, dc->wt))) return st;
   dc->nodes = nodes;
-  if (qt == 0) qt = 1;
-  /* the scratch of a query tile stays near 32 MiB whatever the outputs */
-  while (qt > 1 && qt * K * bc > ((size_t)32 << 20) / sizeof(double)) qt /= 2;
-  dc->qt = qt;
   if ((st = pk_mul_size(&N, nq * K, m, "contributions"))) return st;
+  if ((st = plan(dc, who, extra, extra_what))) return st;
+  qt = dc->qt;
+  bc = dc->bc;
   snprintf(what, sizeof what, "the contributions (%zu queries x %zu outputs x %zu training examples)",
            nq, K, m);
   snprintf(kwhat, sizeof kwhat, "the path kernel values (%zu queries x %zu outputs x %zu training "
@@ -111,56 +183,48 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
   if ((st = pk_calloc_hint((void **)&dc->contrib, N, sizeof(double), what, fewer)) ||
       (want_kp && (st = pk_calloc_hint((void **)&dc->kp, N, sizeof(double), kwhat, fewer))) ||
       (st = pk_alloc((void **)&dc->theta_node, net->P, sizeof(double), "the decomposition")) ||
-      (st = node_features(dc, net, qt)) ||
-      (st = pk_alloc((void **)&dc->M, dc->qt * K * bc, sizeof(double), "the decomposition's scratch")) ||
-      (st = pk_alloc((void **)&dc->C, dc->qt * bc, sizeof(double), "the decomposition's scratch")) ||
-      (st = pk_alloc((void **)&dc->acc, dc->qt * K * bc, sizeof(double), "the decomposition's scratch"))) {
-    pk_decomp_free(dc);
-    return st;
-  }
-  if ((st = pk_calloc((void **)&dc->reg, nq * K + 1, sizeof(double), "the decomposition")) ||
+      (st = pk_alloc((void **)&dc->M, qt * K * bc, sizeof(double), "the decomposition's scratch")) ||
+      (st = pk_alloc((void **)&dc->C, qt * bc, sizeof(double), "the decomposition's scratch")) ||
+      (st = pk_alloc((void **)&dc->acc, qt * K * bc, sizeof(double), "the decomposition's scratch")) ||
+      (st = pk_calloc((void **)&dc->reg, nq * K + 1, sizeof(double), "the decomposition")) ||
       (st = pk_alloc_hint((void **)&dc->c0, nq * m + 1, sizeof(double), "the queries' input products",
                           fewer)) ||
-      (st = pk_alloc((void **)&dc->idx, m + 1, sizeof(size_t), "the decomposition"))) {
-    pk_decomp_free(dc);
-    return st;
-  }
+      (st = pk_alloc((void **)&dc->idx, m + 1, sizeof(size_t), "the decomposition")))
+    goto fail;
+  for (q = 0; q < nodes; q++)
+    if ((st = pk_acts_init(&dc->wq[q], net, qt, 0)) || (st = pk_deltas_init(&dc->dq[q], net, qt)))
+      goto fail;
   {
     size_t i;
     for (i = 0; i < m; i++) dc->idx[i] = i;
   }
   if (dc->need_gbar) {
-    size_t P = net->P, n;
-    if ((st = pk_mul_size(&n, nq * K, P, "query gradients"))) { pk_decomp_free(dc); return st; }
-    snprintf(what, sizeof what, "the queries' gradients (%zu queries x %zu outputs x %zu parameters, "
-             "for weight decay and stateful optimizers)", nq, K, P);
-    if ((st = pk_alloc_hint((void **)&dc->gbar, n, sizeof(double), what, fewer))) {
-      pk_decomp_free(dc);
-      return st;
-    }
+    size_t P = net->P;
+    /* the node-averaged gradients of one tile of queries: a stateful
+     * optimizer contracts them with the traces tile by tile */
+    snprintf(what, sizeof what, "the queries' gradients (a tile of %zu queries x %zu outputs x %zu "
+             "parameters, for weight decay and stateful optimizers)", qt, K, P);
+    if ((st = pk_alloc_hint((void **)&dc->gbar, qt * K * P, sizeof(double), what, fewer))) goto fail;
     if (dc->explicit_traces) {
-      if ((st = pk_mul_size(&n, m, P, "per-example traces"))) { pk_decomp_free(dc); return st; }
+      size_t n;
+      if ((st = pk_mul_size(&n, m, P, "per-example traces"))) goto fail;
       snprintf(what, sizeof what, "the per-example optimizer traces (%zu examples x %zu parameters)", m, P);
       if ((st = pk_calloc_hint((void **)&dc->tr, n, sizeof(double), what,
                                "train on fewer examples or a smaller network; gd and sgd keep no "
                                "traces")) ||
           (st = pk_calloc((void **)&dc->rtr, P, sizeof(double), "the decomposition")) ||
-          (st = pk_alloc((void **)&dc->pc, P, sizeof(double), "the decomposition"))) {
-        pk_decomp_free(dc);
-        return st;
-      }
+          (st = pk_alloc((void **)&dc->pc, P, sizeof(double), "the decomposition")))
+        goto fail;
     }
   }
-  if (want_kp) {
-    size_t mt = m < BCHUNK ? m : BCHUNK;
-    if ((st = pk_acts_init(&dc->wa, net, mt ? mt : 1, 0)) ||
-        (st = pk_deltas_init(&dc->da, net, mt ? mt : 1)) ||
-        (st = pk_alloc((void **)&dc->xa, (mt ? mt : 1) * net->d[0], sizeof(double), "the decomposition"))) {
-      pk_decomp_free(dc);
-      return st;
-    }
-  }
+  if (want_kp &&
+      ((st = pk_acts_init(&dc->wa, net, bc, 0)) || (st = pk_deltas_init(&dc->da, net, bc)) ||
+       (st = pk_alloc((void **)&dc->xa, bc * net->d[0], sizeof(double), "the decomposition"))))
+    goto fail;
   return PK_OK;
+fail:
+  pk_decomp_free(dc);
+  return st;
 }
 
 void pk_decomp_free(pk_decomp *dc)
@@ -280,33 +344,34 @@ static void explicit_rows(const pk_network *net, double *const *A, double *const
   }
 }
 
-/* reg[x*K + k] += alpha * gbar[(x,k)] . v */
-static void reg_dot(pk_decomp *dc, const double *v, double alpha)
+/* reg[x*K + k] += alpha * gbar[(x,k)] . v for the tile of qn queries from q0,
+ * whose gradients gbar holds */
+static void reg_dot(pk_decomp *dc, size_t q0, size_t qn, const double *v, double alpha)
 {
-  size_t R = dc->nq * dc->K, P = dc->net->P;
+  size_t R = qn * dc->K, P = dc->net->P;
   if (R == 0) return;
   cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)R, (int)P, alpha, dc->gbar, (int)P, v, 1, 1.0,
-              dc->reg, 1);
+              dc->reg + q0 * dc->K, 1);
 }
 
-/* contrib (nqK x m) += alpha * G (nqK x P) tr^T */
-static void trace_contract(pk_decomp *dc, const double *G, double alpha)
+/* the tile's rows of contrib ((qn K) x m) += alpha * gbar (qn K x P) tr^T */
+static void trace_contract(pk_decomp *dc, size_t q0, size_t qn, double alpha)
 {
-  size_t R = dc->nq * dc->K, P = dc->net->P;
+  size_t R = qn * dc->K, P = dc->net->P;
   if (R == 0 || dc->m == 0) return;
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)dc->m, (int)P, alpha, G,
-              (int)P, dc->tr, (int)P, 1.0, dc->contrib, (int)dc->m);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)dc->m, (int)P, alpha, dc->gbar,
+              (int)P, dc->tr, (int)P, 1.0, dc->contrib + q0 * dc->K * dc->m, (int)dc->m);
 }
 
-/* Optimizers other than plain steps: update the per-example traces exactly
- * as the optimizer updates its buffers, then contract them with the
- * node-averaged query gradients (DESIGN.md section 4). */
-static void explicit_step(pk_decomp *dc, double lr, const double *theta, const size_t *rows,
+/* Optimizers other than plain steps, before the query tiles: update the
+ * per-example traces exactly as the optimizer updates its buffers
+ * (DESIGN.md section 4), and Adam's preconditioner of the step. */
+static void traces_update(pk_decomp *dc, double lr, const double *theta, const size_t *rows,
                           size_t nb, const pk_acts *w, const pk_optstate *os)
 {
   const pk_network *net = dc->net;
   const pk_hyper *h = &dc->hyper;
-  size_t P = net->P, i, p, N = dc->m * P, R = dc->nq * dc->K;
+  size_t P = net->P, i, p, N = dc->m * P;
   double wd = h->weight_decay, keep, decay;
   int first = os->t == 1;
   if (dc->opt == PK_OPT_MOMENTUM || dc->opt == PK_OPT_NESTEROV) {
@@ -331,29 +396,39 @@ static void explicit_step(pk_decomp *dc, double lr, const double *theta, const s
   }
   if (dc->opt != PK_OPT_ADAMW)
     for (p = 0; p < P; p++) dc->rtr[p] = decay * dc->rtr[p] + keep * wd * theta[p];
+  if (dc->opt == PK_OPT_ADAM || dc->opt == PK_OPT_ADAMW) {
+    double bc1 = 1 - pow(h->beta1, (double)os->t), bc2 = 1 - pow(h->beta2, (double)os->t);
+    double step = lr / bc1, bc2s = sqrt(bc2);
+    for (p = 0; p < P; p++) dc->pc[p] = step / (sqrt(os->b[p]) / bc2s + h->eps);
+  }
+}
+
+/* ... and contract the traces with the node-averaged gradients of one
+ * tile of queries */
+static void traces_contract(pk_decomp *dc, size_t q0, size_t qn, double lr, const double *theta)
+{
+  const pk_hyper *h = &dc->hyper;
+  size_t P = dc->net->P, R = qn * dc->K, i, p;
+  double wd = h->weight_decay;
   switch (dc->opt) {
   case PK_OPT_MOMENTUM:
-    trace_contract(dc, dc->gbar, -lr);
-    reg_dot(dc, dc->rtr, -lr);
+    trace_contract(dc, q0, qn, -lr);
+    reg_dot(dc, q0, qn, dc->rtr, -lr);
     break;
   case PK_OPT_NESTEROV:
     /* D = -lr (g + mu buf): the g part is the plain step (added by the
      * structured engine); here the buffer part and the decay terms */
-    trace_contract(dc, dc->gbar, -lr * h->momentum);
-    reg_dot(dc, dc->rtr, -lr * h->momentum);
-    if (wd > 0) reg_dot(dc, theta, -lr * wd);
+    trace_contract(dc, q0, qn, -lr * h->momentum);
+    reg_dot(dc, q0, qn, dc->rtr, -lr * h->momentum);
+    if (wd > 0) reg_dot(dc, q0, qn, theta, -lr * wd);
     break;
-  default: {   /* adam, adamw */
-    double bc1 = 1 - pow(h->beta1, (double)os->t), bc2 = 1 - pow(h->beta2, (double)os->t);
-    double step = lr / bc1, bc2s = sqrt(bc2);
-    if (dc->opt == PK_OPT_ADAMW && wd > 0) reg_dot(dc, theta, -lr * wd);
-    for (p = 0; p < P; p++) dc->pc[p] = step / (sqrt(os->b[p]) / bc2s + h->eps);
+  default:   /* adam, adamw: the preconditioned step lr P_s on the gradients */
+    if (dc->opt == PK_OPT_ADAMW && wd > 0) reg_dot(dc, q0, qn, theta, -lr * wd);
     for (i = 0; i < R; i++)
       for (p = 0; p < P; p++) dc->gbar[i * P + p] *= dc->pc[p];
-    trace_contract(dc, dc->gbar, -1.0);
-    if (dc->opt == PK_OPT_ADAM) reg_dot(dc, dc->rtr, -1.0);
+    trace_contract(dc, q0, qn, -1.0);
+    if (dc->opt == PK_OPT_ADAM) reg_dot(dc, q0, qn, dc->rtr, -1.0);
     break;
-  }
   }
 }
 
@@ -362,7 +437,7 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
                          const pk_optstate *os)
 {
   const pk_network *net = dc->net;
-  size_t K = dc->K, P = net->P, L = net->L, q0, qn, b0, bn, i, x, k, l;
+  size_t K = dc->K, P = net->P, L = net->L, q0, qn, b0, bn, i, x, k, l, bc = dc->bc;
   int q;
   double coef = -lr / (double)nb;
   double *A[PK_MAX_LAYERS], *G[PK_MAX_LAYERS];
@@ -370,14 +445,15 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
    * everything for gd and sgd, the current-gradient part for nesterov */
   int structured = !dc->explicit_traces || dc->opt == PK_OPT_NESTEROV;
   if (L > PK_MAX_LAYERS) return pk_fail(PK_EINVAL, "decomposition: more than %d layers", PK_MAX_LAYERS);
-  if (dc->need_gbar) memset(dc->gbar, 0, dc->nq * K * P * sizeof(double));
   if (!dc->c0_ready && dc->nq && dc->m) {
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)dc->nq, (int)dc->m, (int)X->cols, 1.0,
                 dc->Xq->data, (int)X->cols, X->data, (int)X->cols, 0.0, dc->c0, (int)dc->m);
     dc->c0_ready = 1;
   }
+  if (dc->explicit_traces) traces_update(dc, lr, theta, rows, nb, w, os);
   for (q0 = 0; q0 < dc->nq; q0 += dc->qt) {
     qn = dc->nq - q0 < dc->qt ? dc->nq - q0 : dc->qt;
+    if (dc->need_gbar) memset(dc->gbar, 0, qn * K * P * sizeof(double));
     /* the queries at every node of the step, once */
     for (q = 0; q < dc->nodes; q++) {
       double tq = dc->t[q];
@@ -385,12 +461,12 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
       pk_net_forward_ws(net, dc->theta_node, dc->Xq->data + q0 * dc->Xq->cols, qn, &dc->wq[q]);
       pk_net_deltas(net, dc->theta_node, &dc->wq[q], qn, &dc->dq[q]);
       if (dc->need_gbar)
-        explicit_rows(net, dc->wq[q].A, dc->dq[q].D, qn * K, K, dc->wt[q], dc->gbar + q0 * K * P);
+        explicit_rows(net, dc->wq[q].A, dc->dq[q].D, qn * K, K, dc->wt[q], dc->gbar);
     }
     /* against the batch: per-example loss gradients G at w_s, every node
      * summed before the scatter */
-    for (b0 = 0; structured && b0 < nb; b0 += BCHUNK) {
-      bn = nb - b0 < BCHUNK ? nb - b0 : BCHUNK;
+    for (b0 = 0; structured && b0 < nb; b0 += bc) {
+      bn = nb - b0 < bc ? nb - b0 : bc;
       for (l = 0; l < L; l++) {
         A[l] = w->A[l] + b0 * net->d[l];
         G[l] = w->G[l] + b0 * net->d[l + 1];
@@ -425,8 +501,8 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
           }
       }
     }
+    if (dc->explicit_traces) traces_contract(dc, q0, qn, lr, theta);
+    else if (dc->hyper.weight_decay > 0) reg_dot(dc, q0, qn, theta, -lr * dc->hyper.weight_decay);
   }
-  if (dc->explicit_traces) explicit_step(dc, lr, theta, rows, nb, w, os);
-  else if (dc->hyper.weight_decay > 0) reg_dot(dc, theta, -lr * dc->hyper.weight_decay);
   return PK_OK;
 }

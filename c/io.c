@@ -188,19 +188,36 @@ static pk_status atomic_save(const char *path, emit_fn emit, const void *ctx)
   FILE *f;
   int fd, err = 0;
 
-  if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+  int exists = stat(path, &sb) == 0;
+  /* a file that exists keeps its permission bits (a private file stays
+   * private); a new one gets what fopen would give it, 0666 less umask */
+  mode_t mode = exists ? (sb.st_mode & 0777) : 0666;
+
+  if (exists && !S_ISREG(sb.st_mode))
     return pk_fail(PK_EIO, "%s: %s", path, S_ISDIR(sb.st_mode) ? "is a directory" :
                    "not a regular file (a save only replaces regular files)");
   tmp = malloc(len);
   if (!tmp) return pk_fail(PK_ENOMEM, "save: out of memory");
   snprintf(tmp, len, "%s.tmp%ld", path, (long)getpid());
   remove_stale_temps(path);
-  fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  /* a fresh file, never one already there (a link planted at the
+   * temporary's name is not followed), created with at most the final
+   * mode, so the data is never more readable than the file will be */
+  if (unlink(tmp) != 0 && errno != ENOENT) {
+    st = pk_fail(PK_EIO, "%s: %s", path, strerror(errno));
+    free(tmp);
+    return st;
+  }
+  fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, mode);
   if (fd < 0) {
     st = pk_fail(PK_EIO, "%s: %s", path, strerror(errno));
     free(tmp);
     return st;
   }
+  /* the umask may have taken bits the old file had: give them back. Best
+   * effort (some file systems refuse): failing leaves fewer bits, never
+   * more, so nothing becomes readable that was not */
+  if (exists) (void)fchmod(fd, mode);
   f = fdopen(fd, "wb");
   if (!f) {
     err = errno;
@@ -504,6 +521,54 @@ pk_status pk_matrix_load(pk_matrix **out, const char *path)
 
 /* ---- CSV ------------------------------------------------------------- */
 
+/* The length of the number that starts at s, or 0 if none does: an
+ * optional sign, then digits with an optional point (at least one digit)
+ * and an optional exponent with at least one digit; or inf, infinity or
+ * nan in any case. This is the grammar of Python's float() and of what
+ * write_csv writes, and it leaves out the rest of what strtod reads:
+ * hexadecimal numbers, nan(payload) and leading whitespace of every
+ * kind. */
+static size_t number_length(const char *s)
+{
+  static const char *const words[] = { "infinity", "inf", "nan" };
+  const char *p = s;
+  size_t digits = 0, i;
+  if (*p == '+' || *p == '-') p++;
+  for (i = 0; i < sizeof words / sizeof *words; i++) {
+    size_t n = strlen(words[i]), k;
+    for (k = 0; k < n && p[k] && (p[k] | 0x20) == words[i][k]; k++) ;
+    if (k == n) return (size_t)(p + n - s);
+  }
+  while (*p >= '0' && *p <= '9') { p++; digits++; }
+  if (*p == '.') {
+    p++;
+    while (*p >= '0' && *p <= '9') { p++; digits++; }
+  }
+  if (!digits) return 0;
+  if (*p == 'e' || *p == 'E') {
+    const char *e = p + 1;
+    if (*e == '+' || *e == '-') e++;
+    if (*e < '0' || *e > '9') return 0;
+    while (*e >= '0' && *e <= '9') e++;
+    p = e;
+  }
+  return (size_t)(p - s);
+}
+
+/* a field for a message: at most 40 bytes, control and non-ASCII bytes as
+ * \xNN, so that no byte of the file reaches a terminal as it is */
+static void show_field(char *out, size_t cap, const char *f)
+{
+  size_t n = 0, k;
+  for (k = 0; f[k] && k < 40 && n + 5 < cap; k++) {
+    unsigned char c = (unsigned char)f[k];
+    if (c >= 0x20 && c < 0x7f && c != '\\') out[n++] = (char)c;
+    else n += (size_t)snprintf(out + n, cap - n, "\\x%02x", c);
+  }
+  if (f[k] && n + 4 < cap) { memcpy(out + n, "...", 3); n += 3; }
+  out[n] = '\0';
+}
+
 /* Parse text[0..len) into values; cols is fixed by the first data line. */
 static pk_status parse_csv(const char *path, char *text, size_t len, char sep, int header,
                            pk_matrix **out, char **hdr)
@@ -538,13 +603,36 @@ static pk_status parse_csv(const char *path, char *text, size_t len, char sep, i
       double v;
       char *fe = strchr(q, sep);
       if (fe) *fe = '\0';
-      errno = 0;
-      v = strtod(q, &stop);
-      while (*stop == ' ' || *stop == '\t') stop++;
+      char *num = q, shown[200];
+      size_t nl;
       col++;
-      if (stop == q || *stop != '\0') {
-        st = pk_fail(PK_EINVAL, "%s: line %zu, column %zu: bad number '%.40s'", path, line,
-                     col, q);
+      /* spaces and tabs around a number are allowed, nothing else */
+      while (*num == ' ' || *num == '\t') num++;
+      nl = number_length(num);
+      for (stop = num + nl; *stop == ' ' || *stop == '\t'; stop++) ;
+      if (nl == 0 || *stop != '\0') {
+        show_field(shown, sizeof shown, q);
+        st = pk_fail(PK_EINVAL, "%s: line %zu, column %zu: bad number '%s' (numbers are decimal: "
+                     "1, -2.5, 3e-4, inf, nan)", path, line, col, shown);
+        goto done;
+      }
+      num[nl] = '\0';
+      errno = 0;
+      v = strtod(num, &stop);
+      if (stop != num + nl) {    /* a locale whose decimal point is not '.' */
+        show_field(shown, sizeof shown, q);
+        st = pk_fail(PK_EINVAL, "%s: line %zu, column %zu: bad number '%s' (the C library "
+                     "does not read '.' as the decimal point in this locale)", path, line, col,
+                     shown);
+        goto done;
+      }
+      /* overflow is refused; underflow gives the nearest double (a
+       * subnormal or zero), which is what the digits mean in binary64 */
+      if (errno == ERANGE && isinf(v)) {
+        show_field(shown, sizeof shown, num);
+        st = pk_fail(PK_EINVAL, "%s: line %zu, column %zu: '%s' is out of range (beyond "
+                     "+-1.7976931348623157e308; write inf for an infinity)", path, line, col,
+                     shown);
         goto done;
       }
       if (nval == cap) {

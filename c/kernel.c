@@ -1,6 +1,7 @@
 /* kernel.c - the generic kernel object: shape checks and output allocation
  * around each kernel's own gram and diag. */
 #include <stdlib.h>
+#include <math.h>
 #include "pk_internal.h"
 
 pk_status pk_kernel_new(pk_kernel **out, const pk_kernel_vt *vt, void *state)
@@ -13,6 +14,7 @@ pk_status pk_kernel_new(pk_kernel **out, const pk_kernel_vt *vt, void *state)
   k->nout = 1;
   k->mode = PK_OUTPUTS_BLOCK;
   k->memory = (size_t)256 << 20;
+  k->nan_rows = 0;
   k->state = state;
   *out = k;
   return PK_OK;
@@ -34,6 +36,25 @@ static pk_status check_input(const pk_kernel *k, const pk_matrix *X, const char 
 /* rows (or columns) per example in the output */
 static size_t per_row(const pk_kernel *k) { return k->mode == PK_OUTPUTS_TRACE ? 1 : k->nout; }
 static size_t per_col(const pk_kernel *k) { return k->mode == PK_OUTPUTS_BLOCK ? k->nout : 1; }
+
+/* The documented rule for kernels of the inputs: an entry whose row of X1
+ * or X2 holds a NaN or an infinity is NaN. Formulas do not give it by
+ * themselves (inf - inf is NaN but exp(-inf) is 0, inf * 0 is NaN but inf
+ * * 1 is inf), so it is imposed here, after the fact, for every kernel
+ * alike; rows of finite values are untouched. */
+static void nan_rows(const pk_kernel *k, const pk_matrix *X1, const pk_matrix *X2,
+                     pk_matrix *out)
+{
+  size_t i, j, a, rr = per_row(k), cc = X2 ? per_col(k) : 1, nc = out->cols;
+  for (i = 0; i < X1->rows; i++)
+    if (!pk_all_finite(X1->data + i * X1->cols, X1->cols))
+      for (a = 0; a < rr * nc; a++) out->data[i * rr * nc + a] = NAN;
+  if (!X2) return;
+  for (j = 0; j < X2->rows; j++)
+    if (!pk_all_finite(X2->data + j * X2->cols, X2->cols))
+      for (i = 0; i < out->rows; i++)
+        for (a = 0; a < cc; a++) out->data[i * nc + j * cc + a] = NAN;
+}
 
 pk_status pk_kernel_gram(const pk_kernel *k, const pk_matrix *X1, const pk_matrix *X2,
                          const pk_call_opts *o, pk_matrix **out)
@@ -58,6 +79,8 @@ pk_status pk_kernel_gram(const pk_kernel *k, const pk_matrix *X1, const pk_matri
   if ((st = k->vt->gram(k, X1, X2, o, *out))) {
     pk_matrix_free(*out);
     *out = NULL;
+  } else if (k->nan_rows) {
+    nan_rows(k, X1, X2, *out);
   }
   return st;
 }
@@ -74,6 +97,8 @@ pk_status pk_kernel_diag(const pk_kernel *k, const pk_matrix *X, const pk_call_o
   if ((st = k->vt->diag(k, X, o, *out))) {
     pk_matrix_free(*out);
     *out = NULL;
+  } else if (k->nan_rows) {
+    nan_rows(k, X, NULL, *out);
   }
   return st;
 }

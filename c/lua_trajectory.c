@@ -471,10 +471,14 @@ static int km_regularization(lua_State *L)
 
 typedef struct ranked { size_t i; double c, a; } ranked;
 
+/* decreasing |c|, NaN first (an output that overflowed is the thing to
+ * see), ties by index: a total order, as qsort needs */
 static int by_abs(const void *pa, const void *pb)
 {
   const ranked *a = pa, *b = pb;
-  if (a->a != b->a) return a->a < b->a ? 1 : -1;
+  int na = isnan(a->a), nb = isnan(b->a);
+  if (na != nb) return na ? -1 : 1;
+  if (!na && a->a != b->a) return a->a < b->a ? 1 : -1;
   return a->i < b->i ? -1 : (a->i > b->i);
 }
 

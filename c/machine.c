@@ -83,6 +83,15 @@ static pk_status shell(pk_machine **out, const pk_network *arch, const double *w
   return PK_OK;
 }
 
+/* the bytes a machine keeps for nq queries beside its decomposition: a
+ * copy of the queries, f0, f and the regularization, and the network's
+ * forward pass over them (its smallest block) */
+static double results_bytes(const pk_network *net, const pk_matrix *Xq)
+{
+  double nq = (double)Xq->rows, K = (double)net->d[net->L];
+  return sizeof(double) * nq * ((double)Xq->cols + 4 * K) + (double)pk_acts_bytes(net, 1, 0);
+}
+
 /* bias f(x; w_0) and final f(x; w_T) for the queries */
 static pk_status ends(pk_machine *km, const pk_matrix *Xq)
 {
@@ -133,6 +142,9 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
   if (Xq->cols != km->net0->d[0])
     return pk_fail(PK_EINVAL, "the queries have %zu columns, the network takes %zu inputs",
                    Xq->cols, km->net0->d[0]);
+  if ((s = pk_nonfinite_row(Xq)))
+    return pk_fail(PK_EINVAL, "the queries hold a NaN or infinite value in row %zu (a kernel "
+                   "machine explains finite inputs only)", s);
   h = pk_data_hash(Xq, Xq);
   if (km->Xq && (km->kp || !want_kp)) {
     int same = km->xq_hash == h && km->Xq->rows == Xq->rows &&
@@ -149,7 +161,9 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
     return pk_fail(PK_EINVAL, "kernel machine: the network was changed after its trajectory was recorded");
   drop_results(km);
   if ((st = pk_decomp_init(&dc, t->net, Xq, t->X->rows, km->rule, km->nodes, want_kp, t->optimizer,
-                           &t->hyper)))
+                           &t->hyper, "kernel machine",
+                           pk_cursor_bytes(t) + results_bytes(t->net, Xq),
+                           "the replay, the queries and their outputs")))
     return st;
   if ((st = pk_cursor_init(&c, t))) { pk_decomp_free(&dc); return st; }
   for (s = 0; s < t->T; s++) {
@@ -234,8 +248,9 @@ pk_status pk_machine_verify(pk_machine *km, const pk_matrix *Xq, const pk_call_o
     /* relative to the output's magnitude, floored by the largest output so
      * that outputs near zero do not inflate it */
     double rel = e / fmax(fabs(f), scale > 0 ? scale : 1.0);
-    if (!(e <= a)) a = e;
-    if (!(rel <= r)) r = rel;
+    /* a NaN gap (an output that overflowed) stays: it is the answer */
+    if (isnan(e) || e > a) a = isnan(a) ? a : e;
+    if (isnan(rel) || rel > r) r = isnan(r) ? r : rel;
   }
   pk_matrix_free(pred);
   *maxabs = a;
@@ -274,13 +289,20 @@ pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
   pk_train_hooks hk;
   pk_status st;
   pk_matrix *w0 = NULL;
+  size_t bad;
   if (out) *out = NULL;
   if (traj) *traj = NULL;
   memset(&c, 0, sizeof c);
   if ((st = pk_train_check(net, X, Y, o))) return st;
+  if (Xq && (bad = pk_nonfinite_row(Xq)))
+    return pk_fail(PK_EINVAL, "train: explain = Xq holds a NaN or infinite value in row %zu (a "
+                   "kernel machine explains finite inputs only)", bad);
   if (Xq) {
     if ((st = pk_matrix_from_array(&w0, net->P, 1, net->theta))) return st;
-    if ((st = pk_decomp_init(&c.dc, net, Xq, X->rows, rule, nodes, want_kp, o->optimizer, &o->hyper)))
+    if ((st = pk_decomp_init(&c.dc, net, Xq, X->rows, rule, nodes, want_kp, o->optimizer, &o->hyper,
+                             "train: explain = Xq",
+                             (double)net->P * sizeof(double) + results_bytes(net, Xq),
+                             "the queries and their outputs")))
       goto done;
   }
   if (every && (st = pk_recorder_begin(net, X, Y, o, every, &c.traj, &c.rec))) goto done;
@@ -391,6 +413,8 @@ static pk_status read_online(pk_reader *r, const char *name, pk_rule rule, int n
   if ((st = pk_matrix_read_payload(r, &km->Xq))) goto done;
   if (km->Xq->cols != km->net0->d[0])
     BAD("%s: value check failed: queries do not fit the network", name);
+  if ((n = pk_nonfinite_row(km->Xq)))
+    BAD("%s: value check failed: query row %zu holds a NaN or infinite value", name, n);
   km->nq = km->Xq->rows;
   /* queries x outputs x (contributions [+ kernel values]) + 3 outputs each */
   left = (r->n - r->pos) / 8;

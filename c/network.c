@@ -437,7 +437,10 @@ pk_status pk_network_forward(const pk_network *n, const pk_matrix *X, pk_matrix 
   *out = NULL;
   if ((st = pk_check_input(n, X, "X"))) return st;
   if ((st = pk_matrix_new(out, X->rows, K))) return st;
-  b = block_rows(pk_acts_bytes(n, 1, 0), (size_t)64 << 20, X->rows);
+  /* blocks of rows within 64 MiB, and within the memory limit, so that
+   * a small limit costs more blocks rather than an error */
+  b = block_rows(pk_acts_bytes(n, 1, 0), pk_memory_limit() < ((size_t)64 << 20) ?
+                 pk_memory_limit() : (size_t)64 << 20, X->rows);
   if ((st = pk_acts_init(&w, n, b, 0))) {
     pk_matrix_free(*out);
     *out = NULL;

@@ -26,7 +26,7 @@ static pk_status path_run(const pk_kernel *k, const pk_matrix *X1, const pk_matr
   pk_status st;
   pk_tangent_ws *ws = pk_tangent_ws_new();
   if (!ws) return pk_fail(PK_ENOMEM, "path kernel: out of memory");
-  if ((st = pk_cursor_init(&c, t))) { pk_tangent_ws_free(ws); return st; }
+  if ((st = pk_cursor_init_weights(&c, t))) { pk_tangent_ws_free(ws); return st; }
   if ((st = pk_alloc((void **)&theta, P, sizeof(double), "the path kernel"))) goto done;
   memset(out->data, 0, out->rows * out->cols * sizeof(double));
   for (s = 0; s < t->T; s++) {

@@ -150,6 +150,9 @@ struct pk_kernel {
   size_t nout;          /* K: outputs of the model (1 for classical kernels) */
   pk_outputs mode;      /* how K > 1 outputs are laid out */
   size_t memory;        /* working-set budget in bytes for tiled Grams */
+  int nan_rows;         /* a kernel of the inputs alone (classical, infinite
+                         * width): every entry of a row with a NaN or an
+                         * infinity is NaN, whatever its formula gives */
   void *state;          /* the kernel's own data, freed by destroy */
 };
 
@@ -302,6 +305,7 @@ pk_status pk_trajectory_check_data(const pk_trajectory *t);
 typedef struct pk_cursor {
   const pk_trajectory *t;
   size_t s;                /* the step the cursor has loaded, or SIZE_MAX */
+  int weights_only;        /* theta, next and lr only: no batch unless replayed */
   double *theta, *next, *grad, *xb;
   size_t *rows, nb;
   double lr, loss;
@@ -314,6 +318,12 @@ pk_status pk_trajectory_read_payload(pk_reader *r, const char *path, pk_trajecto
                                      const pk_matrix *X, const pk_matrix *Y);
 
 pk_status pk_cursor_init(pk_cursor *c, const pk_trajectory *t);
+/* the bytes a cursor of pk_cursor_init holds (weights, batch, state) */
+double pk_cursor_bytes(const pk_trajectory *t);
+/* A cursor for theta, next and lr alone (the path kernel): where both ends
+ * of a step are stored it reads them, holding nothing per example; it
+ * takes a batch's workspace only when it must replay a step. */
+pk_status pk_cursor_init_weights(pk_cursor *c, const pk_trajectory *t);
 /* load step s (0 <= s < T); cheapest when s follows the last one */
 pk_status pk_cursor_seek(pk_cursor *c, size_t s);
 void pk_cursor_free(pk_cursor *c);
@@ -343,13 +353,13 @@ pk_status pk_quadrature(pk_rule rule, int nodes, double *t, double *w);
 typedef struct pk_decomp {
   const pk_network *net;
   const pk_matrix *Xq;
-  size_t nq, K, m, qt;
+  size_t nq, K, m, qt, bc;  /* queries per tile, training rows per chunk */
   int nodes, want_kp;
   pk_optimizer opt;
   pk_hyper hyper;
   /* optimizers with state or weight decay: explicit gradients */
   int explicit_traces, need_gbar;
-  double *gbar;            /* (nq K) x P: the node-averaged query gradients */
+  double *gbar;            /* (qt K) x P: a tile's node-averaged query gradients */
   double *tr;              /* m x P: per-example traces (momentum or first moment) */
   double *rtr;             /* P: the weight-decay part of the trace */
   double *pc;              /* P: Adam's preconditioner */
@@ -365,9 +375,16 @@ typedef struct pk_decomp {
   pk_deltas dq[PK_MAX_NODES], da;
 } pk_decomp;
 
+/* 1 + the index of the first row of Xq with a NaN or infinite value, or 0 */
+size_t pk_nonfinite_row(const pk_matrix *Xq);
+/* who names the caller in a refusal; extra is what the caller holds beside
+ * the decomposition meanwhile (a replay, the machine's own arrays), in
+ * bytes, counted against the memory limit with it, and extra_what says
+ * what that is */
 pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *Xq, size_t m,
                          pk_rule rule, int nodes, int want_kp, pk_optimizer opt,
-                         const pk_hyper *hyper);
+                         const pk_hyper *hyper, const char *who, double extra,
+                         const char *extra_what);
 void pk_decomp_free(pk_decomp *dc);
 /* Add step s: theta = w_s, next = w_{s+1}; w holds the batch's activations
  * and per-example loss gradients at w_s; X is the whole training set (for
@@ -432,6 +449,8 @@ pk_status pk_check_input(const pk_network *net, const pk_matrix *X, const char *
 void pk_vtanh(const double *x, double *y, size_t n);
 void pk_vsigmoid(const double *x, double *y, size_t n);
 int pk_all_finite(const double *x, size_t n);
+/* "38.3 KiB": a size for a message */
+void pk_fmt_bytes(char *buf, size_t len, double bytes);
 /* out = a / s elementwise (not a * (1/s)) */
 pk_status pk_matrix_div_scalar(pk_matrix **out, const pk_matrix *a, double s);
 

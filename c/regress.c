@@ -414,6 +414,7 @@ pk_status pk_regressor_predict(const pk_regressor *r, const pk_matrix *Xq, const
   if (f0q && (f0q->rows != q || f0q->cols != r->outs))
     return pk_fail(PK_EINVAL, "predict: f0q is %zu x %zu, expected %zu x %zu", f0q->rows,
                    f0q->cols, q, r->outs);
+  if (budget > pk_memory_limit()) budget = pk_memory_limit();   /* smaller tiles, not an error */
   if ((st = pk_matrix_alloc(mean, q, r->outs, "the predictions"))) return st;
   if (want_var && (st = pk_matrix_alloc(var, q, r->outs, "the predictive variances"))) goto fail;
   /* tiles of query rows: the cross Gram (and the variance scratch) within

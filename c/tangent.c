@@ -343,7 +343,15 @@ pk_status pk_tangent_diag_accumulate(const pk_network *net, const double *theta,
   feats f;
   pk_status st;
   t = n ? n : 1;
-  if (memory > pk_memory_limit()) memory = pk_memory_limit();
+  if (memory > pk_memory_limit()) {
+    memory = pk_memory_limit();
+    if ((st = pk_check_bytes_hint(feat_bytes(net, 1), 1, "one row of the tangent kernel's diagonal",
+                                  "use a smaller network")))
+      return st;
+  } else if (feat_bytes(net, 1) > memory) {
+    return pk_fail(PK_ENOMEM, "tangent kernel: memory = %zu bytes is too small for one row; the "
+                   "minimum for this network is %zu bytes", memory, feat_bytes(net, 1));
+  }
   while (t > 1 && feat_bytes(net, t) > memory) t /= 2;
   if ((st = feats_init(&f, net, t))) return st;
   for (r0 = 0; r0 < n; r0 += t) {

@@ -244,28 +244,65 @@ pk_status pk_train_record(pk_network *net, const pk_matrix *X, const pk_matrix *
 
 /* ---- walking and replay -------------------------------------------------------- */
 
-pk_status pk_cursor_init(pk_cursor *c, const pk_trajectory *t)
+/* what replaying a step needs beside the weights: the batch, its
+ * activations and loss gradients, the gradient and the optimizer state */
+static pk_status cursor_batch(pk_cursor *c)
 {
+  const pk_trajectory *t = c->t;
   size_t P = t->net->P, b = t->full_batch ? t->X->rows : t->batch_size, i;
+  char what[160];
   pk_status st;
-  memset(c, 0, sizeof *c);
-  c->t = t;
-  c->s = SIZE_MAX;
   if (b > t->X->rows) b = t->X->rows;
-  if ((st = pk_trajectory_check_data(t))) return st;
-  if ((st = pk_alloc((void **)&c->theta, P, sizeof(double), "replay")) ||
-      (st = pk_alloc((void **)&c->next, P, sizeof(double), "replay")) ||
+  /* the batch is the least a replay can work with: the gradient must be
+   * summed exactly as training summed it, over the whole batch at once */
+  snprintf(what, sizeof what, "replaying the run (the activations and loss gradients of a batch "
+           "of %zu examples)", b);
+  if ((st = pk_check_bytes_hint(pk_acts_bytes(t->net, b, 1), 1, what,
+                                c->weights_only ? "record = true keeps every step's weights, "
+                                "which need no replay" : NULL)) ||
       (st = pk_alloc((void **)&c->grad, P, sizeof(double), "replay")) ||
       (st = pk_alloc((void **)&c->xb, b * t->X->cols, sizeof(double), "replay")) ||
       (st = pk_alloc((void **)&c->rows, b, sizeof(size_t), "replay")) ||
       (st = pk_acts_init(&c->w, t->net, b, 1)) ||
-      (st = pk_opt_init(&c->os, t->optimizer, P))) {
-    pk_cursor_free(c);
+      (st = pk_opt_init(&c->os, t->optimizer, P)))
     return st;
-  }
   if (t->full_batch)
     for (i = 0; i < b; i++) c->rows[i] = i;
   return PK_OK;
+}
+
+double pk_cursor_bytes(const pk_trajectory *t)
+{
+  size_t P = t->net->P, b = t->full_batch ? t->X->rows : t->batch_size;
+  if (b > t->X->rows) b = t->X->rows;
+  return (double)sizeof(double) * (3.0 + (double)pk_opt_state_vectors(t->optimizer)) * (double)P +
+         (double)b * ((double)t->X->cols * sizeof(double) + sizeof(size_t)) +
+         (double)pk_acts_bytes(t->net, b, 1);
+}
+
+static pk_status cursor_init(pk_cursor *c, const pk_trajectory *t, int weights_only)
+{
+  size_t P = t->net->P;
+  pk_status st;
+  memset(c, 0, sizeof *c);
+  c->t = t;
+  c->s = SIZE_MAX;
+  c->weights_only = weights_only;
+  if ((st = pk_trajectory_check_data(t))) return st;
+  if ((st = pk_alloc((void **)&c->theta, P, sizeof(double), "the weights of a step")) ||
+      (st = pk_alloc((void **)&c->next, P, sizeof(double), "the weights of a step")) ||
+      (!weights_only && (st = cursor_batch(c)))) {
+    pk_cursor_free(c);
+    return st;
+  }
+  return PK_OK;
+}
+
+pk_status pk_cursor_init(pk_cursor *c, const pk_trajectory *t) { return cursor_init(c, t, 0); }
+
+pk_status pk_cursor_init_weights(pk_cursor *c, const pk_trajectory *t)
+{
+  return cursor_init(c, t, 1);
 }
 
 void pk_cursor_free(pk_cursor *c)
@@ -317,7 +354,22 @@ pk_status pk_cursor_seek(pk_cursor *c, size_t s)
 {
   const pk_trajectory *t = c->t;
   size_t P = t->net->P, k, from;
+  pk_status st;
   if (s >= t->T) return pk_fail(PK_EINVAL, "step %zu is outside the trajectory's %zu steps", s, t->T);
+  if (c->weights_only) {
+    size_t k1;
+    k = check_before(t, s);
+    k1 = check_before(t, s + 1);
+    if (t->check_step[k] == s && t->check_step[k1] == s + 1) {
+      /* both ends stored: nothing to replay (and no state to carry on) */
+      memcpy(c->theta, t->W + k * P, P * sizeof(double));
+      memcpy(c->next, t->W + k1 * P, P * sizeof(double));
+      c->lr = t->lr[s];
+      c->s = SIZE_MAX;
+      return PK_OK;
+    }
+    if (!c->grad && (st = cursor_batch(c))) return st;
+  }
   if (c->s != SIZE_MAX && s == c->s + 1) {
     memcpy(c->theta, c->next, P * sizeof(double));
     run_step(c, s);
@@ -351,7 +403,7 @@ pk_status pk_trajectory_weights(const pk_trajectory *t, size_t s, double *out)
     memcpy(out, t->W + k * P, P * sizeof(double));
     return PK_OK;
   }
-  if ((st = pk_cursor_init(&c, t))) return st;
+  if ((st = pk_cursor_init_weights(&c, t))) return st;
   if (!(st = pk_cursor_seek(&c, s - 1))) memcpy(out, c.next, P * sizeof(double));
   pk_cursor_free(&c);
   return st;

@@ -117,7 +117,9 @@ typedef struct pk_csv_opts {
 } pk_csv_opts;
 
 /* On success *header (if requested and present) is a malloc'd copy of the
- * first line; release it with free(). */
+ * first line; release it with free(). A gzip-compressed file (known by its
+ * content, 1f 8b, not its name) is inflated first, all its members, within
+ * the memory limit; a truncated or corrupt one is PK_EFORMAT. */
 PK_API pk_status pk_matrix_read_csv(pk_matrix **out, const char *path,
                                     const pk_csv_opts *opts, char **header);
 PK_API pk_status pk_matrix_write_csv(const pk_matrix *a, const char *path,

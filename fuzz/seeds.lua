@@ -203,6 +203,13 @@ function seeds.csv(put)
   local p = tmpfile()
   assert(pk.randn(4, 3, 5):write_csv(p, { header = "u,v,w" }))
   csv("written", opt.header, slurp(p))
+  -- gzip-compressed, and two members back to back (read_csv inflates them)
+  if os.execute("gzip -c -n '" .. p .. "' > '" .. p .. ".gz' 2>/dev/null") then
+    local gz = slurp(p .. ".gz")
+    csv("gzip", opt.header, gz)
+    csv("gzip-twice", opt.header, gz .. gz)
+    os.remove(p .. ".gz")
+  end
   os.remove(p)
 end
 

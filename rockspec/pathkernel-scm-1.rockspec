@@ -24,6 +24,7 @@ external_dependencies = {
   LAPACKE = { header = "lapacke.h", library = "lapacke" },
   BLAS = { library = "blas" },
   LAPACK = { library = "lapack" },
+  ZLIB = { header = "zlib.h", library = "z" },
 }
 build = {
   type = "builtin",
@@ -38,9 +39,9 @@ build = {
         "c/lua_matrix.c", "c/lua_network.c", "c/lua_regressor.c",
         "c/lua_trajectory.c",
       },
-      incdirs = { "c", "$(LAPACKE_INCDIR)" },
-      libdirs = { "$(LAPACKE_LIBDIR)", "$(BLAS_LIBDIR)", "$(LAPACK_LIBDIR)" },
-      libraries = { "lapacke", "lapack", "blas", "m", "pthread" },
+      incdirs = { "c", "$(LAPACKE_INCDIR)", "$(ZLIB_INCDIR)" },
+      libdirs = { "$(LAPACKE_LIBDIR)", "$(BLAS_LIBDIR)", "$(LAPACK_LIBDIR)", "$(ZLIB_LIBDIR)" },
+      libraries = { "lapacke", "lapack", "blas", "z", "m", "pthread" },
     },
     ["pathkernel"] = "lua/pathkernel/init.lua",
     ["pathkernel.plot"] = "lua/pathkernel/plot.lua",

@@ -244,6 +244,11 @@ pk_status pk_save_object(const char *path, pk_tag tag, pk_serialize_fn fn, const
   return atomic_save(path, emit_framed, &o);
 }
 
+pk_status pk_save_stream(const char *path, pk_emit_fn emit, const void *ctx)
+{
+  return atomic_save(path, emit, ctx);
+}
+
 /* ---- reading --------------------------------------------------------- */
 
 uint32_t pk_get_u32(pk_reader *r)

@@ -87,6 +87,11 @@ typedef pk_status (*pk_serialize_fn)(pk_writer *w, const void *obj);
  * Temporaries are "<path>.tmp<pid>"; a save removes those of dead processes. */
 pk_status pk_save_object(const char *path, pk_tag tag, pk_serialize_fn fn,
                          const void *obj);
+/* Any file written the same atomic way: emit writes the bytes to f and
+ * leaves an I/O error in *err (an errno value); a status it returns
+ * aborts the save. What write_csv and write_npy use. */
+typedef pk_status (*pk_emit_fn)(FILE *f, const void *ctx, int *err);
+pk_status pk_save_stream(const char *path, pk_emit_fn emit, const void *ctx);
 /* The framed object (header, payload, CRC) written to any stream; an I/O
  * error is left in *err as an errno value. */
 pk_status pk_write_object(FILE *f, pk_tag tag, pk_serialize_fn fn, const void *obj, int *err);
@@ -134,6 +139,11 @@ pk_status pk_gunzip(const char *name, const unsigned char *in, size_t len, unsig
 pk_status pk_matrix_parse_csv(pk_matrix **out, const char *name, const char *text, size_t len,
                               const pk_csv_opts *opts, char **header);
 pk_status pk_matrix_emit_csv(FILE *f, const pk_matrix *a, const char *header, int *err);
+/* .npy from a file image in memory (what pk_matrix_read_npy runs after
+ * pk_read_file, and what the fuzz harness calls), and to a stream. */
+pk_status pk_matrix_read_npy_mem(pk_matrix **out, const char *name, const unsigned char *buf,
+                                 size_t len);
+pk_status pk_matrix_emit_npy(FILE *f, const pk_matrix *a, int *err);
 pk_status pk_matrix_read_payload(pk_reader *r, pk_matrix **out);
 pk_status pk_matrix_write_payload(pk_writer *w, const void *a);
 

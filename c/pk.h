@@ -333,6 +333,22 @@ PK_API pk_status pk_trajectory_load(pk_trajectory **out, const char *path, const
                                     const pk_matrix *Y);
 PK_API const pk_matrix *pk_trajectory_X(const pk_trajectory *t);
 PK_API const pk_matrix *pk_trajectory_Y(const pk_trajectory *t);
+/* How the run was trained: what pk_train_opts said, as recorded. */
+typedef struct pk_trajectory_info {
+  pk_loss loss;
+  pk_optimizer optimizer;
+  pk_hyper hyper;
+  size_t steps;          /* T, the steps taken */
+  size_t batch_size;     /* rows per step (for gd: every training row) */
+  size_t every;          /* checkpoint spacing (1: every step stored) */
+  uint64_t seed;
+  int full_batch;        /* gd: each step took every row in order */
+} pk_trajectory_info;
+PK_API void pk_trajectory_get_info(const pk_trajectory *t, pk_trajectory_info *info);
+/* The 0-based training rows of step s (0-based: the update from w_s to
+ * w_{s+1}), in the order the step took them, into rows (room for
+ * info.batch_size entries; may be NULL), and their count into *nb. */
+PK_API pk_status pk_trajectory_batch(const pk_trajectory *t, size_t s, size_t *rows, size_t *nb);
 
 /* ---- kernel machines from training ----------------------------------------- */
 

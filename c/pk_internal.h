@@ -48,6 +48,8 @@ pk_status pk_calloc_hint(void **out, size_t n, size_t size, const char *what, co
 /* Prefix the last error's message with name (a file) unless it already
  * starts with "name:"; returns s. */
 pk_status pk_fail_in(pk_status s, const char *name);
+/* bytes in the unit that reads best: "812 bytes", "17.4 KiB", "191.3 MiB" */
+void pk_format_bytes(char *buf, size_t len, double bytes);
 /* a x b without overflow, else an error naming `what` */
 pk_status pk_mul_size(size_t *out, size_t a, size_t b, const char *what);
 

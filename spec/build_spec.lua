@@ -28,6 +28,13 @@ describe("the rockspec", function()
     assert.is_true(found)
   end)
 
+  it("declares its tests: busted under lua5.4, offline (luarocks test)", function()
+    -- test.type = "busted" would make LuaRocks fetch busted as a rock
+    assert.are.equal("command", env.test.type)
+    assert.truthy(env.test.command:find("lua5.4 /usr/bin/busted", 1, true))
+    assert.truthy(env.test.command:find("make --no-print-directory all", 1, true))
+  end)
+
   it("compiles every C source of the checkout", function()
     local srcs = {}
     for _, s in ipairs(env.build.modules["pathkernel.core"].sources) do srcs[#srcs + 1] = s end

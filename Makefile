@@ -18,7 +18,7 @@ WARN   += -Werror
 endif
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -Ic
-LIBS    = -llapacke -llapack -lblas -lm -lpthread
+LIBS    = -llapacke -llapack -lblas -lz -lm -lpthread
 
 SRC      = $(wildcard c/*.c)
 HDR      = $(wildcard c/*.h)

@@ -63,6 +63,8 @@ static void fmt_bytes(char *buf, size_t len, double b)
   else snprintf(buf, len, "%.1f %s", b, unit[u]);
 }
 
+void pk_format_bytes(char *buf, size_t len, double bytes) { fmt_bytes(buf, len, bytes); }
+
 pk_status pk_mul_size(size_t *out, size_t a, size_t b, const char *what)
 {
   if (a != 0 && b > SIZE_MAX / a)

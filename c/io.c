@@ -1,5 +1,5 @@
 /* io.c - the PATHKRNL container (magic, version, tag, length, payload,
- * CRC-32), atomic saves, checked loads, and CSV. */
+ * CRC-32), atomic saves, checked loads, and CSV (plain or gzip-compressed). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <stdlib.h>
@@ -12,30 +12,27 @@
 #include <signal.h>
 #include <dirent.h>
 #include <stdint.h>
+#define ZLIB_CONST             /* zlib reads input through const pointers */
+#include <zlib.h>
 #include "pk_internal.h"
 
 static const char MAGIC[8] = { 'P', 'A', 'T', 'H', 'K', 'R', 'N', 'L' };
 #define HEADER_BYTES 24u   /* magic 8, version 4, tag 4, payload length 8 */
 
+/* zlib's CRC-32 (the same polynomial and conditioning as the table this
+ * file used to carry, so saved files stay byte for byte the same); zlib
+ * takes lengths as unsigned int, hence the chunks. */
 uint32_t pk_crc32(uint32_t crc, const void *buf, size_t n)
 {
-  static uint32_t table[256];
-  static int ready;
   const unsigned char *p = buf;
-  size_t i;
-  if (!ready) {
-    uint32_t k, c;
-    int j;
-    for (k = 0; k < 256; k++) {
-      c = k;
-      for (j = 0; j < 8; j++) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-      table[k] = c;
-    }
-    ready = 1;
+  uLong c = crc;
+  while (n > 0) {
+    uInt k = n > (1u << 30) ? (1u << 30) : (uInt)n;
+    c = crc32(c, p, k);
+    p += k;
+    n -= k;
   }
-  crc = ~crc;
-  for (i = 0; i < n; i++) crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-  return ~crc;
+  return (uint32_t)c;
 }
 
 /* ---- writing --------------------------------------------------------- */
@@ -262,6 +259,11 @@ pk_status pk_save_object(const char *path, pk_tag tag, pk_serialize_fn fn, const
   o.fn = fn;
   o.obj = obj;
   return atomic_save(path, emit_framed, &o);
+}
+
+pk_status pk_save_stream(const char *path, pk_emit_fn emit, const void *ctx)
+{
+  return atomic_save(path, emit, ctx);
 }
 
 /* ---- reading --------------------------------------------------------- */
@@ -519,6 +521,100 @@ pk_status pk_matrix_load(pk_matrix **out, const char *path)
   return st;
 }
 
+/* ---- gzip ------------------------------------------------------------ */
+
+int pk_is_gzip(const unsigned char *buf, size_t len)
+{
+  return len >= 2 && buf[0] == 0x1f && buf[1] == 0x8b;
+}
+
+/* The next output capacity: doubling, but the last step lands on the
+ * memory limit rather than jumping over it. */
+static size_t inflate_grow(size_t cap)
+{
+  size_t lim = pk_memory_limit(), want = cap > SIZE_MAX / 2 ? SIZE_MAX - 1 : cap ? 2 * cap : 64;
+  if (want >= lim && cap + 1 < lim) want = lim - 1;
+  return want;
+}
+
+pk_status pk_gunzip(const char *name, const unsigned char *in, size_t len, unsigned char **out,
+                    size_t *outlen)
+{
+  z_stream z;
+  unsigned char *buf = NULL;
+  size_t cap, used = 0, left = len;   /* left: input not yet handed to zlib */
+  char what[96];
+  pk_status st = PK_OK;
+  int rc;
+  *out = NULL;
+  *outlen = 0;
+  snprintf(what, sizeof what, "inflating %.60s%s", name, strlen(name) > 60 ? "..." : "");
+  cap = len < (SIZE_MAX - 64) / 4 ? 4 * len + 64 : len;
+  if (cap >= pk_memory_limit()) cap = pk_memory_limit() / 2;
+  if ((st = pk_alloc((void **)&buf, cap + 1, 1, what))) return st;
+  memset(&z, 0, sizeof z);
+  if (inflateInit2(&z, 16 + MAX_WBITS) != Z_OK) {     /* gzip framing only */
+    free(buf);
+    return pk_fail(PK_ENOMEM, "%s: out of memory", what);
+  }
+  for (;;) {
+    size_t room, before_out;
+    if (z.avail_in == 0 && left > 0) {    /* zlib counts in unsigned int */
+      uInt k = left > (1u << 30) ? (1u << 30) : (uInt)left;
+      z.next_in = in + (len - left);
+      z.avail_in = k;
+      left -= k;
+    }
+    if (used == cap) {
+      size_t ncap = inflate_grow(cap);
+      unsigned char *nb;
+      if ((st = pk_check_bytes_hint(ncap + 1, 1, what, "read a smaller file"))) break;
+      if (!(nb = realloc(buf, ncap + 1))) { st = pk_fail(PK_ENOMEM, "%s: out of memory", what); break; }
+      buf = nb;
+      cap = ncap;
+    }
+    room = cap - used;
+    z.next_out = buf + used;
+    z.avail_out = room > (1u << 30) ? (1u << 30) : (uInt)room;
+    before_out = z.avail_out;
+    rc = inflate(&z, Z_NO_FLUSH);
+    used += before_out - z.avail_out;
+    if (rc == Z_STREAM_END) {
+      /* concatenated members (cat a.gz b.gz) are one file, as gzip -d says */
+      size_t rest = z.avail_in + left;
+      if (rest == 0) break;
+      if (!pk_is_gzip(in + (len - rest), rest)) {
+        st = pk_fail(PK_EFORMAT, "%s: gzip check failed: %zu stray bytes after the compressed data",
+                     name, rest);
+        break;
+      }
+      inflateReset(&z);
+      continue;
+    }
+    if (rc == Z_OK || rc == Z_BUF_ERROR) {
+      if (z.avail_out == 0 || used == cap) continue;          /* needs more room */
+      if (z.avail_in == 0 && left == 0) {
+        st = pk_fail(PK_EFORMAT, "%s: gzip check failed: the compressed data is truncated", name);
+        break;
+      }
+      if (rc == Z_OK || left > 0) continue;
+    }
+    if (rc == Z_MEM_ERROR) st = pk_fail(PK_ENOMEM, "%s: out of memory", what);
+    else st = pk_fail(PK_EFORMAT, "%s: gzip check failed: corrupt compressed data (%s)", name,
+                      z.msg ? z.msg : "zlib could not go on");
+    break;
+  }
+  inflateEnd(&z);
+  if (st) {
+    free(buf);
+    return st;
+  }
+  buf[used] = '\0';
+  *out = buf;
+  *outlen = used;
+  return PK_OK;
+}
+
 /* ---- CSV ------------------------------------------------------------- */
 
 /* The length of the number that starts at s, or 0 if none does: an
@@ -687,10 +783,15 @@ pk_status pk_matrix_parse_csv(pk_matrix **out, const char *name, const char *tex
   pk_status st;
   *out = NULL;
   if (header) *header = NULL;
-  if (len == SIZE_MAX) return pk_fail(PK_ENOMEM, "read_csv: the text is too long");
-  if ((st = pk_alloc((void **)&copy, len + 1, 1, "read_csv"))) return st;
-  memcpy(copy, text, len);
-  copy[len] = '\0';
+  if (pk_is_gzip((const unsigned char *)text, len)) {
+    if ((st = pk_gunzip(name, (const unsigned char *)text, len, (unsigned char **)&copy, &len)))
+      return st;
+  } else {
+    if (len == SIZE_MAX) return pk_fail(PK_ENOMEM, "read_csv: the text is too long");
+    if ((st = pk_alloc((void **)&copy, len + 1, 1, "read_csv"))) return st;
+    memcpy(copy, text, len);
+    copy[len] = '\0';
+  }
   st = csv_from_buffer(out, name, copy, len, opts, header);
   free(copy);
   return st;
@@ -705,6 +806,13 @@ pk_status pk_matrix_read_csv(pk_matrix **out, const char *path, const pk_csv_opt
   *out = NULL;
   if (header) *header = NULL;
   if ((st = pk_read_file(path, &buf, &len))) return st;
+  if (pk_is_gzip(buf, len)) {      /* by content, whatever the name */
+    unsigned char *text;
+    st = pk_gunzip(path, buf, len, &text, &len);
+    free(buf);
+    if (st) return st;
+    buf = text;
+  }
   st = csv_from_buffer(out, path, (char *)buf, len, opts, header);
   free(buf);
   return st;

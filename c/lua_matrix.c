@@ -1,5 +1,6 @@
 /* lua_matrix.c - the pathkernel.Matrix userdata: constructors, views that
- * keep their parent alive, arithmetic metamethods, CSV and files. */
+ * keep their parent alive, arithmetic metamethods, elementwise functions
+ * and reductions, stacking, splitting, CSV, .npy and files. */
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -364,17 +365,39 @@ static int m_tostring(lua_State *L)
   return 1;
 }
 
+/* A + B, A + s, s + A */
 static int m_add(lua_State *L)
 {
-  pk_matrix *a = pk_lua_checkmatrix(L, 1), *b = pk_lua_checkmatrix(L, 2);
-  NEWM(L, pk_matrix_add(slot_, a, b));
+  if (lua_type(L, 1) == LUA_TNUMBER) {
+    double s = lua_tonumber(L, 1);
+    pk_matrix *a = pk_lua_checkmatrix(L, 2);
+    NEWM(L, pk_matrix_add_scalar(slot_, a, s));
+  } else if (lua_type(L, 2) == LUA_TNUMBER) {
+    double s = lua_tonumber(L, 2);
+    pk_matrix *a = pk_lua_checkmatrix(L, 1);
+    NEWM(L, pk_matrix_add_scalar(slot_, a, s));
+  } else {
+    pk_matrix *a = pk_lua_checkmatrix(L, 1), *b = pk_lua_checkmatrix(L, 2);
+    NEWM(L, pk_matrix_add(slot_, a, b));
+  }
   return 1;
 }
 
+/* A - B, A - s (as A + (-s): the same IEEE result), s - A */
 static int m_sub(lua_State *L)
 {
-  pk_matrix *a = pk_lua_checkmatrix(L, 1), *b = pk_lua_checkmatrix(L, 2);
-  NEWM(L, pk_matrix_sub(slot_, a, b));
+  if (lua_type(L, 1) == LUA_TNUMBER) {
+    double s = lua_tonumber(L, 1);
+    pk_matrix *a = pk_lua_checkmatrix(L, 2);
+    NEWM(L, pk_matrix_scalar_sub(slot_, s, a));
+  } else if (lua_type(L, 2) == LUA_TNUMBER) {
+    double s = lua_tonumber(L, 2);
+    pk_matrix *a = pk_lua_checkmatrix(L, 1);
+    NEWM(L, pk_matrix_add_scalar(slot_, a, -s));
+  } else {
+    pk_matrix *a = pk_lua_checkmatrix(L, 1), *b = pk_lua_checkmatrix(L, 2);
+    NEWM(L, pk_matrix_sub(slot_, a, b));
+  }
   return 1;
 }
 
@@ -431,18 +454,239 @@ static int m_copy(lua_State *L)
   return 1;
 }
 
+/* the optional dim argument of a reduction: 0 when absent */
+static int opt_dim(lua_State *L, int idx, const char *fn)
+{
+  lua_Integer d;
+  if (lua_isnoneornil(L, idx)) return 0;
+  d = pk_lua_checkint(L, idx, LUA_MININTEGER, "dim");
+  if (d != 1 && d != 2)
+    luaL_error(L, "%s: dim must be 1 (one value per column) or 2 (one per row), got %I", fn, d);
+  return (int)d;
+}
+
+/* A:sum() a number; A:sum(dim) 1 x c (dim 1) or r x 1 (dim 2) */
 static int m_sum(lua_State *L)
 {
-  lua_pushnumber(L, pk_matrix_sum(pk_lua_checkmatrix(L, 1)));
+  pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  int dim = opt_dim(L, 2, "sum");
+  if (!dim) {
+    lua_pushnumber(L, pk_matrix_sum(a));
+    return 1;
+  }
+  NEWM(L, pk_matrix_sum_dim(slot_, a, dim));
   return 1;
 }
 
 static int m_mean(lua_State *L)
 {
   pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  int dim = opt_dim(L, 2, "mean");
+  if (dim) {
+    NEWM(L, pk_matrix_mean_dim(slot_, a, dim));
+    return 1;
+  }
   if (a->rows * a->cols == 0) return luaL_error(L, "mean of an empty %dx%d matrix", (int)a->rows, (int)a->cols);
   lua_pushnumber(L, pk_matrix_sum(a) / (double)(a->rows * a->cols));
   return 1;
+}
+
+/* A:std([dim] [, { ddof = 0 }]): population std by default, as NumPy */
+static int m_std(lua_State *L)
+{
+  static const char *const keys[] = { "ddof", NULL };
+  pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  int oi = lua_type(L, 2) == LUA_TTABLE ? 2 : 3, dim = oi == 2 ? 0 : opt_dim(L, 2, "std");
+  lua_Integer ddof;
+  pk_status st;
+  if (!lua_isnoneornil(L, oi)) luaL_checktype(L, oi, LUA_TTABLE);
+  pk_lua_checkkeys(L, oi, "std", keys);
+  ddof = pk_lua_optinteger(L, oi, "ddof", 0);
+  if (ddof < 0) return luaL_error(L, "std: ddof must be >= 0, got %I", ddof);
+  if (!dim) {
+    double v;
+    if ((st = pk_matrix_std(a, (size_t)ddof, &v))) return pk_lua_error(L, st);
+    lua_pushnumber(L, v);
+    return 1;
+  }
+  NEWM(L, pk_matrix_std_dim(slot_, a, dim, (size_t)ddof));
+  return 1;
+}
+
+/* A:argmax() -> i, j of the largest entry; A:argmax(dim) -> 1-based
+ * indices as a 1 x c (dim 1) or r x 1 (dim 2) matrix */
+static int m_argmax(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1), **slot;
+  int dim = opt_dim(L, 2, "argmax");
+  size_t n, k, *idx;
+  pk_status st;
+  if (!dim) {
+    size_t i, j;
+    if ((st = pk_matrix_argmax(a, &i, &j))) return pk_lua_error(L, st);
+    lua_pushinteger(L, (lua_Integer)i + 1);
+    lua_pushinteger(L, (lua_Integer)j + 1);
+    return 2;
+  }
+  n = dim == 1 ? a->cols : a->rows;
+  if ((dim == 1 ? a->rows : a->cols) == 0)         /* nothing to compare: the core says so */
+    return pk_lua_error(L, pk_matrix_argmax_dim(a, dim, NULL));
+  if ((st = pk_check_bytes(n, sizeof *idx, "argmax"))) return pk_lua_error(L, st);
+  idx = lua_newuserdatauv(L, (n ? n : 1) * sizeof *idx, 0);    /* scratch the GC owns */
+  if ((st = pk_matrix_argmax_dim(a, dim, idx))) return pk_lua_error(L, st);
+  slot = pk_lua_newmatrix(L);
+  if ((st = dim == 1 ? pk_matrix_new(slot, 1, n) : pk_matrix_new(slot, n, 1))) return pk_lua_error(L, st);
+  for (k = 0; k < n; k++) (*slot)->data[k] = (double)idx[k] + 1;
+  return 1;
+}
+
+/* elementwise functions (IEEE outside the domain: log(-1) is NaN) */
+static int map(lua_State *L, pk_map f)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  NEWM(L, pk_matrix_map(slot_, a, f));
+  return 1;
+}
+
+static int m_exp(lua_State *L) { return map(L, PK_MAP_EXP); }
+static int m_log(lua_State *L) { return map(L, PK_MAP_LOG); }
+static int m_sqrt(lua_State *L) { return map(L, PK_MAP_SQRT); }
+static int m_abs(lua_State *L) { return map(L, PK_MAP_ABS); }
+static int m_tanh(lua_State *L) { return map(L, PK_MAP_TANH); }
+
+static int m_pow(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  double p;
+  if (lua_type(L, 2) != LUA_TNUMBER)
+    return luaL_error(L, "pow: the exponent must be a number, got %s", luaL_typename(L, 2));
+  p = lua_tonumber(L, 2);
+  NEWM(L, pk_matrix_pow(slot_, a, p));
+  return 1;
+}
+
+/* the matrices of the table at idx (a list), into a scratch array the GC owns */
+static const pk_matrix **list_of_matrices(lua_State *L, int idx, const char *fn, size_t *n)
+{
+  const pk_matrix **parts;
+  size_t k;
+  pk_status st;
+  luaL_checktype(L, idx, LUA_TTABLE);
+  *n = lua_rawlen(L, idx);
+  if ((st = pk_check_bytes(*n, sizeof *parts, fn))) pk_lua_error(L, st);
+  parts = lua_newuserdatauv(L, (*n ? *n : 1) * sizeof *parts, 0);
+  for (k = 0; k < *n; k++) {
+    pk_matrix *m;
+    lua_rawgeti(L, idx, (lua_Integer)k + 1);
+    m = pk_lua_testmatrix(L, -1);
+    if (!m) {
+      if (luaL_testudata(L, -1, PK_MATRIX_MT)) luaL_error(L, "%s: entry %d has been released", fn, (int)k + 1);
+      luaL_error(L, "%s: entry %d is %s, not a matrix", fn, (int)k + 1, luaL_typename(L, -1));
+    }
+    parts[k] = m;
+    lua_pop(L, 1);      /* the table keeps it alive */
+  }
+  return parts;
+}
+
+/* pk.hstack{A, B, ...} side by side; pk.vstack{A, B, ...} on top of each other */
+static int l_hstack(lua_State *L)
+{
+  size_t n;
+  const pk_matrix **parts = list_of_matrices(L, 1, "hstack", &n);
+  NEWM(L, pk_matrix_hstack(slot_, parts, n));
+  return 1;
+}
+
+static int l_vstack(lua_State *L)
+{
+  size_t n;
+  const pk_matrix **parts = list_of_matrices(L, 1, "vstack", &n);
+  NEWM(L, pk_matrix_vstack(slot_, parts, n));
+  return 1;
+}
+
+/* pk.split(X, Y [, { test = 0.25, seed =, shuffle = true }]) -> Xtrain,
+ * Ytrain, Xtest, Ytest, train rows, test rows (Y may be nil: then the Y
+ * results are nil) */
+static int l_split(lua_State *L)
+{
+  static const char *const keys[] = { "test", "seed", "shuffle", NULL };
+  pk_matrix *X = pk_lua_checkmatrix(L, 1), *Y;
+  pk_matrix **s[4];
+  size_t n = X->rows, ntest, k, *order;
+  uint64_t seed;
+  int shuffle, i;
+  pk_status st;
+  if (lua_type(L, 2) == LUA_TTABLE) {     /* pk.split(X, opts): no Y */
+    lua_settop(L, 2);
+    lua_pushnil(L);
+    lua_insert(L, 2);
+  }
+  Y = lua_isnoneornil(L, 2) ? NULL : pk_lua_checkmatrix(L, 2);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  pk_lua_checkkeys(L, 3, "split", keys);
+  shuffle = pk_lua_optboolean(L, 3, "shuffle", 1);
+  if (Y && Y->rows != n) return luaL_error(L, "split: X has %d rows, Y has %d", (int)n, (int)Y->rows);
+  switch (pk_lua_optfield(L, 3, "test")) {
+  case LUA_TNIL:
+  case LUA_TNUMBER:
+    if (lua_isinteger(L, -1)) {      /* a count */
+      lua_Integer c = lua_tointeger(L, -1);
+      if (c < 1) return luaL_error(L, "split: test = %I: a count of test rows must be >= 1", c);
+      if ((lua_Unsigned)c >= n)
+        return luaL_error(L, "split: test = %I of %d rows leaves no training rows", c, (int)n);
+      ntest = (size_t)c;
+    } else {                         /* a fraction (0.25 by default): round(f n) rows */
+      double f = lua_isnil(L, -1) ? 0.25 : lua_tonumber(L, -1);
+      if (!(f > 0 && f < 1))
+        return luaL_error(L, "split: test = %f: a fraction must be in (0, 1) (or give an integer count)", f);
+      ntest = (size_t)floor(f * (double)n + 0.5);
+      if (ntest == 0 || ntest == n)
+        return luaL_error(L, "split: test = %f of %d rows leaves %s empty", f, (int)n,
+                          ntest ? "the training set" : "the test set");
+    }
+    break;
+  default:
+    return luaL_error(L, "split: test must be a fraction in (0, 1) or an integer count, got %s",
+                      luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+  pk_lua_optfield(L, 3, "seed");
+  seed = pk_lua_optseed(L, -1);
+  lua_pop(L, 1);
+  if ((st = pk_check_bytes(n, sizeof *order, "split"))) return pk_lua_error(L, st);
+  order = lua_newuserdatauv(L, (n ? n : 1) * sizeof *order, 0);    /* index 4 */
+  for (i = 0; i < 4; i++) s[i] = pk_lua_newmatrix(L);              /* indices 5..8 */
+  if ((st = pk_split(X, Y, ntest, shuffle, seed, s[0], Y ? s[1] : NULL, s[2], Y ? s[3] : NULL,
+                     order)))
+    return pk_lua_error(L, st);
+  for (i = 0; i < 4; i++) {
+    if (*s[i]) lua_pushvalue(L, 5 + i);
+    else lua_pushnil(L);
+  }
+  for (i = 0; i < 2; i++) {
+    size_t from = i ? n - ntest : 0, to = i ? n : n - ntest;
+    lua_createtable(L, (int)(to - from), 0);
+    for (k = from; k < to; k++) {
+      lua_pushinteger(L, (lua_Integer)order[k] + 1);
+      lua_rawseti(L, -2, (lua_Integer)(k - from) + 1);
+    }
+  }
+  return 6;
+}
+
+/* pk.accuracy(logits, labels) -> fraction correct, count correct */
+static int l_accuracy(lua_State *L)
+{
+  pk_matrix *F = pk_lua_checkmatrix(L, 1), *Y = pk_lua_checkmatrix(L, 2);
+  size_t ok;
+  pk_status st = pk_accuracy(F, Y, &ok);
+  if (st) return pk_lua_error(L, st);
+  lua_pushnumber(L, (double)ok / (double)F->rows);
+  lua_pushinteger(L, (lua_Integer)ok);
+  return 2;
 }
 
 static int m_norm(lua_State *L)
@@ -509,6 +753,26 @@ static int l_read_csv(lua_State *L)
   return 1;
 }
 
+static int l_read_npy(lua_State *L)
+{
+  const char *path = pk_lua_checkpath(L, 1);
+  pk_matrix **slot = pk_lua_newmatrix(L);
+  pk_status st = pk_matrix_read_npy(slot, path);
+  if (st == PK_EIO) return pk_lua_fail(L, st);
+  if (st) return pk_lua_error(L, st);
+  return 1;
+}
+
+static int m_write_npy(lua_State *L)
+{
+  pk_matrix *a = pk_lua_checkmatrix(L, 1);
+  pk_status st = pk_matrix_write_npy(a, pk_lua_checkpath(L, 2));
+  if (st == PK_EIO) return pk_lua_fail(L, st);
+  if (st) return pk_lua_error(L, st);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int m_write_csv(lua_State *L)
 {
   pk_matrix *a = pk_lua_checkmatrix(L, 1);
@@ -542,11 +806,16 @@ void pk_lua_open_matrix(lua_State *L)
     { "columns", m_columns }, { "gather", m_gather },
     { "t", m_t }, { "hadamard", m_hadamard }, { "sum", m_sum }, { "mean", m_mean },
     { "norm", m_norm }, { "max_abs", m_max_abs }, { "copy", m_copy }, { "save", m_save },
-    { "write_csv", m_write_csv }, { "release", m_release }, { NULL, NULL }
+    { "write_csv", m_write_csv }, { "release", m_release },
+    { "std", m_std }, { "argmax", m_argmax }, { "exp", m_exp }, { "log", m_log },
+    { "sqrt", m_sqrt }, { "abs", m_abs }, { "tanh", m_tanh }, { "pow", m_pow },
+    { "write_npy", m_write_npy }, { NULL, NULL }
   };
   static const luaL_Reg fns[] = {
     { "matrix", l_matrix }, { "zeros", l_zeros }, { "ones", l_ones }, { "eye", l_eye },
-    { "randn", l_randn }, { "rand", l_rand }, { "read_csv", l_read_csv }, { NULL, NULL }
+    { "randn", l_randn }, { "rand", l_rand }, { "read_csv", l_read_csv },
+    { "read_npy", l_read_npy }, { "hstack", l_hstack }, { "vstack", l_vstack },
+    { "split", l_split }, { "accuracy", l_accuracy }, { NULL, NULL }
   };
   luaL_newmetatable(L, PK_MATRIX_MT);
   luaL_setfuncs(L, meta, 0);

@@ -128,6 +128,107 @@ static int t_memory(lua_State *L)
   return 1;
 }
 
+/* traj:batch(s): the 1-based training examples of step s = 1..T (the
+ * update from w_{s-1} to w_s), in the order the step took them */
+static int t_batch(lua_State *L)
+{
+  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
+  lua_Integer s = pk_lua_checkint(L, 2, LUA_MININTEGER, "step");
+  pk_trajectory_info info;
+  size_t nb, i, *rows;
+  pk_status st;
+  if (s < 1 || (lua_Unsigned)s > pk_trajectory_steps(t))
+    return luaL_error(L, "batch: step %I out of range 1..%d (step s goes from weights(s-1) to "
+                      "weights(s))", s, (int)pk_trajectory_steps(t));
+  pk_trajectory_get_info(t, &info);
+  if ((st = pk_check_bytes(info.batch_size, sizeof *rows, "batch"))) return pk_lua_error(L, st);
+  rows = lua_newuserdatauv(L, (info.batch_size ? info.batch_size : 1) * sizeof *rows, 0);
+  if ((st = pk_trajectory_batch(t, (size_t)s - 1, rows, &nb))) return pk_lua_error(L, st);
+  lua_createtable(L, (int)nb, 0);
+  for (i = 0; i < nb; i++) {
+    lua_pushinteger(L, (lua_Integer)rows[i] + 1);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  return 1;
+}
+
+/* traj:options(): how the run was trained, in net:train's names */
+static int t_options(lua_State *L)
+{
+  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
+  pk_trajectory_info in;
+  size_t s, T;
+  int varied = 0;
+  pk_trajectory_get_info(t, &in);
+  T = in.steps;
+  lua_createtable(L, 0, 14);
+  lua_pushstring(L, pk_optimizer_name(in.optimizer));
+  lua_setfield(L, -2, "optimizer");
+  lua_pushstring(L, pk_loss_name(in.loss));
+  lua_setfield(L, -2, "loss");
+  for (s = 1; s < T; s++)
+    if (pk_trajectory_lr(t, s) != pk_trajectory_lr(t, 0)) varied = 1;
+  if (varied) {         /* a schedule: the rate of every step */
+    lua_createtable(L, (int)T, 0);
+    for (s = 0; s < T; s++) {
+      lua_pushnumber(L, pk_trajectory_lr(t, s));
+      lua_rawseti(L, -2, (lua_Integer)s + 1);
+    }
+  } else if (T) {
+    lua_pushnumber(L, pk_trajectory_lr(t, 0));
+  } else {
+    lua_pushnil(L);
+  }
+  lua_setfield(L, -2, "lr");
+  lua_pushinteger(L, (lua_Integer)T);
+  lua_setfield(L, -2, "steps");
+  lua_pushinteger(L, (lua_Integer)in.batch_size);
+  lua_setfield(L, -2, "batch_size");
+  lua_pushinteger(L, (lua_Integer)in.seed);      /* the same integer net:train took */
+  lua_setfield(L, -2, "seed");
+  lua_createtable(L, 0, 1);
+  lua_pushinteger(L, (lua_Integer)in.every);
+  lua_setfield(L, -2, "every");
+  lua_setfield(L, -2, "record");
+  /* the hyperparameters of this optimizer only, as train accepts them */
+  lua_pushnumber(L, in.hyper.weight_decay);
+  lua_setfield(L, -2, "weight_decay");
+  if (in.optimizer == PK_OPT_MOMENTUM || in.optimizer == PK_OPT_NESTEROV) {
+    lua_pushnumber(L, in.hyper.momentum);
+    lua_setfield(L, -2, "momentum");
+  }
+  if (in.optimizer == PK_OPT_MOMENTUM) {
+    lua_pushnumber(L, in.hyper.dampening);
+    lua_setfield(L, -2, "dampening");
+  }
+  if (in.optimizer == PK_OPT_ADAM || in.optimizer == PK_OPT_ADAMW) {
+    lua_pushnumber(L, in.hyper.beta1);
+    lua_setfield(L, -2, "beta1");
+    lua_pushnumber(L, in.hyper.beta2);
+    lua_setfield(L, -2, "beta2");
+    lua_pushnumber(L, in.hyper.eps);
+    lua_setfield(L, -2, "eps");
+  }
+  return 1;
+}
+
+/* traj:data() -> X, Y: views of the recorded training data (they keep it
+ * alive; changing them is a change of the data, which replay refuses) */
+static int t_data(lua_State *L)
+{
+  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
+  pk_matrix **slot;
+  pk_status st;
+  slot = pk_lua_newmatrix(L);
+  if ((st = pk_matrix_view_rows(slot, (pk_matrix *)pk_trajectory_X(t), 0, pk_matrix_rows(pk_trajectory_X(t)))))
+    return pk_lua_error(L, st);
+  slot = pk_lua_newmatrix(L);
+  if ((st = pk_matrix_view_rows(slot, (pk_matrix *)pk_trajectory_Y(t), 0, pk_matrix_rows(pk_trajectory_Y(t)))))
+    return pk_lua_error(L, st);
+  /* per-example loss weights, once training takes them, are a third value */
+  return 2;
+}
+
 /* traj:save(path [, { data = true }]) */
 static int t_save(lua_State *L)
 {
@@ -184,8 +285,11 @@ static int t_tostring(lua_State *L)
 {
   tbox *b = luaL_checkudata(L, 1, PK_TRAJECTORY_MT);
   if (!b->t) lua_pushliteral(L, "pathkernel.Trajectory (released)");
-  else lua_pushfstring(L, "pathkernel.Trajectory of %d steps (%d KiB)", (int)pk_trajectory_steps(b->t),
-                       (int)(pk_trajectory_memory(b->t) / 1024));
+  else {
+    char mem[32];
+    pk_format_bytes(mem, sizeof mem, (double)pk_trajectory_memory(b->t));
+    lua_pushfstring(L, "pathkernel.Trajectory of %d steps (%s)", (int)pk_trajectory_steps(b->t), mem);
+  }
   return 1;
 }
 
@@ -625,7 +729,8 @@ void pk_lua_open_trajectory(lua_State *L)
   };
   static const luaL_Reg tmethods[] = {
     { "weights", t_weights }, { "network", t_network }, { "losses", t_losses }, { "lrs", t_lrs },
-    { "memory", t_memory }, { "save", t_save }, { "steps", t_len }, { NULL, NULL }
+    { "memory", t_memory }, { "save", t_save }, { "steps", t_len }, { "batch", t_batch },
+    { "options", t_options }, { "data", t_data }, { NULL, NULL }
   };
   static const luaL_Reg kmeta[] = {
     { "__gc", km_gc }, { "__close", km_gc }, { "__tostring", km_tostring }, { NULL, NULL }

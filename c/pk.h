@@ -95,6 +95,49 @@ PK_API double pk_matrix_sum(const pk_matrix *a);
 PK_API double pk_matrix_norm(const pk_matrix *a);      /* Frobenius */
 PK_API double pk_matrix_max_abs(const pk_matrix *a);
 
+/* ---- matrix helpers (matrix_ops.c) ----------------------------------- */
+
+/* a + s, and s - a (a - s is a + (-s), the same IEEE result) */
+PK_API pk_status pk_matrix_add_scalar(pk_matrix **out, const pk_matrix *a, double s);
+PK_API pk_status pk_matrix_scalar_sub(pk_matrix **out, double s, const pk_matrix *a);
+/* Elementwise functions by libm. Outside their domain they answer what
+ * IEEE 754 says, not an error: log(x < 0) and sqrt(x < 0) are NaN, log(0)
+ * is -inf; pow(x < 0, non-integer p) is NaN. */
+typedef enum { PK_MAP_EXP = 0, PK_MAP_LOG, PK_MAP_SQRT, PK_MAP_ABS, PK_MAP_TANH } pk_map;
+PK_API pk_status pk_matrix_map(pk_matrix **out, const pk_matrix *a, pk_map f);
+PK_API pk_status pk_matrix_pow(pk_matrix **out, const pk_matrix *a, double p);
+/* Reductions along dim: 1 gives one value per column (1 x c), 2 one per
+ * row (r x 1). A sum over nothing is 0; a mean over nothing is an error.
+ * std divides by n - ddof (ddof 0: population, NumPy's default; 1: the
+ * sample std, torch's default) and needs n > ddof. */
+PK_API pk_status pk_matrix_sum_dim(pk_matrix **out, const pk_matrix *a, int dim);
+PK_API pk_status pk_matrix_mean_dim(pk_matrix **out, const pk_matrix *a, int dim);
+PK_API pk_status pk_matrix_std_dim(pk_matrix **out, const pk_matrix *a, int dim, size_t ddof);
+PK_API pk_status pk_matrix_std(const pk_matrix *a, size_t ddof, double *out);
+/* 0-based indices of the maximum along dim into idx (c entries for dim 1,
+ * r for dim 2), or of the whole matrix into *i, *j (row-major order). A
+ * NaN counts as the maximum (the first NaN wins, as in NumPy); among equal
+ * values the first wins. Empty ranges are an error. */
+PK_API pk_status pk_matrix_argmax_dim(const pk_matrix *a, int dim, size_t *idx);
+PK_API pk_status pk_matrix_argmax(const pk_matrix *a, size_t *i, size_t *j);
+/* n >= 1 matrices side by side (same rows) or on top of each other (same
+ * columns); a mismatch names the entry (1-based). */
+PK_API pk_status pk_matrix_hstack(pk_matrix **out, const pk_matrix *const *parts, size_t n);
+PK_API pk_status pk_matrix_vstack(pk_matrix **out, const pk_matrix *const *parts, size_t n);
+/* Rows of X (and of Y, if not NULL: the same rows) into a training and a
+ * test part of ntest rows, both non-empty. shuffle: the test rows are the
+ * first ntest of a Fisher-Yates permutation drawn from seed; otherwise the
+ * last ntest rows in order. order (may be NULL; n entries) receives the
+ * 0-based source rows: the training rows, then the test rows. */
+PK_API pk_status pk_split(const pk_matrix *X, const pk_matrix *Y, size_t ntest, int shuffle,
+                          uint64_t seed, pk_matrix **Xtrain, pk_matrix **Ytrain,
+                          pk_matrix **Xtest, pk_matrix **Ytest, size_t *order);
+/* The rows of logits F (n x K) whose prediction matches labels: for K >= 2
+ * the argmax of the row against classes 1..K (labels n x 1) or against the
+ * argmax of one-hot or probability rows (labels n x K); for K = 1 the
+ * logit > 0 against 0/1 labels. A row with a NaN logit counts as wrong. */
+PK_API pk_status pk_accuracy(const pk_matrix *F, const pk_matrix *labels, size_t *correct);
+
 /* ---- files ----------------------------------------------------------- */
 
 /* Object tags of the PATHKRNL file format. */
@@ -117,11 +160,25 @@ typedef struct pk_csv_opts {
 } pk_csv_opts;
 
 /* On success *header (if requested and present) is a malloc'd copy of the
- * first line; release it with free(). */
+ * first line; release it with free(). A gzip-compressed file (known by its
+ * content, 1f 8b, not its name) is inflated first, all its members, within
+ * the memory limit; a truncated or corrupt one is PK_EFORMAT. */
 PK_API pk_status pk_matrix_read_csv(pk_matrix **out, const char *path,
                                     const pk_csv_opts *opts, char **header);
 PK_API pk_status pk_matrix_write_csv(const pk_matrix *a, const char *path,
                                      const char *header);
+
+/* NumPy .npy files. Reading: format versions 1.0, 2.0 and 3.0; dtypes
+ * float64, float32, int8..int64, uint8..uint64 and bool in either byte
+ * order, C or Fortran order; a 0-d array gives a 1 x 1 matrix, a 1-d array
+ * of n values an n x 1 column, a 2-d array the same shape (64-bit
+ * integers above 2^53 round to the nearest double). A malformed header or
+ * a data size that disagrees with it is PK_EFORMAT saying what was wrong.
+ * Writing: float64, little-endian, C order, a version 1.0 header padded to
+ * 64 bytes, byte for byte what numpy.save writes for the same 2-d array;
+ * atomic like every save. */
+PK_API pk_status pk_matrix_read_npy(pk_matrix **out, const char *path);
+PK_API pk_status pk_matrix_write_npy(const pk_matrix *a, const char *path);
 
 /* ---- networks --------------------------------------------------------- */
 
@@ -276,6 +333,22 @@ PK_API pk_status pk_trajectory_load(pk_trajectory **out, const char *path, const
                                     const pk_matrix *Y);
 PK_API const pk_matrix *pk_trajectory_X(const pk_trajectory *t);
 PK_API const pk_matrix *pk_trajectory_Y(const pk_trajectory *t);
+/* How the run was trained: what pk_train_opts said, as recorded. */
+typedef struct pk_trajectory_info {
+  pk_loss loss;
+  pk_optimizer optimizer;
+  pk_hyper hyper;
+  size_t steps;          /* T, the steps taken */
+  size_t batch_size;     /* rows per step (for gd: every training row) */
+  size_t every;          /* checkpoint spacing (1: every step stored) */
+  uint64_t seed;
+  int full_batch;        /* gd: each step took every row in order */
+} pk_trajectory_info;
+PK_API void pk_trajectory_get_info(const pk_trajectory *t, pk_trajectory_info *info);
+/* The 0-based training rows of step s (0-based: the update from w_s to
+ * w_{s+1}), in the order the step took them, into rows (room for
+ * info.batch_size entries; may be NULL), and their count into *nb. */
+PK_API pk_status pk_trajectory_batch(const pk_trajectory *t, size_t s, size_t *rows, size_t *nb);
 
 /* ---- kernel machines from training ----------------------------------------- */
 

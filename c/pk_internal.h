@@ -48,6 +48,8 @@ pk_status pk_calloc_hint(void **out, size_t n, size_t size, const char *what, co
 /* Prefix the last error's message with name (a file) unless it already
  * starts with "name:"; returns s. */
 pk_status pk_fail_in(pk_status s, const char *name);
+/* bytes in the unit that reads best: "812 bytes", "17.4 KiB", "191.3 MiB" */
+void pk_format_bytes(char *buf, size_t len, double bytes);
 /* a x b without overflow, else an error naming `what` */
 pk_status pk_mul_size(size_t *out, size_t a, size_t b, const char *what);
 
@@ -87,6 +89,11 @@ typedef pk_status (*pk_serialize_fn)(pk_writer *w, const void *obj);
  * Temporaries are "<path>.tmp<pid>"; a save removes those of dead processes. */
 pk_status pk_save_object(const char *path, pk_tag tag, pk_serialize_fn fn,
                          const void *obj);
+/* Any file written the same atomic way: emit writes the bytes to f and
+ * leaves an I/O error in *err (an errno value); a status it returns
+ * aborts the save. What write_csv and write_npy use. */
+typedef pk_status (*pk_emit_fn)(FILE *f, const void *ctx, int *err);
+pk_status pk_save_stream(const char *path, pk_emit_fn emit, const void *ctx);
 /* The framed object (header, payload, CRC) written to any stream; an I/O
  * error is left in *err as an errno value. */
 pk_status pk_write_object(FILE *f, pk_tag tag, pk_serialize_fn fn, const void *obj, int *err);
@@ -122,11 +129,23 @@ pk_status pk_reader_end(const pk_reader *r, const char *name);
 pk_status pk_read_file(const char *path, unsigned char **buf, size_t *len);
 pk_status pk_matrix_load_mem(pk_matrix **out, const char *name, const unsigned char *buf,
                              size_t len);
-/* CSV from text in memory (as pk_matrix_read_csv reads a file), and to a
- * stream (as pk_matrix_write_csv writes one). */
+/* gzip: does buf start with its magic (1f 8b)? Inflate every member of
+ * the gzip file image in[0..len) into *out (malloc'd, NUL-terminated after
+ * *outlen bytes; free it), within the memory limit; a truncated or corrupt
+ * stream is PK_EFORMAT naming name. What read_csv runs before parsing. */
+int pk_is_gzip(const unsigned char *buf, size_t len);
+pk_status pk_gunzip(const char *name, const unsigned char *in, size_t len, unsigned char **out,
+                    size_t *outlen);
+/* CSV from text in memory (as pk_matrix_read_csv reads a file, gzip
+ * included), and to a stream (as pk_matrix_write_csv writes one). */
 pk_status pk_matrix_parse_csv(pk_matrix **out, const char *name, const char *text, size_t len,
                               const pk_csv_opts *opts, char **header);
 pk_status pk_matrix_emit_csv(FILE *f, const pk_matrix *a, const char *header, int *err);
+/* .npy from a file image in memory (what pk_matrix_read_npy runs after
+ * pk_read_file, and what the fuzz harness calls), and to a stream. */
+pk_status pk_matrix_read_npy_mem(pk_matrix **out, const char *name, const unsigned char *buf,
+                                 size_t len);
+pk_status pk_matrix_emit_npy(FILE *f, const pk_matrix *a, int *err);
 pk_status pk_matrix_read_payload(pk_reader *r, pk_matrix **out);
 pk_status pk_matrix_write_payload(pk_writer *w, const void *a);
 

@@ -78,6 +78,33 @@ size_t pk_trajectory_memory(const pk_trajectory *t)
   return b;
 }
 
+void pk_trajectory_get_info(const pk_trajectory *t, pk_trajectory_info *info)
+{
+  memset(info, 0, sizeof *info);
+  info->loss = t->lossfn;
+  info->optimizer = t->optimizer;
+  info->hyper = t->hyper;
+  info->steps = t->T;
+  info->batch_size = t->full_batch ? t->X->rows : t->batch_size;
+  info->every = t->every;
+  info->seed = t->seed;
+  info->full_batch = t->full_batch;
+}
+
+pk_status pk_trajectory_batch(const pk_trajectory *t, size_t s, size_t *rows, size_t *nb)
+{
+  size_t i, n;
+  *nb = 0;
+  if (s >= t->T)
+    return pk_fail(PK_EINVAL, "batch: step %zu is outside the trajectory's %zu steps (0-based)", s,
+                   t->T);
+  n = t->full_batch ? t->X->rows : t->boff[s + 1] - t->boff[s];
+  if (rows)
+    for (i = 0; i < n; i++) rows[i] = t->full_batch ? i : (size_t)t->rows[t->boff[s] + i];
+  *nb = n;
+  return PK_OK;
+}
+
 int pk_trajectory_source_changed(const pk_trajectory *t)
 {
   return t->source && pk_network_version(t->source) != t->source_version;

@@ -34,20 +34,11 @@ if D:cols() ~= 65 or D:rows() < 600 then
   os.exit(1)
 end
 
--- pixels scaled to [0, 1], labels 0..9 as classes 1..10
-local rows = D:totable()
-local function take(i1, i2)
-  local X, Y = {}, {}
-  for i = i1, i2 do
-    local x = {}
-    for j = 1, 64 do x[j] = rows[i][j] / 16 end
-    X[#X + 1], Y[#Y + 1] = x, rows[i][65] + 1
-  end
-  return pk.matrix(X), pk.matrix(Y)
-end
+-- pixels scaled to [0, 1], labels 0..9 as classes 1..10; the first m
+-- digits train, the rest test
 local m = quick and 300 or 500
-local X, Y = take(1, m)
-local Xt, Yt = take(m + 1, D:rows())
+local X, Y, Xt, Yt = pk.split(D:columns(1, 64) / 16, D:columns(65, 65) + 1,
+  { test = D:rows() - m, shuffle = false })
 
 local net = pk.network{ sizes = {64, 64, 10}, activation = "tanh", seed = 1 }
 local steps, lr = quick and 250 or 500, 4
@@ -57,33 +48,21 @@ print(("trained %s"):format(tostring(net)))
 print(("  on %d digits, %d steps of gradient descent (lr %g) in %.1f s; softmax loss %.3f -> %.3f"):format(
   m, steps, lr, pk.clock() - tt, traj:losses()[1], net:loss(X, Y, "softmax")))
 
-local function argmax(row)
-  local b = 1
-  for k = 2, #row do if row[k] > row[b] then b = k end end
-  return b
-end
-local function accuracy(A, B)
-  local F, ok = A:totable(), 0
-  for i, f in ipairs(F) do if argmax(f) == B:get(i, 1) then ok = ok + 1 end end
-  return ok / #F, F
-end
-local train_acc = accuracy(net:forward(X), Y)
-local test_acc, Ft = accuracy(net:forward(Xt), Yt)
-print(("train accuracy %.3f"):format(train_acc))
-print(("test accuracy %.3f on %d digits"):format(test_acc, Xt:rows()))
+local Ft = net:forward(Xt)
+local pred = Ft:argmax(2)                  -- the predicted class of each test digit
+print(("train accuracy %.3f"):format(pk.accuracy(net:forward(X), Y)))
+print(("test accuracy %.3f on %d digits"):format(pk.accuracy(Ft, Yt), Xt:rows()))
 
 -- a few right and a few wrong test digits
 local nshow = quick and 2 or 3
 local chosen, right, wrong = {}, 0, 0
 for i = 1, Xt:rows() do
-  local ok = argmax(Ft[i]) == Yt:get(i, 1)
+  local ok = pred:get(i, 1) == Yt:get(i, 1)
   if ok and right < nshow then right = right + 1; chosen[#chosen + 1] = i
   elseif not ok and wrong < nshow then wrong = wrong + 1; chosen[#chosen + 1] = i end
   if right == nshow and wrong == nshow then break end
 end
-local Q, Xrows = {}, X:totable()
-for k, i in ipairs(chosen) do Q[k] = Xt:row(i):totable()[1] end
-local Xq = pk.matrix(Q)
+local Xq = Xt:gather(chosen)
 
 -- the kernel machine for these queries: one n x m matrix per class
 local km = pk.machine.from_trajectory(traj)
@@ -100,30 +79,30 @@ local k = quick and 3 or 4
 local images, same_for, same_against, total = {}, 0, 0, 0
 print(("the %d training digits that pushed hardest for (+) and against (-) the predicted class:"):format(k))
 for r, i in ipairs(chosen) do
-  local label, pred = Yt:get(i, 1) - 1, argmax(Ft[i]) - 1
-  local c = C[pred + 1]:row(r):totable()[1]
+  local label, class = Yt:get(i, 1) - 1, pred:get(i, 1) - 1
+  local c = C[class + 1]:row(r):totable()[1]
   local order = {}
   for j = 1, m do order[j] = j end
   table.sort(order, function(a, b) return c[a] > c[b] end)
   local up, down = {}, {}
   for j = 1, k do up[j], down[j] = order[j], order[m + 1 - j] end
   local parts = {}
-  images[#images + 1] = image(Q[r], ("#%d: true %d, pred %d"):format(i, label, pred))
+  images[#images + 1] = image(Xq:row(r), ("#%d: true %d, pred %d"):format(i, label, class))
   for _, j in ipairs(up) do
     local lj = Y:get(j, 1) - 1
-    if lj == pred then same_for = same_for + 1 end
+    if lj == class then same_for = same_for + 1 end
     parts[#parts + 1] = ("+%.3f(#%d:%d)"):format(c[j], j, lj)
-    images[#images + 1] = image(Xrows[j], ("+%.2f: a %d"):format(c[j], lj))
+    images[#images + 1] = image(X:row(j), ("+%.2f: a %d"):format(c[j], lj))
   end
   for _, j in ipairs(down) do
     local lj = Y:get(j, 1) - 1
-    if lj == pred then same_against = same_against + 1 end
+    if lj == class then same_against = same_against + 1 end
     parts[#parts + 1] = ("%.3f(#%d:%d)"):format(c[j], j, lj)
-    images[#images + 1] = image(Xrows[j], ("%.2f: a %d"):format(c[j], lj))
+    images[#images + 1] = image(X:row(j), ("%.2f: a %d"):format(c[j], lj))
   end
   total = total + k
-  print(("  test digit %4d, a %d, predicted %d (%s): %s"):format(i, label, pred,
-    label == pred and "right" or "wrong", table.concat(parts, " ")))
+  print(("  test digit %4d, a %d, predicted %d (%s): %s"):format(i, label, class,
+    label == class and "right" or "wrong", table.concat(parts, " ")))
 end
 print(("training digits among the strongest supporters that carry the predicted label: %d of %d"):format(
   same_for, total))
@@ -132,7 +111,7 @@ print(("training digits among the strongest opponents that carry the predicted l
 
 -- km:explain ranks by |contribution| and sums the rest: one query, one class
 local first = chosen[1]
-local e = km:explain(Xq:row(1), 3, { output = argmax(Ft[first]), progress = false })
+local e = km:explain(Xq:row(1), 3, { output = pred:get(first, 1), progress = false })
 print(("explain test digit %d, class %d: logit %.6f = f0 %.6f + sum of contributions %.6f (network %.6f)"):format(
   first, e.output - 1, e.prediction, e.bias, e.sum, e.network))
 

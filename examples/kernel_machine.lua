@@ -21,13 +21,9 @@ local t0 = pk.clock()
 
 -- data: y = sin(x) + noise at 40 random points of [-3, 3]
 local m = 40
-local U, E = pk.rand(m, 1, 11), pk.randn(m, 1, 12)
-local X, Y = pk.zeros(m, 1), pk.zeros(m, 1)
-for i = 1, m do
-  local x = -3 + 6 * U:get(i, 1)
-  X:set(i, 1, x)
-  Y:set(i, 1, math.sin(x) + 0.1 * E:get(i, 1))
-end
+local X = 6 * pk.rand(m, 1, 11) - 3
+local Y = 0.1 * pk.randn(m, 1, 12)
+for i = 1, m do Y:set(i, 1, math.sin(X:get(i, 1)) + Y:get(i, 1)) end
 
 -- the network, trained by full-batch gradient descent with its path recorded
 local net = pk.network{ sizes = {1, 64, 64, 1}, activation = "tanh", seed = 3 }

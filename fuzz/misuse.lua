@@ -170,7 +170,7 @@ end
 -- no call can write outside it. Strings inside option tables may be any.
 local function paths()
   return {
-    tmpdir .. "/a.pk", tmpdir .. "/b.csv", tmpdir .. "/c", tmpdir,
+    tmpdir .. "/a.pk", tmpdir .. "/b.csv", tmpdir .. "/c", tmpdir, tmpdir .. "/d.npy",
     tmpdir .. "/missing/x.pk", "/nonexistent-pk-misuse/x.pk", tmpdir .. "/a.pk/inside",
     tmpdir .. "/nul\0byte", tmpdir .. "/" .. string.rep("n", 300), "",
   }
@@ -386,6 +386,10 @@ local function zoo()
     { outputs = "trace" }, { outputs = 1 }, { memory = -1 }, { memory = 1 }, { seed = "x" },
     { seed = 1.5 }, { input_dim = 1 }, { fail_at = 1 }, { sizes = { 2, 0, 1 } }, { steps = -1 },
     { steps = 2^40 }, { lr = 0 / 0 }, { [1] = "positional" }, { unknown_option = true },
+    -- pk.split, A:std, pk.hstack / vstack (lists of pool objects)
+    { test = 0.2 }, { test = 3 }, { test = 1.0 }, { test = 2^40 }, { shuffle = false, test = 1 },
+    { ddof = 1 }, { ddof = -1 }, { ddof = 2^40 },
+    { any_object(), any_object() }, { any_object(), any_object(), any_object() },
     TRAIN, TRAIN, TRAIN,
     pick(callbacks()), coroutine.create(function() end), io.stdout,
     string.rep("x", 1000), "block", "trace", "tanh", "relu", "gauss", "nan", "3", "",

@@ -204,7 +204,64 @@ function seeds.csv(put)
   local p = tmpfile()
   assert(pk.randn(4, 3, 5):write_csv(p, { header = "u,v,w" }))
   csv("written", opt.header, slurp(p))
+  -- gzip-compressed, and two members back to back (read_csv inflates them)
+  if os.execute("gzip -c -n '" .. p .. "' > '" .. p .. ".gz' 2>/dev/null") then
+    local gz = slurp(p .. ".gz")
+    csv("gzip", opt.header, gz)
+    csv("gzip-twice", opt.header, gz .. gz)
+    os.remove(p .. ".gz")
+  end
   os.remove(p)
+end
+
+-- .npy files: what A:write_npy writes, and files built from the format's
+-- description for every dtype, byte order, memory order and version
+local function npy(descr, fortran, shape, data, version, dict)
+  if not dict then
+    local t = {}
+    for i, d in ipairs(shape) do t[i] = tostring(d) end
+    local tuple = #shape == 1 and "(" .. shape[1] .. ",)" or "(" .. table.concat(t, ", ") .. ")"
+    dict = ("{'descr': '%s', 'fortran_order': %s, 'shape': %s, }"):format(descr,
+      fortran and "True" or "False", tuple)
+  end
+  version = version or 1
+  local pre = version == 1 and 10 or 12
+  local header = dict .. string.rep(" ", (64 - (pre + #dict + 1) % 64) % 64) .. "\n"
+  local len = version == 1 and string.pack("<I2", #header) or string.pack("<I4", #header)
+  return "\x93NUMPY" .. string.char(version, 0) .. len .. header .. data
+end
+
+function seeds.npy(put)
+  for name, A in pairs(sample_matrices()) do
+    local p = tmpfile()
+    assert(A:write_npy(p))
+    put("written-" .. name, slurp(p))
+    os.remove(p)
+  end
+  local items = { f8 = "d", f4 = "f", i8 = "i8", i4 = "i4", i2 = "i2", i1 = "i1", u8 = "I8", u4 = "I4",
+                  u2 = "I2", u1 = "I1", b1 = "B" }
+  for code, item in pairs(items) do
+    for _, order in ipairs{ "<", ">" } do
+      local vals = {}
+      for i = 1, 6 do
+        local v = code == "b1" and i % 2 or (code:sub(1, 1) == "f" and i * 0.75 - 2 or i * 3 - 5)
+        if code:sub(1, 1) == "u" then v = i * 3 end
+        vals[i] = string.pack(order .. item, v)
+      end
+      local data = table.concat(vals)
+      local descr = (code:sub(2) == "1" and order == "<" and "|" or order) .. code
+      put(("%s-%s-C"):format(code, order == "<" and "le" or "be"), npy(descr, false, { 2, 3 }, data))
+      put(("%s-%s-F"):format(code, order == "<" and "le" or "be"), npy(descr, true, { 3, 2 }, data))
+      put(("%s-%s-1d"):format(code, order == "<" and "le" or "be"), npy(descr, false, { 6 }, data))
+    end
+  end
+  local d = string.pack("<d<d", 1.5, -2)
+  put("scalar", npy("<f8", false, {}, d:sub(1, 8)))
+  put("empty", npy("<f8", false, { 0, 3 }, ""))
+  put("v2", npy("<f8", false, { 2 }, d, 2))
+  put("v3", npy("<f8", false, { 1, 2 }, d, 3))
+  put("python-forms", npy(nil, nil, nil, d, 1, '{"shape": (2L,), "fortran_order": False, "descr": "=f8"}'))
+  put("three-d", npy("<f8", false, { 1, 1, 2 }, d))
 end
 
 local out = assert(arg[1], "usage: lua5.4 fuzz/seeds.lua OUTDIR NAME...")

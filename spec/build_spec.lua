@@ -21,6 +21,20 @@ describe("the rockspec", function()
     assert.are.equal("builtin", env.build.type)
   end)
 
+  it("links zlib (gzip reading, CRC-32) as an external dependency", function()
+    assert.are.same({ header = "zlib.h", library = "z" }, env.external_dependencies.ZLIB)
+    local found = false
+    for _, l in ipairs(env.build.modules["pathkernel.core"].libraries) do found = found or l == "z" end
+    assert.is_true(found)
+  end)
+
+  it("declares its tests: busted under lua5.4, offline (luarocks test)", function()
+    -- test.type = "busted" would make LuaRocks fetch busted as a rock
+    assert.are.equal("command", env.test.type)
+    assert.truthy(env.test.command:find("lua5.4 /usr/bin/busted", 1, true))
+    assert.truthy(env.test.command:find("make --no-print-directory all", 1, true))
+  end)
+
   it("compiles every C source of the checkout", function()
     local srcs = {}
     for _, s in ipairs(env.build.modules["pathkernel.core"].sources) do srcs[#srcs + 1] = s end

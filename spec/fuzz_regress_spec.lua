@@ -87,6 +87,23 @@ function replay.csv(path)
   assert(ok or type(v) == "string")
 end
 
+-- .npy files: each loads (and writes back to a file that reads back to
+-- the same values) or is refused with a message
+function replay.npy(path)
+  local dt, ok, v, msg = timed(pk.read_npy, path)
+  assert(dt < 1, path .. ": read_npy took " .. dt .. " s")
+  if ok and v then
+    local out, again = H.tmpname(".npy"), H.tmpname(".npy")
+    assert(v:write_npy(out))
+    assert(pk.read_npy(out):write_npy(again))
+    assert.are.equal(H.read_bytes(out), H.read_bytes(again))
+    os.remove(out)
+    os.remove(again)
+  else
+    assert.is_string(ok and msg or v)
+  end
+end
+
 describe("fuzz regressions", function()
   for _, dir in ipairs(files("fuzz/regress")) do
     local name = dir:match("[^/]+$")

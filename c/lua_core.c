@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <time.h>
 #include <unistd.h>
+#include <signal.h>
+#include <pthread.h>
 #include "lua_pk.h"
 
 int pk_lua_error(lua_State *L, pk_status st)
@@ -267,22 +269,121 @@ double pk_lua_now(void)
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* ---- interrupts --------------------------------------------------------- */
+
+/* SIGINT during long work sets this flag, which the core reads through
+ * pk_call_opts.cancel. The handler is installed only while some call runs
+ * long work: the first such call (of any Lua state, on any thread) saves
+ * the disposition it finds and the last one restores it. */
+static volatile sig_atomic_t sigint_flag;
+static pthread_mutex_t sig_mu = PTHREAD_MUTEX_INITIALIZER;
+static int sig_users;                 /* calls with the handler in place */
+static struct sigaction sig_saved;    /* what the first of them found */
+
+static void on_sigint(int sig)
+{
+  (void)sig;
+  sigint_flag = 1;
+}
+
+/* 1 when the handler is in place for this call. A process that ignores
+ * SIGINT (a background job, nohup) keeps ignoring it. */
+static int sig_acquire(void)
+{
+  int ok = 1;
+  pthread_mutex_lock(&sig_mu);
+  if (sig_users == 0) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;     /* a callback's read() is not cut short */
+    sigint_flag = 0;
+    ok = sigaction(SIGINT, NULL, &sig_saved) == 0 && sig_saved.sa_handler != SIG_IGN &&
+         sigaction(SIGINT, &sa, NULL) == 0;
+  }
+  if (ok) sig_users++;
+  pthread_mutex_unlock(&sig_mu);
+  return ok;
+}
+
+static void sig_release(void)
+{
+  pthread_mutex_lock(&sig_mu);
+  if (sig_users > 0 && --sig_users == 0) {
+    sigaction(SIGINT, &sig_saved, NULL);
+    sigint_flag = 0;
+  }
+  pthread_mutex_unlock(&sig_mu);
+}
+
+/* The guard of one call: a to-be-closed userdata, so that an error raised
+ * anywhere between pk_lua_progress_init and _done still restores SIGINT
+ * (__gc covers a coroutine that dies and is never closed). */
+#define GUARD_MT "pathkernel.interrupt_guard"
+typedef struct { int armed; } guard;
+
+static int guard_close(lua_State *L)
+{
+  guard *g = lua_touserdata(L, 1);     /* only this type has this metamethod */
+  if (g && g->armed) {
+    g->armed = 0;
+    sig_release();
+  }
+  return 0;
+}
+
+static const char INTKEY = 'I';
+
+/* pk.handle_interrupts(on): this state's setting, true by default */
+static int interrupts_on(lua_State *L)
+{
+  int on = lua_rawgetp(L, LUA_REGISTRYINDEX, &INTKEY) == LUA_TNIL || lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return on;
+}
+
+static int l_handle_interrupts(lua_State *L)
+{
+  int old = interrupts_on(L);
+  if (!lua_isnone(L, 1)) {
+    pk_lua_checktype(L, 1, LUA_TBOOLEAN);
+    lua_pushboolean(L, lua_toboolean(L, 1));
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &INTKEY);
+  }
+  lua_pushboolean(L, old);
+  return 1;
+}
+
 void pk_lua_progress_init(lua_State *L, pk_lua_progress *p, int idx, const char *label,
                           pk_call_opts *opts)
 {
-  int t = lua_type(L, idx);
+  int t = idx ? lua_type(L, idx) : LUA_TBOOLEAN;
+  guard *g;
   memset(p, 0, sizeof *p);
   p->L = L;
   p->label = label;
   p->start = p->last = pk_lua_now();
   if (t == LUA_TFUNCTION) p->fn = lua_absindex(L, idx);
-  else if (t == LUA_TNIL || t == LUA_TNONE || (t == LUA_TBOOLEAN && lua_toboolean(L, idx)))
+  else if (t == LUA_TNIL || t == LUA_TNONE || (t == LUA_TBOOLEAN && idx && lua_toboolean(L, idx)))
     p->bar = isatty(fileno(stderr));
   else if (t != LUA_TBOOLEAN)
     luaL_error(L, "%s: option 'progress' must be a boolean or a function, got %s",
                pk_lua_fname(L), lua_typename(L, t));
   opts->progress = (p->fn || p->bar) ? pk_lua_progress_cb : NULL;
   opts->progress_ud = p;
+  opts->cancel = NULL;
+  /* the guard goes on the stack first (it may raise on memory), the
+   * handler after */
+  g = lua_newuserdatauv(L, sizeof *g, 0);
+  g->armed = 0;
+  luaL_setmetatable(L, GUARD_MT);
+  lua_toclose(L, -1);
+  p->guard = g;
+  if (interrupts_on(L) && sig_acquire()) {
+    g->armed = 1;
+    opts->cancel = &sigint_flag;
+  }
 }
 
 int pk_lua_progress_cb(void *ud, double done, double total)
@@ -327,6 +428,11 @@ int pk_lua_progress_cb(void *ud, double done, double total)
 
 void pk_lua_progress_done(pk_lua_progress *p)
 {
+  guard *g = p->guard;
+  if (g && g->armed) {          /* SIGINT is the host's again */
+    g->armed = 0;
+    sig_release();
+  }
   if (p->drawn) {
     fprintf(stderr, "\r%*s\r", 100, "");
     fflush(stderr);
@@ -427,8 +533,14 @@ int luaopen_pathkernel_core(lua_State *L)
     { "memory_limit", l_memory_limit },
     { "manual_seed", l_manual_seed },
     { "clock", l_clock },
+    { "handle_interrupts", l_handle_interrupts },
     { NULL, NULL }
   };
+  static const luaL_Reg guard_meta[] = { { "__close", guard_close }, { "__gc", guard_close },
+                                          { NULL, NULL } };
+  luaL_newmetatable(L, GUARD_MT);
+  luaL_setfuncs(L, guard_meta, 0);
+  lua_pop(L, 1);
   luaL_checkversion(L);
   lua_newtable(L);
   pk_lua_setfuncs(L, fns, "");

@@ -426,11 +426,11 @@ static int n_train(lua_State *L)
   }
   if (pk_lua_optfield(L, 2, "explain") != LUA_TNIL) pk_lua_checkoptmatrix(L, 7, "explain");   /* index 7 */
   pk_lua_rule_opts(L, 2, &rule, &nodes);
-  pk_lua_progress_init(L, &c.prog, 5, "train", &o.call);
+  pk_lua_progress_init(L, &c.prog, 5, "train", &o.call);     /* index 8: its guard */
   c.prog.show_loss = 1;
   if ((st = pk_check_bytes_hint(o.steps, sizeof(double), "the loss history", "train for fewer steps")))
     return pk_lua_error(L, st);
-  losses = lua_newuserdatauv(L, o.steps * sizeof(double), 0);  /* index 8 */
+  losses = lua_newuserdatauv(L, o.steps * sizeof(double), 0);  /* index 9 */
   /* Training runs on views of X, Y and the queries: a callback that
    * releases them cannot free what the loop reads, and a trajectory takes
    * the views of X and Y as its own. */

@@ -88,14 +88,21 @@ typedef struct pk_lua_progress {
   int show_loss;    /* training: print the last loss */
   double loss;
   int failed;       /* the Lua callback raised: its error is on the stack */
+  void *guard;      /* the interrupt guard on the stack */
 } pk_lua_progress;
 
 /* Set p up from the value at idx: nil/true (bar), false (nothing), or a
- * function. opts is filled to call p. */
+ * function; idx 0: no progress at all. opts is filled to call p.
+ * Interrupts: unless pk.handle_interrupts(false) was called in this state,
+ * a SIGINT handler is installed until _done (or until the call ends,
+ * however it ends) and opts->cancel points at the flag it sets, so that
+ * Ctrl-C stops the work with an "interrupted" error. Pushes one value (a
+ * to-be-closed guard) that must stay where it is until the call returns. */
 void pk_lua_progress_init(lua_State *L, pk_lua_progress *p, int idx, const char *label,
                           pk_call_opts *opts);
-/* Clear the bar; if the callback failed, re-raise its error. Call after the
- * C work returns, before raising any status error. */
+/* Restore SIGINT; clear the bar; if the callback failed, re-raise its
+ * error. Call after the C work returns, before raising any status error
+ * (more than once is harmless). */
 void pk_lua_progress_done(pk_lua_progress *p);
 int pk_lua_progress_cb(void *ud, double done, double total);
 double pk_lua_now(void);

@@ -76,10 +76,10 @@ static int fit(lua_State *L, pk_regressor_kind kind)
     lua_pop(L, 1);   /* the option table keeps f0 alive */
   }
   pk_lua_optfield(L, 4, "progress");                /* 5 */
-  pk_lua_progress_init(L, &p, 5, fn, &o);
-  b = new_box(L);                                   /* 6 */
+  pk_lua_progress_init(L, &p, 5, fn, &o);           /* 6: its guard */
+  b = new_box(L);                                   /* 7 */
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, 6, 1);
+  lua_setiuservalue(L, 7, 1);
   /* the progress callback must not free the kernel the fit is using */
   pk_lua_kernel_busy(L, 1, 1);
   if (kind == PK_REGRESSOR_RIDGE) st = pk_ridge_fit(&b->r, k, X, Y, a, &o);
@@ -103,12 +103,16 @@ static int r_predict(lua_State *L)
   pk_matrix *Xq = pk_lua_checkmatrix(L, 2), *f0q = NULL, **mean, **var = NULL;
   int gp = pk_regressor_get_kind(r) == PK_REGRESSOR_GP;
   pk_status st;
+  pk_lua_progress p;
+  pk_call_opts o;
   if (!lua_isnoneornil(L, 3)) f0q = pk_lua_checkmatrix(L, 3);
   check_kernel(L, 1, r, "predict");
   lua_settop(L, 3);
+  pk_lua_progress_init(L, &p, 0, "predict", &o);   /* no bar: for interrupts */
   mean = pk_lua_newmatrix(L);
   if (gp) var = pk_lua_newmatrix(L);
-  st = pk_regressor_predict(r, Xq, f0q, NULL, mean, var);
+  st = pk_regressor_predict(r, Xq, f0q, &o, mean, var);
+  pk_lua_progress_done(&p);
   if (st) return pk_lua_error(L, st);
   return gp ? 2 : 1;
 }

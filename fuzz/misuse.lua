@@ -478,6 +478,8 @@ local function run(name, fn, a)
     end
   end
   if pk.memory_limit() ~= fuzz_limit then pk.set_memory_limit(fuzz_limit) end
+  -- a call may have turned the state's SIGINT handling off: back on
+  if pk.handle_interrupts and not pk.handle_interrupts() then pk.handle_interrupts(true) end
 end
 
 local OPS = {

@@ -212,7 +212,10 @@ static pk_status analytic_gram(const pk_kernel *k, const pk_matrix *X1, const pk
   }
   row_chain(a, q1, n1, s1);
   if (!sym) row_chain(a, q2, n2, s2);
-  pk_cross(X1, X2, 1.0 / (double)X1->cols, sym, g);
+  if ((st = pk_cross(X1, X2, 1.0 / (double)X1->cols, sym, g, o, a->ntk ? "ntk kernel" : "nngp kernel"))) {
+    free(q1);
+    return st;
+  }
   J.a = a;
   J.g = g;
   J.q1 = q1;

@@ -452,6 +452,7 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
   }
   if (dc->explicit_traces) traces_update(dc, lr, theta, rows, nb, w, os);
   for (q0 = 0; q0 < dc->nq; q0 += dc->qt) {
+    if (dc->cancel && *dc->cancel) return pk_fail(PK_ECANCEL, "decomposition: interrupted");
     qn = dc->nq - q0 < dc->qt ? dc->nq - q0 : dc->qt;
     if (dc->need_gbar) memset(dc->gbar, 0, qn * K * P * sizeof(double));
     /* the queries at every node of the step, once */
@@ -486,6 +487,7 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
     if (dc->want_kp) {
       size_t mt = dc->wa.cap;
       for (b0 = 0; b0 < dc->m; b0 += mt) {
+        if (dc->cancel && *dc->cancel) return pk_fail(PK_ECANCEL, "decomposition: interrupted");
         bn = dc->m - b0 < mt ? dc->m - b0 : mt;
         memcpy(dc->xa, X->data + b0 * X->cols, bn * X->cols * sizeof(double));
         pk_net_forward_ws(net, theta, dc->xa, bn, &dc->wa);

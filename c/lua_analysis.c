@@ -38,5 +38,5 @@ void pk_lua_open_analysis(lua_State *L)
   static const luaL_Reg fns[] = {
     { "eigh", l_eigh }, { "alignment", l_alignment }, { "cka", l_cka }, { NULL, NULL }
   };
-  luaL_setfuncs(L, fns, 0);
+  pk_lua_setfuncs(L, fns, "");
 }

@@ -11,14 +11,14 @@ typedef struct { pk_kernel *k; int busy; } kbox;
 
 pk_kernel *pk_lua_checkkernel(lua_State *L, int idx)
 {
-  kbox *b = luaL_checkudata(L, idx, PK_KERNEL_MT);
-  if (!b->k) luaL_argerror(L, idx, "kernel has been released");
+  kbox *b = pk_lua_checkudata(L, idx, PK_KERNEL_MT);
+  if (!b->k) pk_lua_argerror(L, idx, "kernel has been released");
   return b->k;
 }
 
 void pk_lua_kernel_busy(lua_State *L, int idx, int delta)
 {
-  kbox *b = luaL_checkudata(L, idx, PK_KERNEL_MT);
+  kbox *b = pk_lua_checkudata(L, idx, PK_KERNEL_MT);
   b->busy += delta;
 }
 
@@ -54,7 +54,7 @@ void pk_lua_kernel_opts(lua_State *L, int idx, pk_kernel *k)
 
 static int k_release(lua_State *L)
 {
-  kbox *b = luaL_checkudata(L, 1, PK_KERNEL_MT);
+  kbox *b = pk_lua_checkudata(L, 1, PK_KERNEL_MT);
   if (b->busy) return luaL_error(L, "kernel is in use: it cannot be released from its own progress callback");
   pk_kernel_free(b->k);
   b->k = NULL;
@@ -67,7 +67,7 @@ static const char *const call_keys[] = { "progress", NULL };
 static void check_call_opts(lua_State *L, int idx, const char *fn)
 {
   if (!lua_isnoneornil(L, idx) && lua_type(L, idx) != LUA_TTABLE)
-    luaL_typeerror(L, idx, "table of options");
+    pk_lua_typeerror(L, idx, "table of options");
   pk_lua_checkkeys(L, idx, fn, call_keys);
 }
 
@@ -93,7 +93,7 @@ static int run(lua_State *L, kbox *b, pk_matrix *X1, pk_matrix *X2, int oidx, co
 /* K:gram(X1 [, X2] [, { progress = }]) */
 static int k_gram(lua_State *L)
 {
-  kbox *b = luaL_checkudata(L, 1, PK_KERNEL_MT);
+  kbox *b = pk_lua_checkudata(L, 1, PK_KERNEL_MT);
   pk_matrix *X1, *X2;
   int oidx = 3;
   pk_lua_checkkernel(L, 1);
@@ -102,7 +102,12 @@ static int k_gram(lua_State *L)
     pk_lua_checkmatrix(L, 3);      /* a released X2 says so */
     oidx = 4;
   } else if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TTABLE) {
-    luaL_typeerror(L, 3, PK_MATRIX_MT);
+    pk_lua_typeerror(L, 3, PK_MATRIX_MT);
+  } else if (lua_type(L, 3) == LUA_TTABLE) {
+    /* a list where X2 may go is data, not options: K:gram(X, {1, 2, 3}) */
+    int list = lua_rawgeti(L, 3, 1) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (list) pk_lua_typeerror(L, 3, PK_MATRIX_MT);
   }
   check_call_opts(L, oidx, "gram");
   lua_settop(L, oidx);
@@ -115,7 +120,7 @@ static int k_call(lua_State *L) { return k_gram(L); }
 
 static int k_diag(lua_State *L)
 {
-  kbox *b = luaL_checkudata(L, 1, PK_KERNEL_MT);
+  kbox *b = pk_lua_checkudata(L, 1, PK_KERNEL_MT);
   pk_lua_checkkernel(L, 1);
   pk_lua_checkmatrix(L, 2);
   check_call_opts(L, 3, "diag");
@@ -131,7 +136,7 @@ static int k_name(lua_State *L)
 
 static int k_tostring(lua_State *L)
 {
-  kbox *b = luaL_checkudata(L, 1, PK_KERNEL_MT);
+  kbox *b = pk_lua_checkudata(L, 1, PK_KERNEL_MT);
   if (!b->k) lua_pushliteral(L, "pathkernel.Kernel (released)");
   else lua_pushfstring(L, "pathkernel.Kernel %s", pk_kernel_name(b->k));
   return 1;
@@ -148,9 +153,11 @@ void pk_lua_open_kernel(lua_State *L)
     { NULL, NULL }
   };
   luaL_newmetatable(L, PK_KERNEL_MT);
-  luaL_setfuncs(L, meta, 0);
-  luaL_newlib(L, methods);
+  pk_lua_setfuncs(L, meta, "");
+  lua_newtable(L);
+  pk_lua_setfuncs(L, methods, "");
   lua_setfield(L, -2, "__index");
+  pk_lua_setname(L, k_call, "gram");     /* K(X1, X2) is K:gram(X1, X2) */
   lua_pop(L, 1);
   /* kernel constructors go into pk.kernel: make sure it exists */
   if (lua_getfield(L, -1, "kernel") != LUA_TTABLE) {

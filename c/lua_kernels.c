@@ -121,6 +121,6 @@ void pk_lua_open_kernels(lua_State *L)
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "kernel");
   }
-  luaL_setfuncs(L, fns, 0);
+  pk_lua_setfuncs(L, fns, "kernel.");
   lua_pop(L, 1);
 }

@@ -16,8 +16,18 @@ pk_matrix *pk_lua_testmatrix(lua_State *L, int idx)
 
 pk_matrix *pk_lua_checkmatrix(lua_State *L, int idx)
 {
-  mbox *b = luaL_checkudata(L, idx, PK_MATRIX_MT);
-  if (!b->m) luaL_argerror(L, idx, "matrix has been released");
+  mbox *b = pk_lua_checkudata(L, idx, PK_MATRIX_MT);
+  if (!b->m) pk_lua_argerror(L, idx, "matrix has been released");
+  return b->m;
+}
+
+pk_matrix *pk_lua_checkoptmatrix(lua_State *L, int idx, const char *key)
+{
+  mbox *b = luaL_testudata(L, idx, PK_MATRIX_MT);
+  if (!b)
+    luaL_error(L, "%s: option '%s' must be a %s, got %s", pk_lua_fname(L), key, PK_MATRIX_MT,
+               pk_lua_typeof(L, lua_absindex(L, idx)));
+  if (!b->m) luaL_error(L, "%s: option '%s': matrix has been released", pk_lua_fname(L), key);
   return b->m;
 }
 
@@ -50,7 +60,7 @@ void pk_lua_pushmatrix(lua_State *L, pk_matrix *m)
 
 static int m_release(lua_State *L)
 {
-  mbox *b = luaL_checkudata(L, 1, PK_MATRIX_MT);
+  mbox *b = pk_lua_checkudata(L, 1, PK_MATRIX_MT);
   pk_matrix_free(b->m);
   b->m = NULL;
   return 0;
@@ -128,7 +138,7 @@ static int l_matrix(lua_State *L)
     NEWM(L, pk_matrix_copy(slot_, pk_lua_checkmatrix(L, 1)));
     return 1;
   }
-  luaL_checktype(L, 1, LUA_TTABLE);
+  pk_lua_checktype(L, 1, LUA_TTABLE);
   rows = lua_rawlen(L, 1);
   cols = 0;
   if (rows > 0) {
@@ -220,7 +230,7 @@ static int m_set(lua_State *L)
   pk_matrix *m = pk_lua_checkmatrix(L, 1);
   size_t i = check_index(L, 2, m->rows, "row");
   size_t j = check_index(L, 3, m->cols, "column");
-  double v = luaL_checknumber(L, 4);
+  double v = pk_lua_checknumber(L, 4);
   m->data[i * m->cols + j] = v;
   return 0;
 }
@@ -279,7 +289,7 @@ static int m_gather(lua_State *L)
   pk_matrix **slot;
   size_t n, k;
   pk_status st;
-  luaL_checktype(L, 2, LUA_TTABLE);
+  pk_lua_checktype(L, 2, LUA_TTABLE);
   n = lua_rawlen(L, 2);
   slot = pk_lua_newmatrix(L);
   if ((st = pk_matrix_new(slot, n, m->cols))) return pk_lua_error(L, st);
@@ -327,7 +337,7 @@ static size_t next_shown(size_t n, size_t k) { return n > 10 && k == 3 ? n - 3 :
 
 static int m_tostring(lua_State *L)
 {
-  mbox *b = luaL_checkudata(L, 1, PK_MATRIX_MT);
+  mbox *b = pk_lua_checkudata(L, 1, PK_MATRIX_MT);
   pk_matrix *m = b->m;
   luaL_Buffer buf;
   char cell[64];   /* the header line: 18 + 2 x 20 digits + x */
@@ -421,7 +431,7 @@ static int m_mul(lua_State *L)
 static int m_div(lua_State *L)
 {
   pk_matrix *a = pk_lua_checkmatrix(L, 1);
-  double s = luaL_checknumber(L, 2);
+  double s = pk_lua_checknumber(L, 2);
   NEWM(L, pk_matrix_div_scalar(slot_, a, s));
   return 1;
 }
@@ -735,7 +745,7 @@ static int l_read_csv(lua_State *L)
   char *header = NULL;
   pk_matrix **slot;
   pk_status st;
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 2)) pk_lua_checktype(L, 2, LUA_TTABLE);
   pk_lua_checkkeys(L, 2, "read_csv", keys);
   o.header = pk_lua_optboolean(L, 2, "header", 0);
   sep = pk_lua_optstring(L, 2, "sep", ",");
@@ -784,7 +794,7 @@ static int m_write_csv(lua_State *L)
     pk_lua_checkkeys(L, 3, "write_csv", keys);
     header = pk_lua_optstring(L, 3, "header", NULL);
   } else if (!lua_isnoneornil(L, 3)) {
-    header = luaL_checkstring(L, 3);
+    header = pk_lua_checkstring(L, 3);
   }
   st = pk_matrix_write_csv(a, path, header);
   if (st == PK_EIO) return pk_lua_fail(L, st);
@@ -818,11 +828,12 @@ void pk_lua_open_matrix(lua_State *L)
     { "split", l_split }, { "accuracy", l_accuracy }, { NULL, NULL }
   };
   luaL_newmetatable(L, PK_MATRIX_MT);
-  luaL_setfuncs(L, meta, 0);
-  luaL_newlib(L, methods);
+  pk_lua_setfuncs(L, meta, "");
+  lua_newtable(L);
+  pk_lua_setfuncs(L, methods, "");
   lua_setfield(L, -2, "__index");
   lua_pushliteral(L, "pathkernel.Matrix");
   lua_setfield(L, -2, "__name");
   lua_pop(L, 1);
-  luaL_setfuncs(L, fns, 0);
+  pk_lua_setfuncs(L, fns, "");
 }

@@ -19,8 +19,8 @@ pk_network *pk_lua_testnetwork(lua_State *L, int idx)
 
 pk_network *pk_lua_checknetwork(lua_State *L, int idx)
 {
-  nbox *b = luaL_checkudata(L, idx, PK_NETWORK_MT);
-  if (!b->net) luaL_argerror(L, idx, "network has been released");
+  nbox *b = pk_lua_checkudata(L, idx, PK_NETWORK_MT);
+  if (!b->net) pk_lua_argerror(L, idx, "network has been released");
   return b->net;
 }
 
@@ -42,7 +42,7 @@ void pk_lua_pushnetwork(lua_State *L, pk_network *net)
 /* the network at idx, refused while a training of it runs (its callbacks) */
 static pk_network *idle(lua_State *L, int idx, const char *what)
 {
-  nbox *b = luaL_checkudata(L, idx, PK_NETWORK_MT);
+  nbox *b = pk_lua_checkudata(L, idx, PK_NETWORK_MT);
   if (b->busy)
     luaL_error(L, "network is in use: it cannot be %s from its own training's callbacks", what);
   return pk_lua_checknetwork(L, idx);
@@ -50,7 +50,7 @@ static pk_network *idle(lua_State *L, int idx, const char *what)
 
 static int n_release(lua_State *L)
 {
-  nbox *b = luaL_checkudata(L, 1, PK_NETWORK_MT);
+  nbox *b = pk_lua_checkudata(L, 1, PK_NETWORK_MT);
   if (b->busy)
     return luaL_error(L, "network is in use: it cannot be released from its own training's callbacks");
   pk_network_free(b->net);
@@ -77,7 +77,7 @@ static int l_network(lua_State *L)
   const char *param;
   pk_status st;
   pk_network **slot;
-  luaL_checktype(L, 1, LUA_TTABLE);
+  pk_lua_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 1);
   pk_lua_checkkeys(L, 1, "network", keys);
   memset(&s, 0, sizeof s);
@@ -230,7 +230,7 @@ static int n_loss(lua_State *L)
 {
   pk_network *net = pk_lua_checknetwork(L, 1);
   pk_matrix *X = pk_lua_checkmatrix(L, 2), *Y = pk_lua_checkmatrix(L, 3);
-  pk_loss loss = check_loss(L, luaL_optstring(L, 4, "mse"));
+  pk_loss loss = check_loss(L, lua_isnoneornil(L, 4) ? "mse" : pk_lua_checkstring(L, 4));
   pk_matrix **F = pk_lua_newmatrix(L);
   pk_status st;
   double v;
@@ -299,10 +299,10 @@ void pk_lua_train_opts(lua_State *L, int idx, pk_network *net, pk_train_opts *o,
   lua_Integer steps, epochs, bs;
   pk_train_opts_init(o);
   if (pk_lua_optfield(L, idx, "X") == LUA_TNIL) luaL_error(L, "train: option X (the inputs) is required");
-  *X = pk_lua_checkmatrix(L, -1);
+  *X = pk_lua_checkoptmatrix(L, -1, "X");
   lua_pop(L, 1);
   if (pk_lua_optfield(L, idx, "Y") == LUA_TNIL) luaL_error(L, "train: option Y (the targets) is required");
-  *Y = pk_lua_checkmatrix(L, -1);
+  *Y = pk_lua_checkoptmatrix(L, -1, "Y");
   lua_pop(L, 1);
   loss = pk_lua_optstring(L, idx, "loss", "mse");
   o->loss = check_loss(L, loss);
@@ -395,7 +395,7 @@ static int n_train(lua_State *L)
   pk_rule rule = PK_RULE_GAUSS;
   int nodes = PK_DEFAULT_NODES, ix;
   pk_status st;
-  luaL_checktype(L, 2, LUA_TTABLE);
+  pk_lua_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   pk_lua_checkkeys(L, 2, "train", keys);
   pk_lua_train_opts(L, 2, net, &o, &X, &Y);
@@ -424,13 +424,13 @@ static int n_train(lua_State *L)
   }
   default: return luaL_error(L, "train: record must be true or { every = k }");
   }
-  if (pk_lua_optfield(L, 2, "explain") != LUA_TNIL) pk_lua_checkmatrix(L, 7);   /* index 7 */
+  if (pk_lua_optfield(L, 2, "explain") != LUA_TNIL) pk_lua_checkoptmatrix(L, 7, "explain");   /* index 7 */
   pk_lua_rule_opts(L, 2, &rule, &nodes);
-  pk_lua_progress_init(L, &c.prog, 5, "train", &o.call);
+  pk_lua_progress_init(L, &c.prog, 5, "train", &o.call);     /* index 8: its guard */
   c.prog.show_loss = 1;
   if ((st = pk_check_bytes_hint(o.steps, sizeof(double), "the loss history", "train for fewer steps")))
     return pk_lua_error(L, st);
-  losses = lua_newuserdatauv(L, o.steps * sizeof(double), 0);  /* index 8 */
+  losses = lua_newuserdatauv(L, o.steps * sizeof(double), 0);  /* index 9 */
   /* Training runs on views of X, Y and the queries: a callback that
    * releases them cannot free what the loop reads, and a trajectory takes
    * the views of X and Y as its own. */
@@ -501,7 +501,7 @@ int pk_lua_load_network(lua_State *L, const char *path)
 
 static int n_tostring(lua_State *L)
 {
-  nbox *b = luaL_checkudata(L, 1, PK_NETWORK_MT);
+  nbox *b = pk_lua_checkudata(L, 1, PK_NETWORK_MT);
   pk_network *net = b->net;
   luaL_Buffer buf;
   size_t l, L1;
@@ -535,7 +535,7 @@ static int l_tangent(lua_State *L)
   pk_network *net = pk_lua_checknetwork(L, 1);
   pk_kernel *k;
   pk_status st;
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 2)) pk_lua_checktype(L, 2, LUA_TTABLE);
   pk_lua_checkkeys(L, 2, "tangent", keys);
   if ((st = pk_kernel_tangent(&k, net))) return pk_lua_error(L, st);
   pk_lua_pushkernel(L, k, 0);
@@ -556,14 +556,17 @@ void pk_lua_open_network(lua_State *L)
     { "train", n_train }, { "save", n_save }, { "release", n_release }, { NULL, NULL }
   };
   luaL_newmetatable(L, PK_NETWORK_MT);
-  luaL_setfuncs(L, meta, 0);
-  luaL_newlib(L, methods);
+  pk_lua_setfuncs(L, meta, "");
+  lua_newtable(L);
+  pk_lua_setfuncs(L, methods, "");
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   lua_pushcfunction(L, l_network);
   lua_setfield(L, -2, "network");
+  pk_lua_setname(L, l_network, "network");
   lua_getfield(L, -1, "kernel");
   lua_pushcfunction(L, l_tangent);
   lua_setfield(L, -2, "tangent");
+  pk_lua_setname(L, l_tangent, "kernel.tangent");
   lua_pop(L, 1);
 }

@@ -14,6 +14,30 @@ int pk_lua_error(lua_State *L, pk_status st);
 /* For I/O: push nil, message and return 2. */
 int pk_lua_fail(lua_State *L, pk_status st);
 
+/* Names for messages. pk_lua_setfuncs is luaL_setfuncs (no upvalues) that
+ * also records each function as prefix..name ("kernel." for pk.kernel.x;
+ * metamethods without their "__"); pk_lua_setname records one. */
+void pk_lua_setfuncs(lua_State *L, const luaL_Reg *l, const char *prefix);
+void pk_lua_setname(lua_State *L, lua_CFunction f, const char *name);
+/* The running C function's name: as recorded, else as the caller's code
+ * calls it; never "?". */
+const char *pk_lua_fname(lua_State *L);
+/* luaL_argerror, luaL_typeerror, luaL_checkudata, ... that name the
+ * function even when it is called from C (pcall(obj.method, obj, ...)).
+ * Use them for every argument check: Lua's own print '?' there. A
+ * negative arg is a value the function pushed, not an argument: the
+ * message is then "fname: msg" (never "#-1"); check option fields with
+ * the pk_lua_opt* / pk_lua_checkoptmatrix helpers, which name the option. */
+int pk_lua_argerror(lua_State *L, int arg, const char *msg);
+int pk_lua_typeerror(lua_State *L, int arg, const char *tname);
+void *pk_lua_checkudata(lua_State *L, int arg, const char *tname);
+void pk_lua_checktype(lua_State *L, int arg, int t);
+double pk_lua_checknumber(lua_State *L, int arg);
+const char *pk_lua_checkstring(lua_State *L, int arg);
+/* the type of the value at idx as messages name it: a metatable's __name
+ * ("pathkernel.Network") or the basic type; may push one value */
+const char *pk_lua_typeof(lua_State *L, int idx);
+
 /* An integer argument >= lo (rejecting floats with a fraction). */
 lua_Integer pk_lua_checkint(lua_State *L, int idx, lua_Integer lo, const char *what);
 /* a size argument: a non-negative integer */
@@ -28,12 +52,16 @@ double pk_lua_optnumber(lua_State *L, int idx, const char *key, double def);
 lua_Integer pk_lua_optinteger(lua_State *L, int idx, const char *key, lua_Integer def);
 int pk_lua_optboolean(lua_State *L, int idx, const char *key, int def);
 const char *pk_lua_optstring(lua_State *L, int idx, const char *key, const char *def);
-/* Reject keys of an option table that are not in the NULL-terminated list. */
+/* Reject keys of an option table that are not in the NULL-terminated list
+ * (fn names the function in the message; NULL: the running function). */
 void pk_lua_checkkeys(lua_State *L, int idx, const char *fn, const char *const *valid);
 
 /* matrices */
 pk_matrix *pk_lua_checkmatrix(lua_State *L, int idx);
 pk_matrix *pk_lua_testmatrix(lua_State *L, int idx);
+/* the value at idx, the field `key` of an option table, as a matrix:
+ * "fname: option 'key' must be a pathkernel.Matrix, got table" otherwise */
+pk_matrix *pk_lua_checkoptmatrix(lua_State *L, int idx, const char *key);
 /* Push an empty Matrix userdata (safe to collect) and return its slot. */
 pk_matrix **pk_lua_newmatrix(lua_State *L);
 /* Push m as a Matrix, taking ownership (frees m if pushing fails). */
@@ -60,14 +88,21 @@ typedef struct pk_lua_progress {
   int show_loss;    /* training: print the last loss */
   double loss;
   int failed;       /* the Lua callback raised: its error is on the stack */
+  void *guard;      /* the interrupt guard on the stack */
 } pk_lua_progress;
 
 /* Set p up from the value at idx: nil/true (bar), false (nothing), or a
- * function. opts is filled to call p. */
+ * function; idx 0: no progress at all. opts is filled to call p.
+ * Interrupts: unless pk.handle_interrupts(false) was called in this state,
+ * a SIGINT handler is installed until _done (or until the call ends,
+ * however it ends) and opts->cancel points at the flag it sets, so that
+ * Ctrl-C stops the work with an "interrupted" error. Pushes one value (a
+ * to-be-closed guard) that must stay where it is until the call returns. */
 void pk_lua_progress_init(lua_State *L, pk_lua_progress *p, int idx, const char *label,
                           pk_call_opts *opts);
-/* Clear the bar; if the callback failed, re-raise its error. Call after the
- * C work returns, before raising any status error. */
+/* Restore SIGINT; clear the bar; if the callback failed, re-raise its
+ * error. Call after the C work returns, before raising any status error
+ * (more than once is harmless). */
 void pk_lua_progress_done(pk_lua_progress *p);
 int pk_lua_progress_cb(void *ud, double done, double total);
 double pk_lua_now(void);

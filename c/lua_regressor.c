@@ -8,8 +8,8 @@ typedef struct { pk_regressor *r; } rbox;
 
 static pk_regressor *check_reg(lua_State *L, int idx)
 {
-  rbox *b = luaL_checkudata(L, idx, PK_REGRESSOR_MT);
-  if (!b->r) luaL_argerror(L, idx, "model has been released");
+  rbox *b = pk_lua_checkudata(L, idx, PK_REGRESSOR_MT);
+  if (!b->r) pk_lua_argerror(L, idx, "model has been released");
   return b->r;
 }
 
@@ -71,15 +71,15 @@ static int fit(lua_State *L, pk_regressor_kind kind)
       f0 = pk_lua_testmatrix(L, -1);
       if (!f0) return luaL_error(L, "%s: option 'f0' must be a %s, got %s", fn, PK_MATRIX_MT,
                                  luaL_typename(L, -1));
-      pk_lua_checkmatrix(L, -1);   /* not released */
+      pk_lua_checkoptmatrix(L, -1, "f0");   /* not released */
     }
     lua_pop(L, 1);   /* the option table keeps f0 alive */
   }
   pk_lua_optfield(L, 4, "progress");                /* 5 */
-  pk_lua_progress_init(L, &p, 5, fn, &o);
-  b = new_box(L);                                   /* 6 */
+  pk_lua_progress_init(L, &p, 5, fn, &o);           /* 6: its guard */
+  b = new_box(L);                                   /* 7 */
   lua_pushvalue(L, 1);
-  lua_setiuservalue(L, 6, 1);
+  lua_setiuservalue(L, 7, 1);
   /* the progress callback must not free the kernel the fit is using */
   pk_lua_kernel_busy(L, 1, 1);
   if (kind == PK_REGRESSOR_RIDGE) st = pk_ridge_fit(&b->r, k, X, Y, a, &o);
@@ -103,12 +103,16 @@ static int r_predict(lua_State *L)
   pk_matrix *Xq = pk_lua_checkmatrix(L, 2), *f0q = NULL, **mean, **var = NULL;
   int gp = pk_regressor_get_kind(r) == PK_REGRESSOR_GP;
   pk_status st;
+  pk_lua_progress p;
+  pk_call_opts o;
   if (!lua_isnoneornil(L, 3)) f0q = pk_lua_checkmatrix(L, 3);
   check_kernel(L, 1, r, "predict");
   lua_settop(L, 3);
+  pk_lua_progress_init(L, &p, 0, "predict", &o);   /* no bar: for interrupts */
   mean = pk_lua_newmatrix(L);
   if (gp) var = pk_lua_newmatrix(L);
-  st = pk_regressor_predict(r, Xq, f0q, NULL, mean, var);
+  st = pk_regressor_predict(r, Xq, f0q, &o, mean, var);
+  pk_lua_progress_done(&p);
   if (st) return pk_lua_error(L, st);
   return gp ? 2 : 1;
 }
@@ -139,7 +143,7 @@ static int r_coefficients(lua_State *L)
 static int r_save(lua_State *L)
 {
   pk_regressor *r = check_reg(L, 1);
-  const char *path = luaL_checkstring(L, 2);
+  const char *path = pk_lua_checkstring(L, 2);
   pk_status st;
   check_kernel(L, 1, r, "save");
   st = pk_regressor_save(r, path);
@@ -159,7 +163,7 @@ int pk_lua_load_regressor(lua_State *L, const char *path)
 
 static int r_release(lua_State *L)
 {
-  rbox *b = luaL_checkudata(L, 1, PK_REGRESSOR_MT);
+  rbox *b = pk_lua_checkudata(L, 1, PK_REGRESSOR_MT);
   pk_regressor_free(b->r);
   b->r = NULL;
   return 0;
@@ -167,7 +171,7 @@ static int r_release(lua_State *L)
 
 static int r_tostring(lua_State *L)
 {
-  rbox *b = luaL_checkudata(L, 1, PK_REGRESSOR_MT);
+  rbox *b = pk_lua_checkudata(L, 1, PK_REGRESSOR_MT);
   const pk_matrix *a;
   if (!b->r) {
     lua_pushliteral(L, "pathkernel.Regressor (released)");
@@ -194,8 +198,9 @@ void pk_lua_open_regressor(lua_State *L)
     { "ridge", l_ridge }, { "gp", l_gp }, { "gradient_flow", l_flow }, { NULL, NULL }
   };
   luaL_newmetatable(L, PK_REGRESSOR_MT);
-  luaL_setfuncs(L, meta, 0);
-  luaL_newlib(L, methods);
+  pk_lua_setfuncs(L, meta, "");
+  lua_newtable(L);
+  pk_lua_setfuncs(L, methods, "");
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   if (lua_getfield(L, -1, "machine") != LUA_TTABLE) {
@@ -204,6 +209,6 @@ void pk_lua_open_regressor(lua_State *L)
     lua_pushvalue(L, -1);
     lua_setfield(L, -3, "machine");
   }
-  luaL_setfuncs(L, fns, 0);
+  pk_lua_setfuncs(L, fns, "machine.");
   lua_pop(L, 1);
 }

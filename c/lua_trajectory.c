@@ -19,8 +19,8 @@ typedef struct { pk_machine *km; int busy; } mbox;
 
 pk_trajectory *pk_lua_checktrajectory(lua_State *L, int idx)
 {
-  tbox *b = luaL_checkudata(L, idx, PK_TRAJECTORY_MT);
-  if (!b->t) luaL_argerror(L, idx, "trajectory has been released");
+  tbox *b = pk_lua_checkudata(L, idx, PK_TRAJECTORY_MT);
+  if (!b->t) pk_lua_argerror(L, idx, "trajectory has been released");
   return b->t;
 }
 
@@ -250,8 +250,8 @@ int pk_lua_load_trajectory(lua_State *L, const char *path, int opts)
   pk_matrix *X = NULL, *Y = NULL, *vX = NULL, *vY = NULL;
   pk_trajectory **slot;
   pk_status st;
-  if (pk_lua_optfield(L, opts, "X") != LUA_TNIL) X = pk_lua_checkmatrix(L, -1);
-  if (pk_lua_optfield(L, opts, "Y") != LUA_TNIL) Y = pk_lua_checkmatrix(L, -1);
+  if (pk_lua_optfield(L, opts, "X") != LUA_TNIL) X = pk_lua_checkoptmatrix(L, -1, "X");
+  if (pk_lua_optfield(L, opts, "Y") != LUA_TNIL) Y = pk_lua_checkoptmatrix(L, -1, "Y");
   /* index -2: X, -1: Y (or nils) */
   slot = newtraj(L);
   if ((X != NULL) != (Y != NULL)) return luaL_error(L, "load: give both X and Y, or neither");
@@ -283,7 +283,7 @@ int pk_lua_load_trajectory(lua_State *L, const char *path, int opts)
 
 static int t_tostring(lua_State *L)
 {
-  tbox *b = luaL_checkudata(L, 1, PK_TRAJECTORY_MT);
+  tbox *b = pk_lua_checkudata(L, 1, PK_TRAJECTORY_MT);
   if (!b->t) lua_pushliteral(L, "pathkernel.Trajectory (released)");
   else {
     char mem[32];
@@ -295,7 +295,7 @@ static int t_tostring(lua_State *L)
 
 static int t_gc(lua_State *L)
 {
-  tbox *b = luaL_checkudata(L, 1, PK_TRAJECTORY_MT);
+  tbox *b = pk_lua_checkudata(L, 1, PK_TRAJECTORY_MT);
   pk_trajectory_free(b->t);
   b->t = NULL;
   return 0;
@@ -305,8 +305,8 @@ static int t_gc(lua_State *L)
 
 pk_machine *pk_lua_checkmachine(lua_State *L, int idx)
 {
-  mbox *b = luaL_checkudata(L, idx, PK_MACHINE_MT);
-  if (!b->km) luaL_argerror(L, idx, "kernel machine has been released");
+  mbox *b = pk_lua_checkudata(L, idx, PK_MACHINE_MT);
+  if (!b->km) pk_lua_argerror(L, idx, "kernel machine has been released");
   return b->km;
 }
 
@@ -354,7 +354,7 @@ static int l_from_trajectory(lua_State *L)
   pk_rule rule;
   int nodes;
   pk_status st;
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 2)) pk_lua_checktype(L, 2, LUA_TTABLE);
   pk_lua_checkkeys(L, 2, "from_trajectory", keys);
   parse_rule(L, 2, &rule, &nodes);
   check_source(L, 1);
@@ -372,7 +372,7 @@ static int l_path(lua_State *L)
   pk_rule rule;
   int nodes;
   pk_status st;
-  if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 2)) pk_lua_checktype(L, 2, LUA_TTABLE);
   pk_lua_checkkeys(L, 2, "path", keys);
   parse_rule(L, 2, &rule, &nodes);
   if ((st = pk_kernel_path(&k, t, rule, nodes))) return pk_lua_error(L, st);
@@ -389,7 +389,7 @@ static int l_preconditioned(lua_State *L)
   lua_Integer s = pk_lua_checkint(L, 2, 0, "step");
   pk_kernel *k;
   pk_status st;
-  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3)) pk_lua_checktype(L, 3, LUA_TTABLE);
   pk_lua_checkkeys(L, 3, "preconditioned", keys);
   if ((st = pk_kernel_preconditioned(&k, t, (size_t)s))) return pk_lua_error(L, st);
   pk_lua_pushkernel(L, k, 0);
@@ -401,8 +401,8 @@ static int l_preconditioned(lua_State *L)
 static void call_opts(lua_State *L, int idx, pk_lua_progress *p, pk_call_opts *o, const char *label)
 {
   static const char *const keys[] = { "progress", "output", NULL };
-  if (!lua_isnoneornil(L, idx)) luaL_checktype(L, idx, LUA_TTABLE);
-  pk_lua_checkkeys(L, idx, label, keys);
+  if (!lua_isnoneornil(L, idx)) pk_lua_checktype(L, idx, LUA_TTABLE);
+  pk_lua_checkkeys(L, idx, NULL, keys);     /* named after the method, not the label */
   pk_lua_optfield(L, idx, "progress");
   pk_lua_progress_init(L, p, -1, label, o);
 }
@@ -411,7 +411,7 @@ static void call_opts(lua_State *L, int idx, pk_lua_progress *p, pk_call_opts *o
  * trajectory's network unchanged */
 static pk_machine *usable(lua_State *L, int idx)
 {
-  mbox *b = luaL_checkudata(L, idx, PK_MACHINE_MT);
+  mbox *b = pk_lua_checkudata(L, idx, PK_MACHINE_MT);
   pk_machine *km;
   if (b->busy)
     luaL_error(L, "kernel machine is in use: its own progress callback cannot use it");
@@ -704,7 +704,7 @@ int pk_lua_load_machine(lua_State *L, const char *path)
 
 static int km_gc(lua_State *L)
 {
-  mbox *b = luaL_checkudata(L, 1, PK_MACHINE_MT);
+  mbox *b = pk_lua_checkudata(L, 1, PK_MACHINE_MT);
   if (b->busy)
     return luaL_error(L, "kernel machine is in use: it cannot be released from its own progress callback");
   pk_machine_free(b->km);
@@ -714,7 +714,7 @@ static int km_gc(lua_State *L)
 
 static int km_tostring(lua_State *L)
 {
-  mbox *b = luaL_checkudata(L, 1, PK_MACHINE_MT);
+  mbox *b = pk_lua_checkudata(L, 1, PK_MACHINE_MT);
   if (!b->km) lua_pushliteral(L, "pathkernel.KernelMachine (released)");
   else lua_pushfstring(L, "pathkernel.KernelMachine over %d training examples (%s, %s rule, %d node%s)",
                        (int)pk_machine_examples(b->km), pk_machine_is_online(b->km) ? "online" : "from a trajectory",
@@ -742,13 +742,15 @@ void pk_lua_open_trajectory(lua_State *L)
     { NULL, NULL }
   };
   luaL_newmetatable(L, PK_TRAJECTORY_MT);
-  luaL_setfuncs(L, tmeta, 0);
-  luaL_newlib(L, tmethods);
+  pk_lua_setfuncs(L, tmeta, "");
+  lua_newtable(L);
+  pk_lua_setfuncs(L, tmethods, "");
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   luaL_newmetatable(L, PK_MACHINE_MT);
-  luaL_setfuncs(L, kmeta, 0);
-  luaL_newlib(L, kmethods);
+  pk_lua_setfuncs(L, kmeta, "");
+  lua_newtable(L);
+  pk_lua_setfuncs(L, kmethods, "");
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   if (lua_getfield(L, -1, "machine") != LUA_TTABLE) {
@@ -759,11 +761,14 @@ void pk_lua_open_trajectory(lua_State *L)
   }
   lua_pushcfunction(L, l_from_trajectory);
   lua_setfield(L, -2, "from_trajectory");
+  pk_lua_setname(L, l_from_trajectory, "machine.from_trajectory");
   lua_pop(L, 1);
   lua_getfield(L, -1, "kernel");
   lua_pushcfunction(L, l_path);
   lua_setfield(L, -2, "path");
+  pk_lua_setname(L, l_path, "kernel.path");
   lua_pushcfunction(L, l_preconditioned);
   lua_setfield(L, -2, "preconditioned");
+  pk_lua_setname(L, l_preconditioned, "kernel.preconditioned");
   lua_pop(L, 1);
 }

@@ -166,11 +166,16 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
                            "the replay, the queries and their outputs")))
     return st;
   if ((st = pk_cursor_init(&c, t))) { pk_decomp_free(&dc); return st; }
+  dc.cancel = o ? o->cancel : NULL;
   for (s = 0; s < t->T; s++) {
+    int why;
     if ((st = pk_cursor_seek(&c, s))) break;
-    if ((st = pk_decomp_step(&dc, c.lr, c.theta, c.next, c.rows, c.nb, &c.w, t->X, &c.os))) break;
-    if (pk_progress(o, (double)(s + 1), (double)t->T)) {
-      st = pk_fail(PK_ECANCEL, "decomposition: cancelled at step %zu", s + 1);
+    if ((st = pk_decomp_step(&dc, c.lr, c.theta, c.next, c.rows, c.nb, &c.w, t->X, &c.os))) {
+      if (st == PK_ECANCEL) st = pk_fail(PK_ECANCEL, "decomposition: interrupted at step %zu", s + 1);
+      break;
+    }
+    if ((why = pk_progress(o, (double)(s + 1), (double)t->T))) {
+      st = pk_fail(PK_ECANCEL, "decomposition: %s at step %zu", pk_stop_word(why), s + 1);
       break;
     }
   }
@@ -304,13 +309,15 @@ pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                              (double)net->P * sizeof(double) + results_bytes(net, Xq),
                              "the queries and their outputs")))
       goto done;
+    c.dc.cancel = o->call.cancel;
   }
   if (every && (st = pk_recorder_begin(net, X, Y, o, every, &c.traj, &c.rec))) goto done;
   c.X = X;
   hk.ud = &c;
   hk.step = online_step;
   st = pk_train_hooked(net, X, Y, o, &hk, losses, done);
-  if (st && st != PK_ECANCEL) goto done;
+  /* only a stop by on_step hands out what was recorded (see pk_train_record) */
+  if (st && !(st == PK_ECANCEL && hk.stopped)) goto done;
   if (c.traj) {
     pk_recorder_end(c.traj, net);
     *traj = c.traj;

@@ -82,25 +82,35 @@ pk_status pk_parallel_for(size_t n, size_t chunk, pk_chunk_fn fn, void *ctx,
   j.fn = fn;
   j.ctx = ctx;
   if (pthread_mutex_init(&j.mu, NULL) != 0) {
-    /* no lock, no helpers: the whole range here */
-    if (n) fn(ctx, 0, n);
+    /* no lock, no helpers: the range here, a chunk at a time */
+    double done = 0;
+    int why;
+    for (i0 = 0; i0 < n; i0 = i1) {
+      i1 = n - i0 > chunk ? i0 + chunk : n;
+      done += fn(ctx, i0, i1);
+      if ((why = pk_progress(o, done, total)))
+        return pk_fail(PK_ECANCEL, "%s: %s", what, pk_stop_word(why));
+    }
     return PK_OK;
   }
   /* threads that fail to start are simply not there: the caller's own
    * loop below still covers every chunk */
   for (t = 1; t < want && (size_t)t * chunk < n; t++)
     if (pthread_create(&tid[started], NULL, worker, &j) == 0) started++;
+  /* only this thread checks for a stop (a Lua callback never runs on a
+   * worker); the workers see j.stop and take no new chunk */
   while (take(&j, &i0, &i1)) {
     double d = finish(&j, fn(ctx, i0, i1));
-    if (pk_progress(o, d, total)) {
+    int why = pk_progress(o, d, total);
+    if (why) {
       pthread_mutex_lock(&j.mu);
-      j.stop = 1;
+      j.stop = why;
       pthread_mutex_unlock(&j.mu);
     }
   }
   for (t = 0; t < started; t++) pthread_join(tid[t], NULL);
   pthread_mutex_destroy(&j.mu);
-  if (j.stop) return pk_fail(PK_ECANCEL, "%s: cancelled", what);
-  if (started) pk_progress(o, j.done, total);
+  if (j.stop) return pk_fail(PK_ECANCEL, "%s: %s", what, pk_stop_word(j.stop));
+  if (started) pk_progress(o, j.done, total);   /* the work is done: a stop now changes nothing */
   return PK_OK;
 }

@@ -24,27 +24,34 @@ static pk_status path_run(const pk_kernel *k, const pk_matrix *X1, const pk_matr
   pk_cursor c;
   double *theta = NULL;
   pk_status st;
+  int why;
+  /* each step's Grams check the cancel flag inside; progress counts steps */
+  pk_call_opts inner = { NULL, NULL, NULL };
   pk_tangent_ws *ws = pk_tangent_ws_new();
   if (!ws) return pk_fail(PK_ENOMEM, "path kernel: out of memory");
   if ((st = pk_cursor_init_weights(&c, t))) { pk_tangent_ws_free(ws); return st; }
   if ((st = pk_alloc((void **)&theta, P, sizeof(double), "the path kernel"))) goto done;
   memset(out->data, 0, out->rows * out->cols * sizeof(double));
+  inner.cancel = o ? o->cancel : NULL;
   for (s = 0; s < t->T; s++) {
     int q;
+    if (pk_cancelled(o)) {
+      st = pk_fail(PK_ECANCEL, "path kernel: interrupted at step %zu", s + 1);
+      goto done;
+    }
     if ((st = pk_cursor_seek(&c, s))) goto done;
     for (q = 0; q < ps->nodes; q++) {
       double a = c.lr * ps->wq[q];
       for (i = 0; i < P; i++) theta[i] = c.theta[i] + ps->tq[q] * (c.next[i] - c.theta[i]);
-      if (diag) {
-        if ((st = pk_tangent_diag_accumulate(t->net, theta, X1, k->mode, k->memory, a, NULL, out)))
-          goto done;
-      } else if ((st = pk_tangent_accumulate(t->net, theta, X1, X2, k->mode, k->memory, a, NULL, ws,
-                                             out))) {
-        goto done;
-      }
+      if (diag)
+        st = pk_tangent_diag_accumulate(t->net, theta, X1, k->mode, k->memory, a, &inner, out);
+      else
+        st = pk_tangent_accumulate(t->net, theta, X1, X2, k->mode, k->memory, a, &inner, ws, out);
+      if (st == PK_ECANCEL) st = pk_fail(PK_ECANCEL, "path kernel: interrupted at step %zu", s + 1);
+      if (st) goto done;
     }
-    if (pk_progress(o, (double)(s + 1), (double)t->T)) {
-      st = pk_fail(PK_ECANCEL, "path kernel: cancelled at step %zu", s + 1);
+    if ((why = pk_progress(o, (double)(s + 1), (double)t->T))) {
+      st = pk_fail(PK_ECANCEL, "path kernel: %s at step %zu", pk_stop_word(why), s + 1);
       goto done;
     }
   }
@@ -114,6 +121,7 @@ static pk_status precond_gram(const pk_kernel *k, const pk_matrix *X1, const pk_
   const pk_network *net = ps->net;
   size_t P = net->P, K = net->d[net->L], per, t, r0, c0, i, p;
   size_t ldo = out->cols;
+  int why;
   pk_status st = PK_OK;
   size_t mem = k->memory < pk_memory_limit() ? k->memory : pk_memory_limit();
   /* a tile of t rows a side: two t K x P Jacobians and their t K x t K product */
@@ -163,12 +171,13 @@ static pk_status precond_gram(const pk_kernel *k, const pk_matrix *X1, const pk_
       }
       pk_matrix_free(G);
       pk_matrix_free(J2);
+      if (!st && pk_cancelled(o)) st = pk_fail(PK_ECANCEL, "preconditioned kernel: interrupted");
       if (st) break;
     }
     pk_matrix_free(J1);
     if (st) return st;
-    if (pk_progress(o, (double)(r0 + n1), (double)X1->rows))
-      return pk_fail(PK_ECANCEL, "preconditioned kernel: cancelled");
+    if ((why = pk_progress(o, (double)(r0 + n1), (double)X1->rows)))
+      return pk_fail(PK_ECANCEL, "preconditioned kernel: %s", pk_stop_word(why));
   }
   return st;
 }
@@ -177,6 +186,7 @@ static pk_status precond_diag(const pk_kernel *k, const pk_matrix *X, const pk_c
                               pk_matrix *out)
 {
   size_t i, K = k->nout;
+  int why;
   pk_status st = PK_OK;
   for (i = 0; i < X->rows && !st; i++) {
     pk_matrix *row, *G;
@@ -190,8 +200,8 @@ static pk_status precond_diag(const pk_kernel *k, const pk_matrix *X, const pk_c
       pk_matrix_free(G);
     }
     pk_matrix_free(row);
-    if (!st && pk_progress(o, (double)(i + 1), (double)X->rows))
-      st = pk_fail(PK_ECANCEL, "preconditioned kernel: cancelled");
+    if (!st && (why = pk_progress(o, (double)(i + 1), (double)X->rows)))
+      st = pk_fail(PK_ECANCEL, "preconditioned kernel: %s", pk_stop_word(why));
   }
   return st;
 }

@@ -3,6 +3,7 @@
 #ifndef PK_H
 #define PK_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,12 +36,27 @@ PK_API void pk_set_memory_limit(size_t bytes);
 PK_API size_t pk_memory_limit(void);
 
 /* Progress callback for long work: done of total units; return nonzero to
- * cancel (the call then fails with PK_ECANCEL). */
+ * cancel (the call then fails with PK_ECANCEL, "... cancelled"). */
 typedef int (*pk_progress_fn)(void *ud, double done, double total);
 
+/* Options of a call that does long work (training, Grams, path kernels,
+ * decompositions, regressor fits and predictions). Zero-initialize it.
+ *
+ * cancel: a flag the host owns, e.g. set by its SIGINT handler or by
+ * another thread. When it is non-NULL and *cancel is nonzero, the work
+ * stops at its next check (every training step, every tile or chunk of a
+ * Gram, every step of a path kernel or decomposition: a fraction of a
+ * second apart) and the call fails with PK_ECANCEL and a message that
+ * contains "interrupted" and names what stopped. The library only reads
+ * the flag; the host clears it before the next call. Nothing is half
+ * written: the call returns no object, and a network being trained keeps
+ * the weights of its last complete step (the message says which).
+ * A LAPACK factorization (a fit's solve, pk_eigh) is not interruptible
+ * inside; the check comes after it. */
 typedef struct pk_call_opts {
   pk_progress_fn progress;  /* may be NULL */
   void *progress_ud;
+  const volatile sig_atomic_t *cancel;   /* may be NULL */
 } pk_call_opts;
 
 /* ---- random numbers -------------------------------------------------- */
@@ -283,13 +299,18 @@ typedef struct pk_train_opts {
   /* optional: called after each step with the loss before it; nonzero stops */
   int (*on_step)(void *ud, size_t step, double loss);
   void *on_step_ud;
-  pk_call_opts call;     /* progress */
+  pk_call_opts call;     /* progress and the cancel flag */
   pk_hyper hyper;
 } pk_train_opts;
 
 PK_API void pk_train_opts_init(pk_train_opts *o);
 /* Train net in place. losses (steps entries, may be NULL) receives the loss
- * of each step's batch before its update; *done the number of steps taken. */
+ * of each step's batch before its update; *done the number of steps taken.
+ * on_step stopping the run returns PK_ECANCEL with the steps taken so far
+ * (pk_train_record and pk_train_explain still hand out their objects); a
+ * run cancelled by the progress callback or interrupted by call.cancel
+ * returns PK_ECANCEL and no object, the network at the weights of its last
+ * complete step. */
 PK_API pk_status pk_train(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                           const pk_train_opts *o, double *losses, size_t *done);
 

@@ -177,8 +177,16 @@ struct pk_kernel {
 
 /* A kernel shell with vt and state; input_dim 0, nout 1, block mode. */
 pk_status pk_kernel_new(pk_kernel **out, const pk_kernel_vt *vt, void *state);
-/* Report progress; nonzero when the caller asked to stop. */
+/* Why long work stops: the progress callback asked (PK_STOP_CANCEL), or
+ * the caller's cancel flag is set (PK_STOP_INTERRUPT, checked first). */
+enum { PK_STOP_NONE = 0, PK_STOP_CANCEL = 1, PK_STOP_INTERRUPT = 2 };
+/* Report progress and check for a stop: one of PK_STOP_*. */
 int pk_progress(const pk_call_opts *o, double done, double total);
+/* The cancel flag alone (no progress report), for checks inside a unit of
+ * work: nonzero when set. */
+int pk_cancelled(const pk_call_opts *o);
+/* "cancelled" or "interrupted", for the message of a PK_STOP_* */
+const char *pk_stop_word(int why);
 
 /* ---- networks ------------------------------------------------------------ */
 
@@ -265,6 +273,9 @@ typedef struct pk_train_hooks {
   pk_status (*step)(void *ud, size_t s, double lr, const size_t *rows, size_t nb,
                     const pk_acts *w, const double *theta, const double *next, double loss,
                     const pk_optstate *state);
+  /* set by pk_train_hooked: 1 when on_step stopped the run after a
+   * complete step (the recorded objects are whole), 0 for any other end */
+  int stopped;
 } pk_train_hooks;
 
 void pk_gather_rows(const pk_matrix *X, const size_t *rows, size_t nb, double *out);
@@ -277,7 +288,7 @@ void pk_grad_step(const pk_network *net, const double *theta, const double *xb,
 pk_status pk_train_check(const pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                          const pk_train_opts *o);
 pk_status pk_train_hooked(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
-                          const pk_train_opts *o, const pk_train_hooks *hk, double *losses,
+                          const pk_train_opts *o, pk_train_hooks *hk, double *losses,
                           size_t *done);
 
 /* ---- trajectories -------------------------------------------------------- */
@@ -392,6 +403,9 @@ typedef struct pk_decomp {
   double *theta_node, *M, *C, *acc, *xa;
   pk_acts wq[PK_MAX_NODES], wa;      /* the queries at each node; training rows */
   pk_deltas dq[PK_MAX_NODES], da;
+  /* the caller's cancel flag (set after pk_decomp_init), checked between
+   * tiles of a step: a step over many queries can take long */
+  const volatile sig_atomic_t *cancel;
 } pk_decomp;
 
 /* 1 + the index of the first row of Xq with a NaN or infinite value, or 0 */
@@ -407,7 +421,8 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
 void pk_decomp_free(pk_decomp *dc);
 /* Add step s: theta = w_s, next = w_{s+1}; w holds the batch's activations
  * and per-example loss gradients at w_s; X is the whole training set (for
- * the path kernel values). */
+ * the path kernel values). PK_ECANCEL ("decomposition: interrupted") when
+ * dc->cancel is seen: the step is then half added. */
 pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const double *next,
                          const size_t *rows, size_t nb, const pk_acts *w, const pk_matrix *X,
                          const pk_optstate *os);
@@ -494,8 +509,10 @@ int pk_analytic_kernel_spec(const pk_kernel *k, pk_kernel_spec *s);
 pk_status pk_kernel_from_spec(const pk_kernel_spec *s, pk_kernel **out);
 
 /* X1 X2^T scaled by alpha into out (n1 x n2). When sym (X1 == X2) only the
- * upper triangle (j >= i) is written, by dsyrk. */
-void pk_cross(const pk_matrix *X1, const pk_matrix *X2, double alpha, int sym, double *out);
+ * upper triangle (j >= i) is written, by dsyrk. In blocks of rows, checking
+ * o's cancel flag between them (PK_ECANCEL "what: interrupted"). */
+pk_status pk_cross(const pk_matrix *X1, const pk_matrix *X2, double alpha, int sym, double *out,
+                   const pk_call_opts *o, const char *what);
 /* Copy the upper triangle of the n x n row-major a into its lower one. */
 void pk_mirror_upper(double *a, size_t n);
 /* Run fn over [0, n) in chunks of `chunk` on up to pk_threads() threads,

@@ -250,8 +250,10 @@ static pk_status fit_regularized(pk_regressor **out, pk_regressor_kind kind,
     return st;
   if ((st = fit_begin(&r, kind, k, X, Y, NULL))) return st;
   r->param[0] = lam;
+  /* LAPACK's solve cannot be interrupted: a Ctrl-C during it stops the fit after it */
   if (!(st = targets(r, Y, NULL, &T)) && !(st = train_gram(r, o, &G)) &&
-      !(st = solve_regularized(r, G, lam, T))) {
+      !(st = solve_regularized(r, G, lam, T)) &&
+      !(st = pk_cancelled(o) ? pk_fail(PK_ECANCEL, "%s: interrupted", kind_names[kind]) : PK_OK)) {
     if (kind == PK_REGRESSOR_GP) {
       r->F = G;       /* the factor predictive variances need */
       G = NULL;
@@ -306,6 +308,10 @@ pk_status pk_gradient_flow_fit(pk_regressor **out, const pk_kernel *k, const pk_
   if ((st = targets(r, Y, f0, &T)) || (st = train_gram(r, o, &G))) goto done;
   if ((st = pk_alloc((void **)&w, 2 * N, sizeof(double), "gradient_flow"))) goto done;
   if ((st = pk_syev(G->data, N, 'U', w, "gradient_flow"))) goto done;
+  if (pk_cancelled(o)) {          /* during the eigendecomposition, which runs to its end */
+    st = pk_fail(PK_ECANCEL, "gradient_flow: interrupted");
+    goto done;
+  }
   cut = eig_cut(w, N);
   for (i = 0; i < N; i++) {
     double h, l = w[i];

@@ -140,12 +140,16 @@ static void prod(const double *A1, size_t r, const double *A2, size_t c, size_t 
   if (c > r) gemm_nt(A1, r, A2 + r * lda, c - r, d, lda, alpha, beta, C + r, ldc);
 }
 
-static void tile(const pk_network *net, pk_outputs mode, const feats *f1, const feats *f2,
-                 double *out, size_t ldo, int sym, double *M, double *C, double alpha)
+/* Returns nonzero, leaving the tile part done, when co's cancel flag is
+ * seen (between chunks: a tile can be the whole Gram). */
+static int tile(const pk_network *net, pk_outputs mode, const feats *f1, const feats *f2,
+                double *out, size_t ldo, int sym, double *M, double *C, double alpha,
+                const pk_call_opts *co)
 {
   size_t K = net->d[net->L], t1 = f1->n, t2 = f2->n, L = net->L, l, i, j, k, k2, r0;
   if (mode == PK_OUTPUTS_DIAGONAL) sym = 0;
   for (r0 = 0; r0 < t1; r0 += RCHUNK) {
+    if (pk_cancelled(co)) return 1;
     size_t rc = t1 - r0 < RCHUNK ? t1 - r0 : RCHUNK, j0 = sym ? r0 : 0, nc = t2 - j0;
     double extra = 0;   /* the last layer's constant, folded into another pass */
     double *o0 = out + r0 * (mode == PK_OUTPUTS_TRACE ? 1 : K) * ldo +
@@ -212,6 +216,7 @@ static void tile(const pk_network *net, pk_outputs mode, const feats *f1, const 
       extra = 0;
     }
   }
+  return 0;
 }
 
 static size_t tile_need(const pk_network *net, size_t n1, size_t n2, size_t t, int same)
@@ -242,7 +247,7 @@ pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, cons
 {
   size_t K = net->d[net->L], n1 = X1->rows, n2 = X2->rows, t, ti, tj, ntiles, done = 0;
   int same = X1 == X2 || (X1->data == X2->data && n1 == n2);
-  int sym = same && mode != PK_OUTPUTS_DIAGONAL;
+  int sym = same && mode != PK_OUTPUTS_DIAGONAL, why;
   size_t rk = mode == PK_OUTPUTS_TRACE ? 1 : K, ck = mode == PK_OUTPUTS_BLOCK ? K : 1;
   size_t ldo = n2 * ck;
   pk_tangent_ws *own = NULL;
@@ -294,10 +299,13 @@ pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, cons
         feats_compute(f2, net, theta, X2, tj, m2);
         g = f2;
       }
-      tile(net, mode, f1, g, out->data + ti * rk * ldo + tj * ck, ldo, sym && tj == ti, ws->M,
-           ws->C, alpha);
-      if (pk_progress(o, (double)++done, (double)ntiles)) {
-        st = pk_fail(PK_ECANCEL, "tangent kernel: cancelled");
+      if (tile(net, mode, f1, g, out->data + ti * rk * ldo + tj * ck, ldo, sym && tj == ti, ws->M,
+               ws->C, alpha, o))
+        why = PK_STOP_INTERRUPT;
+      else
+        why = pk_progress(o, (double)++done, (double)ntiles);
+      if (why) {
+        st = pk_fail(PK_ECANCEL, "tangent kernel: %s", pk_stop_word(why));
         goto out;
       }
     }
@@ -340,6 +348,7 @@ pk_status pk_tangent_diag_accumulate(const pk_network *net, const double *theta,
                                      double alpha, const pk_call_opts *o, pk_matrix *out)
 {
   size_t K = net->d[net->L], n = X->rows, t, r0, i, kk, l, j;
+  int why;
   feats f;
   pk_status st;
   t = n ? n : 1;
@@ -374,9 +383,9 @@ pk_status pk_tangent_diag_accumulate(const pk_network *net, const double *theta,
       }
       if (mode == PK_OUTPUTS_TRACE) out->data[r0 + i] += alpha * tr;
     }
-    if (pk_progress(o, (double)(r0 + m), (double)n)) {
+    if ((why = pk_progress(o, (double)(r0 + m), (double)n))) {
       feats_free(&f);
-      return pk_fail(PK_ECANCEL, "tangent kernel: cancelled");
+      return pk_fail(PK_ECANCEL, "tangent kernel: %s", pk_stop_word(why));
     }
   }
   feats_free(&f);

@@ -214,8 +214,15 @@ void pk_grad_step(const pk_network *net, const double *theta, const double *xb,
   pk_net_backward(net, theta, w, nb, 1.0 / (double)nb, grad);
 }
 
+/* an interrupted run: the network is at w_s, the weights after s steps */
+static pk_status interrupted(size_t s, const pk_train_opts *o)
+{
+  return pk_fail(PK_ECANCEL, "train: interrupted after step %zu of %zu (the network keeps the "
+                 "weights of step %zu)", s, o->steps, s);
+}
+
 pk_status pk_train_hooked(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
-                          const pk_train_opts *o, const pk_train_hooks *hk, double *losses,
+                          const pk_train_opts *o, pk_train_hooks *hk, double *losses,
                           size_t *done)
 {
   size_t m = X->rows, d0 = net->d[0], P = net->P, b, s, nb;
@@ -225,7 +232,9 @@ pk_status pk_train_hooked(pk_network *net, const pk_matrix *X, const pk_matrix *
   double *xb = NULL, *grad = NULL, *next = NULL;
   const size_t *rows;
   pk_status st;
+  int why;
   if (done) *done = 0;
+  if (hk) hk->stopped = 0;
   if ((st = pk_train_check(net, X, Y, o))) return st;
   b = o->optimizer != PK_OPT_GD && o->batch_size ? o->batch_size : m;
   if (b > m) b = m;
@@ -244,8 +253,14 @@ pk_status pk_train_hooked(pk_network *net, const pk_matrix *X, const pk_matrix *
       (st = pk_alloc((void **)&next, P, sizeof(double), "the next weights")) ||
       (st = pk_acts_init(&w, net, b, 1)))
     goto out;
+  /* the update is applied only after every check and hook of its step:
+   * whatever stops the run, the network holds a complete step's weights */
   for (s = 0; s < o->steps; s++) {
     double lr = o->lr, loss;
+    if (pk_cancelled(&o->call)) {
+      st = interrupted(s, o);
+      goto out;
+    }
     if (o->lr_fn && (st = o->lr_fn(o->lr_ud, s + 1, &lr))) goto out;
     if (!(lr > 0 && isfinite(lr))) {
       st = pk_fail(PK_EINVAL, "train: the learning rate of step %zu is %g; it must be positive and finite", s + 1, lr);
@@ -263,17 +278,24 @@ pk_status pk_train_hooked(pk_network *net, const pk_matrix *X, const pk_matrix *
       st = pk_fail(PK_ENUMERIC, "train: diverged at step %zu: a weight became infinite or NaN (loss %g; the network keeps the weights of step %zu)", s + 1, loss, s);
       goto out;
     }
-    if (hk && (st = hk->step(hk->ud, s, lr, rows, nb, &w, net->theta, next, loss, &os))) goto out;
+    if (hk && (st = hk->step(hk->ud, s, lr, rows, nb, &w, net->theta, next, loss, &os))) {
+      /* a hook stops only when interrupted (an online decomposition checks
+       * the flag inside a long step) */
+      if (st == PK_ECANCEL) st = interrupted(s, o);
+      goto out;
+    }
     memcpy(net->theta, next, P * sizeof(double));
     net->version++;
     if (losses) losses[s] = loss;
     if (done) *done = s + 1;
     if (o->on_step && o->on_step(o->on_step_ud, s + 1, loss)) {
       st = pk_fail(PK_ECANCEL, "train: stopped by on_step at step %zu", s + 1);
+      if (hk) hk->stopped = 1;
       goto out;
     }
-    if (pk_progress(&o->call, (double)(s + 1), (double)o->steps)) {
-      st = pk_fail(PK_ECANCEL, "train: stopped at step %zu", s + 1);
+    if ((why = pk_progress(&o->call, (double)(s + 1), (double)o->steps))) {
+      st = why == PK_STOP_INTERRUPT ? interrupted(s + 1, o)
+                                    : pk_fail(PK_ECANCEL, "train: stopped at step %zu", s + 1);
       goto out;
     }
   }

@@ -260,7 +260,9 @@ pk_status pk_train_record(pk_network *net, const pk_matrix *X, const pk_matrix *
   *out = NULL;
   if (st) return st;
   st = pk_train_hooked(net, X, Y, o, &hk, losses, done);
-  if (st && st != PK_ECANCEL) {
+  /* stopped by on_step: the record of the steps taken; cancelled or
+   * interrupted: nothing (a step may be recorded but not applied) */
+  if (st && !(st == PK_ECANCEL && hk.stopped)) {
     pk_trajectory_free(t);
     return st;
   }

@@ -4,7 +4,8 @@
 -- huge, zero and negative sizes, released objects, extra arguments, tables
 -- of the wrong shape, callbacks that fail or release things), and demand
 -- that each call either returns or raises a Lua error: never a crash, never
--- a sanitizer report.
+-- a sanitizer report, never a message that does not name the function and
+-- argument (Lua's "to '?'" or "#-1": the run then fails).
 --
 --   lua5.4 fuzz/misuse.lua [COUNT] [--seed S] [--trace FILE] [--quiet] [--messages]
 --
@@ -414,7 +415,7 @@ end
 
 -- ---- calling ------------------------------------------------------------
 
-local stats = { calls = 0, ok = 0, err = 0, slow = 0, max = 0, maxname = "", trained = 0 }
+local stats = { calls = 0, ok = 0, err = 0, slow = 0, max = 0, maxname = "", trained = 0, unnamed = 0 }
 local trace
 local targets = {}       -- { name, fn, kind } for module functions
 local fuzz_limit
@@ -425,6 +426,25 @@ local function describe(v)
   if t == "number" then return string.format("%.17g", v) end
   if t == "userdata" then return typename(v) or "userdata" end
   return t
+end
+
+-- Every error names its function and argument: Lua's luaL_argerror says
+-- "to '?'" for a method called from C and "#-1" for a checker handed a
+-- pushed value; the binding's own checkers never do.
+local unnamed = { "to '%?'", "#%-%d" }
+function M.check_message(name, a, err)
+  local ok, m = pcall(tostring, err)
+  if not ok or type(m) ~= "string" then return end
+  for _, pat in ipairs(unnamed) do
+    if m:find(pat) then
+      stats.unnamed = stats.unnamed + 1
+      local d = {}
+      for i = 1, a.n do d[i] = describe(a[i]) end
+      io.stderr:write(string.format("misuse: an error that does not name its function or argument: %s(%s): %s\n",
+        name, table.concat(d, ", "), m))
+      return
+    end
+  end
 end
 
 local function run(name, fn, a)
@@ -453,6 +473,7 @@ local function run(name, fn, a)
     for i = 2, res.n do learn(res[i]) end
   else
     stats.err = stats.err + 1
+    M.check_message(name, a, res[2])
     if M.messages then
       local ok, m = pcall(tostring, res[2])
       m = (ok and m or "?"):gsub("^[^:]*:%d+: ", ""):gsub("%-?%d[%d.e+-]*", "N"):gsub("/tmp/%S*", "PATH")
@@ -461,6 +482,8 @@ local function run(name, fn, a)
     end
   end
   if pk.memory_limit() ~= fuzz_limit then pk.set_memory_limit(fuzz_limit) end
+  -- a call may have turned the state's SIGINT handling off: back on
+  if pk.handle_interrupts and not pk.handle_interrupts() then pk.handle_interrupts(true) end
 end
 
 local OPS = {
@@ -610,11 +633,15 @@ function M.main(argv)
     table.sort(keys)
     for _, k in ipairs(keys) do print(string.format("%7d  %s", M.messages[k], k)) end
   end
+  if stats.unnamed > 0 then
+    print(string.format("misuse: %d errors did not name their function or argument (listed on stderr)",
+      stats.unnamed))
+  end
   return stats
 end
 
 if arg and arg[0] and arg[0]:match("misuse%.lua$") then
-  M.main(arg)
+  if M.main(arg).unnamed > 0 then os.exit(1) end
 end
 
 return M

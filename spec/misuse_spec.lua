@@ -70,6 +70,7 @@ describe("the misuse fuzzer", function()
     local stats = M.main({ "500", "--quiet", "--seed", "3" })
     assert.are.equal(500, stats.calls)
     assert.is_true(stats.ok > 0 and stats.err > 0)
+    assert.are.equal(0, stats.unnamed)      -- every error named its function and argument
     assert.are.equal(limit, pk.memory_limit())
     assert.are.equal(before, assert(io.popen("ls -A")):read("a"))
   end)

@@ -1,13 +1,15 @@
 /* capi.c - pathkernel from C alone, no Lua: train a small network, compare
  * its tangent kernel with J J^T, record a second run, rewrite it as a
- * kernel machine and verify it against the network. Every call returns a
- * status; on failure pk_last_error() says what went wrong.
+ * kernel machine and verify it against the network, and stop long work
+ * through the cancel flag of pk_call_opts. Every call returns a status; on
+ * failure pk_last_error() says what went wrong.
  *
  *   make embed       (builds build/embed_capi against build/libpathkernel.a)
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include "pk.h"
 
 /* On failure: print the library's message and leave through `fail`. */
@@ -99,6 +101,33 @@ int main(void)
   if (!(maxrel <= 1e-9)) {
     fprintf(stderr, "embed_capi: the kernel machine is off by %g\n", maxrel);
     goto fail;
+  }
+
+  /* a host stops long work through a cancel flag (its SIGINT handler or
+   * another thread sets it): here set before the calls, so each stops at
+   * its first check with PK_ECANCEL, returns no object, and the network
+   * keeps its weights */
+  {
+    volatile sig_atomic_t stop = 1;
+    pk_call_opts co = { NULL, NULL, NULL };
+    pk_train_opts o2 = opts;
+    pk_matrix *out = NULL;
+    double w0 = pk_network_params(net)[0];
+    pk_status st1, st2;
+    char msg1[256];
+    co.cancel = &stop;
+    o2.call.cancel = &stop;
+    st1 = pk_train(net, X, Y, &o2, NULL, &done);
+    snprintf(msg1, sizeof msg1, "%s", pk_last_error());
+    st2 = pk_kernel_gram(K, X, X, &co, &out);
+    if (st1 != PK_ECANCEL || done != 0 || pk_network_params(net)[0] != w0 || !strstr(msg1, "interrupted") ||
+        st2 != PK_ECANCEL || out != NULL || !strstr(pk_last_error(), "interrupted")) {
+      fprintf(stderr, "embed_capi: the cancel flag did not stop the work (%s, %s)\n", msg1,
+              pk_last_error());
+      pk_matrix_free(out);
+      goto fail;
+    }
+    printf("cancel flag: %s: %s; %s\n", pk_status_name(st1), msg1, pk_last_error());
   }
 
   /* a mistake is a status and a message, never a crash */

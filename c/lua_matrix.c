@@ -509,7 +509,7 @@ static int m_std(lua_State *L)
   int oi = lua_type(L, 2) == LUA_TTABLE ? 2 : 3, dim = oi == 2 ? 0 : opt_dim(L, 2, "std");
   lua_Integer ddof;
   pk_status st;
-  if (!lua_isnoneornil(L, oi)) luaL_checktype(L, oi, LUA_TTABLE);
+  if (!lua_isnoneornil(L, oi)) pk_lua_checktype(L, oi, LUA_TTABLE);
   pk_lua_checkkeys(L, oi, "std", keys);
   ddof = pk_lua_optinteger(L, oi, "ddof", 0);
   if (ddof < 0) return luaL_error(L, "std: ddof must be >= 0, got %I", ddof);
@@ -581,7 +581,7 @@ static const pk_matrix **list_of_matrices(lua_State *L, int idx, const char *fn,
   const pk_matrix **parts;
   size_t k;
   pk_status st;
-  luaL_checktype(L, idx, LUA_TTABLE);
+  pk_lua_checktype(L, idx, LUA_TTABLE);
   *n = lua_rawlen(L, idx);
   if ((st = pk_check_bytes(*n, sizeof *parts, fn))) pk_lua_error(L, st);
   parts = lua_newuserdatauv(L, (*n ? *n : 1) * sizeof *parts, 0);
@@ -634,7 +634,7 @@ static int l_split(lua_State *L)
     lua_insert(L, 2);
   }
   Y = lua_isnoneornil(L, 2) ? NULL : pk_lua_checkmatrix(L, 2);
-  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3)) pk_lua_checktype(L, 3, LUA_TTABLE);
   lua_settop(L, 3);
   pk_lua_checkkeys(L, 3, "split", keys);
   shuffle = pk_lua_optboolean(L, 3, "shuffle", 1);

@@ -93,15 +93,18 @@ pk_status pk_write_object(FILE *f, pk_tag tag, pk_serialize_fn fn, const void *o
   pk_writer w;
   pk_status st;
   uint64_t payload;
+  uint32_t version;
 
   memset(&w, 0, sizeof w);
   if ((st = fn(&w, obj))) return st;   /* counting pass */
   payload = w.n;
+  version = w.version ? w.version : 1u;
   memset(&w, 0, sizeof w);
   w.f = f;
+  w.version = version;
   errno = 0;
   pk_put_bytes(&w, MAGIC, 8);
-  pk_put_u32(&w, PK_FORMAT_VERSION);
+  pk_put_u32(&w, version);
   pk_put_u32(&w, (uint32_t)tag);
   pk_put_u64(&w, payload);
   if ((st = fn(&w, obj))) return st;
@@ -391,9 +394,9 @@ static pk_status check_frame(const char *path, const unsigned char *b, size_t le
   version = pk_get_u32(&h);
   t = pk_get_u32(&h);
   payload = pk_get_u64(&h);
-  if (version != PK_FORMAT_VERSION)
-    return pk_fail(PK_EFORMAT, "%s: version check failed: format version %u, this build reads %u",
-                   path, version, PK_FORMAT_VERSION);
+  if (version < 1 || version > PK_FORMAT_VERSION)
+    return pk_fail(PK_EFORMAT, "%s: version check failed: format version %u, this build reads 1 "
+                   "to %u", path, version, PK_FORMAT_VERSION);
   if (payload != (uint64_t)(len - HEADER_BYTES - 4))
     return pk_fail(PK_EFORMAT, "%s: length check failed: header says %llu payload bytes, "
                    "file has %llu (truncated or extended)", path,
@@ -408,8 +411,14 @@ static pk_status check_frame(const char *path, const unsigned char *b, size_t le
     r->n = (size_t)payload;
     r->pos = 0;
     r->err = 0;
+    r->version = version;
   }
   return PK_OK;
+}
+
+void pk_writer_need(pk_writer *w, uint32_t version)
+{
+  if (version > w->version) w->version = version;
 }
 
 pk_status pk_load_object_mem(const char *name, const unsigned char *buf, size_t len,

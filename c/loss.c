@@ -65,11 +65,25 @@ pk_status pk_loss_check(pk_loss loss, const pk_matrix *Y, size_t n, size_t K)
 pk_status pk_loss_eval(pk_loss loss, const double *F, size_t n, size_t K, const pk_matrix *Y,
                        const size_t *rows, double *value, double *dF)
 {
+  return pk_loss_eval_weighted(loss, F, n, K, Y, rows, NULL, value, dF);
+}
+
+/* A weight of 1 leaves l_i and dl_i/df bit for bit what they were; a
+ * weight of 0 makes both exactly 0, whatever the example's loss. */
+pk_status pk_loss_eval_weighted(pk_loss loss, const double *F, size_t n, size_t K,
+                                const pk_matrix *Y, const size_t *rows, const double *wts,
+                                double *value, double *dF)
+{
   size_t i, k, c = Y->cols;
   double total = 0;
   for (i = 0; i < n; i++) {
-    const double *f = F + i * K, *y = Y->data + (rows ? rows[i] : i) * c;
-    double *g = dF ? dF + i * K : NULL, li = 0;
+    size_t row = rows ? rows[i] : i;
+    const double *f = F + i * K, *y = Y->data + row * c;
+    double *g = dF ? dF + i * K : NULL, li = 0, wi = wts ? wts[row] : 1.0;
+    if (wi == 0) {
+      if (g) for (k = 0; k < K; k++) g[k] = 0;
+      continue;
+    }
     switch (loss) {
     case PK_LOSS_MSE:
       for (k = 0; k < K; k++) {
@@ -102,6 +116,10 @@ pk_status pk_loss_eval(pk_loss loss, const double *F, size_t n, size_t K, const 
     }
     default:
       return pk_fail(PK_EINVAL, "unknown loss");
+    }
+    if (wi != 1) {
+      li *= wi;
+      if (g) for (k = 0; k < K; k++) g[k] *= wi;
     }
     total += li;
   }

@@ -373,6 +373,15 @@ void pk_lua_train_opts(lua_State *L, int idx, pk_network *net, pk_train_opts *o,
   pk_lua_optfield(L, idx, "seed");
   o->seed = pk_lua_optseed(L, -1);
   lua_pop(L, 1);
+  if (pk_lua_optfield(L, idx, "weights") != LUA_TNIL) {
+    pk_matrix *Wt = pk_lua_checkoptmatrix(L, -1, "weights");
+    if (pk_matrix_rows(Wt) != pk_matrix_rows(*X) || pk_matrix_cols(Wt) != 1)
+      luaL_error(L, "train: option 'weights' must be an m x 1 matrix, one loss weight per row of X "
+                 "(%d x 1), got %d x %d", (int)pk_matrix_rows(*X), (int)pk_matrix_rows(Wt),
+                 (int)pk_matrix_cols(Wt));
+    o->weights = pk_matrix_cdata(Wt);
+  }
+  lua_pop(L, 1);
   (void)net;
 }
 
@@ -382,7 +391,7 @@ static int n_train(lua_State *L)
   static const char *const keys[] = { "X", "Y", "loss", "optimizer", "lr", "steps", "epochs",
                                       "batch_size", "seed", "on_step", "progress", "record",
                                       "explain", "rule", "nodes", "momentum", "dampening",
-                                      "beta1", "beta2", "eps", "weight_decay", NULL };
+                                      "beta1", "beta2", "eps", "weight_decay", "weights", NULL };
   pk_network *net = idle(L, 1, "trained");
   nbox *box = lua_touserdata(L, 1);
   pk_train_opts o;
@@ -439,6 +448,11 @@ static int n_train(lua_State *L)
   pk_lua_optfield(L, 2, "Y");                                  /* ix + 1 */
   X = vX = pk_lua_pinmatrix(L, ix);                            /* ix + 2 */
   Y = vY = pk_lua_pinmatrix(L, ix + 1);                        /* ix + 3 */
+  if (o.weights) {
+    /* the weights too (a trajectory copies them) */
+    pk_lua_optfield(L, 2, "weights");
+    o.weights = pk_matrix_cdata(pk_lua_pinmatrix(L, lua_gettop(L)));
+  }
   if (!lua_isnil(L, 7)) Xq = pk_lua_pinmatrix(L, 7);
   box->busy++;
   st = pk_train_full(net, X, Y, &o, every, every ? &traj : NULL, Xq, rule, nodes, 1,

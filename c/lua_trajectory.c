@@ -212,8 +212,9 @@ static int t_options(lua_State *L)
   return 1;
 }
 
-/* traj:data() -> X, Y: views of the recorded training data (they keep it
- * alive; changing them is a change of the data, which replay refuses) */
+/* traj:data() -> X, Y, Wt: views of the recorded training data (they keep
+ * it alive; changing them is a change of the data, which replay refuses),
+ * and a copy of the run's per-example loss weights */
 static int t_data(lua_State *L)
 {
   pk_trajectory *t = pk_lua_checktrajectory(L, 1);
@@ -225,8 +226,15 @@ static int t_data(lua_State *L)
   slot = pk_lua_newmatrix(L);
   if ((st = pk_matrix_view_rows(slot, (pk_matrix *)pk_trajectory_Y(t), 0, pk_matrix_rows(pk_trajectory_Y(t)))))
     return pk_lua_error(L, st);
-  /* per-example loss weights, once training takes them, are a third value */
-  return 2;
+  {
+    /* the per-example loss weights, m x 1 (all 1 for a run trained without) */
+    const double *lw = pk_trajectory_loss_weights(t);
+    size_t i, m = pk_matrix_rows(pk_trajectory_X(t));
+    slot = pk_lua_newmatrix(L);
+    if ((st = pk_matrix_new(slot, m, 1))) return pk_lua_error(L, st);
+    for (i = 0; i < m; i++) pk_matrix_data(*slot)[i] = lw ? lw[i] : 1.0;
+  }
+  return 3;
 }
 
 /* traj:save(path [, { data = true }]) */

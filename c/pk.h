@@ -301,6 +301,12 @@ typedef struct pk_train_opts {
   void *on_step_ud;
   pk_call_opts call;     /* progress and the cancel flag */
   pk_hyper hyper;
+  /* optional: per-example loss weights, one per training row, finite and
+   * >= 0 (NULL: all 1). A batch's loss is (1/|B|) sum_{i in B} w_i l_i:
+   * the batches are drawn over all rows as without weights, so a weight-0
+   * row still takes its place in its batch and contributes nothing. The
+   * caller keeps the array alive during the call; a recording copies it. */
+  const double *weights;
 } pk_train_opts;
 
 PK_API void pk_train_opts_init(pk_train_opts *o);
@@ -370,6 +376,9 @@ PK_API void pk_trajectory_get_info(const pk_trajectory *t, pk_trajectory_info *i
  * w_{s+1}), in the order the step took them, into rows (room for
  * info.batch_size entries; may be NULL), and their count into *nb. */
 PK_API pk_status pk_trajectory_batch(const pk_trajectory *t, size_t s, size_t *rows, size_t *nb);
+/* The per-example loss weights of the run (one per training row), or
+ * NULL when it was trained without weights (all 1). */
+PK_API const double *pk_trajectory_loss_weights(const pk_trajectory *t);
 
 /* ---- kernel machines from training ----------------------------------------- */
 

@@ -62,19 +62,30 @@ pk_status pk_check_same_shape(const pk_matrix *a, const pk_matrix *b, const char
 
 /* ---- the PATHKRNL container ----------------------------------------- */
 
-#define PK_FORMAT_VERSION 1u
+/* The newest format version this build reads; it reads every older one.
+ * Version 2: a trajectory (alone or inside a kernel machine) that was
+ * trained with per-example loss weights ends with them. A file is written
+ * with the lowest version that holds its object, so objects without the
+ * newer parts stay readable by older builds byte for byte. */
+#define PK_FORMAT_VERSION 2u
 
 uint32_t pk_crc32(uint32_t crc, const void *buf, size_t n);
 
 /* A writer either counts bytes (f == NULL) or writes them to a file while
  * keeping the running CRC; serializers run once to count and once to
- * write, so the header can state the payload length up front. */
+ * write, so the header can state the payload length up front. version:
+ * the format version the payload needs (0 or 1: version 1); a serializer
+ * raises it with pk_writer_need during the counting pass, and the header
+ * states it. */
 typedef struct pk_writer {
   FILE *f;
   uint64_t n;
   uint32_t crc;
   int err;
+  uint32_t version;
 } pk_writer;
+
+void pk_writer_need(pk_writer *w, uint32_t version);
 
 void pk_put_bytes(pk_writer *w, const void *p, size_t n);
 void pk_put_u32(pk_writer *w, uint32_t v);
@@ -103,6 +114,7 @@ typedef struct pk_reader {
   const unsigned char *p;
   size_t n, pos;
   int err;
+  uint32_t version;        /* the file's format version (set by the loaders) */
 } pk_reader;
 
 uint32_t pk_get_u32(pk_reader *r);
@@ -280,10 +292,21 @@ typedef struct pk_train_hooks {
 
 void pk_gather_rows(const pk_matrix *X, const size_t *rows, size_t nb, double *out);
 /* Forward and backward on a gathered batch: w (activations and
- * per-example loss gradients), the mean gradient, and the batch loss. */
+ * per-example loss gradients, each scaled by its example's loss weight
+ * wts[row], so that everything downstream -- the mean gradient, the
+ * decomposition's contractions, the optimizer traces -- sees w_i l_i),
+ * the mean gradient, and the batch loss. wts NULL: all weights 1. */
 void pk_grad_step(const pk_network *net, const double *theta, const double *xb,
                   const pk_matrix *Y, pk_loss loss, const size_t *rows, size_t nb,
-                  pk_acts *w, double *grad, double *value);
+                  const double *wts, pk_acts *w, double *grad, double *value);
+/* pk_loss_eval with per-example weights wts (indexed by training row, as
+ * rows names them; NULL: all 1): value = (1/n) sum w_i l_i, dF rows w_i l'_i */
+pk_status pk_loss_eval_weighted(pk_loss loss, const double *F, size_t n, size_t K,
+                                const pk_matrix *Y, const size_t *rows, const double *wts,
+                                double *value, double *dF);
+/* The first bad entry of m loss weights (not finite or negative) as a
+ * failure naming who, or PK_OK. */
+pk_status pk_check_loss_weights(const double *wts, size_t m, const char *who);
 
 pk_status pk_train_check(const pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                          const pk_train_opts *o);
@@ -313,6 +336,7 @@ struct pk_trajectory {
   double *S;               /* per checkpoint: nstate x P state values */
   size_t batch_size;
   uint64_t seed;
+  double *lw;              /* per-example loss weights (m), owned; NULL: all 1 */
   const pk_matrix *X, *Y;  /* the training data (borrowed, or owned) */
   pk_matrix *ownX, *ownY;
   uint64_t hash;           /* of X and Y when recorded */

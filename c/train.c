@@ -187,6 +187,22 @@ pk_status pk_train_check(const pk_network *net, const pk_matrix *X, const pk_mat
     return pk_fail(PK_EINVAL, "train: lr must be a positive finite number, got %g", o->lr);
   if (o->optimizer == PK_OPT_GD && o->batch_size && o->batch_size != X->rows)
     return pk_fail(PK_EINVAL, "train: gd is full-batch; use optimizer = \"sgd\" for a batch_size");
+  if (o->weights && (st = pk_check_loss_weights(o->weights, X->rows, "train: weights")))
+    return st;
+  return PK_OK;
+}
+
+pk_status pk_check_loss_weights(const double *wts, size_t m, const char *who)
+{
+  size_t i;
+  for (i = 0; i < m; i++)
+    if (!(wts[i] >= 0) || !isfinite(wts[i])) {
+      if (isnan(wts[i]))
+        return pk_fail(PK_EINVAL, "%s: entry %zu is NaN; loss weights must be finite and >= 0", who,
+                       i + 1);
+      return pk_fail(PK_EINVAL, "%s: entry %zu is %g; loss weights must be finite and >= 0", who,
+                     i + 1, wts[i]);
+    }
   return PK_OK;
 }
 
@@ -206,11 +222,11 @@ void pk_gather_rows(const pk_matrix *X, const size_t *rows, size_t nb, double *o
  * bit the run it replays. */
 void pk_grad_step(const pk_network *net, const double *theta, const double *xb,
                   const pk_matrix *Y, pk_loss loss, const size_t *rows, size_t nb,
-                  pk_acts *w, double *grad, double *value)
+                  const double *wts, pk_acts *w, double *grad, double *value)
 {
   size_t K = net->d[net->L];
   pk_net_forward_ws(net, theta, xb, nb, w);
-  pk_loss_eval(loss, w->Z[net->L - 1], nb, K, Y, rows, value, w->G[net->L - 1]);
+  pk_loss_eval_weighted(loss, w->Z[net->L - 1], nb, K, Y, rows, wts, value, w->G[net->L - 1]);
   pk_net_backward(net, theta, w, nb, 1.0 / (double)nb, grad);
 }
 
@@ -268,7 +284,7 @@ pk_status pk_train_hooked(pk_network *net, const pk_matrix *X, const pk_matrix *
     }
     nb = next_batch(&bt, &rows);
     pk_gather_rows(X, rows, nb, xb);
-    pk_grad_step(net, net->theta, xb, Y, o->loss, rows, nb, &w, grad, &loss);
+    pk_grad_step(net, net->theta, xb, Y, o->loss, rows, nb, o->weights, &w, grad, &loss);
     pk_opt_update(o->optimizer, &o->hyper, &os, net->theta, grad, lr, next);
     if (!isfinite(loss)) {
       st = pk_fail(PK_ENUMERIC, "train: diverged at step %zu: the loss is %g (the network keeps the weights of step %zu)", s + 1, loss, s);

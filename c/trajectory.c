@@ -56,6 +56,7 @@ void pk_trajectory_free(pk_trajectory *t)
   free(t->W);
   free(t->state_t);
   free(t->S);
+  free(t->lw);
   pk_matrix_free(t->ownX);
   pk_matrix_free(t->ownY);
   free(t);
@@ -67,6 +68,7 @@ double pk_trajectory_lr(const pk_trajectory *t, size_t s) { return s < t->T ? t-
 double pk_trajectory_loss(const pk_trajectory *t, size_t s) { return s < t->T ? t->loss[s] : 0; }
 const pk_matrix *pk_trajectory_X(const pk_trajectory *t) { return t->X; }
 const pk_matrix *pk_trajectory_Y(const pk_trajectory *t) { return t->Y; }
+const double *pk_trajectory_loss_weights(const pk_trajectory *t) { return t->lw; }
 
 size_t pk_trajectory_memory(const pk_trajectory *t)
 {
@@ -75,6 +77,7 @@ size_t pk_trajectory_memory(const pk_trajectory *t)
   b += t->check_cap * (2 * sizeof(size_t) + (1 + t->nstate) * t->net->P * sizeof(double));
   if (!t->full_batch) b += (t->cap + 1) * sizeof(size_t) + t->nrows_cap * sizeof(uint32_t);
   if (t->ownX) b += (t->ownX->rows * t->ownX->cols + t->ownY->rows * t->ownY->cols) * sizeof(double);
+  if (t->lw) b += t->X->rows * sizeof(double);
   return b;
 }
 
@@ -231,6 +234,15 @@ pk_status pk_recorder_begin(pk_network *net, const pk_matrix *X, const pk_matrix
   t->optimizer = o->optimizer;
   t->hyper = o->hyper;
   t->seed = o->seed;
+  if (o->weights) {
+    /* the run's own copy: the caller's array may change after training */
+    if ((st = pk_alloc_hint((void **)&t->lw, X->rows, sizeof(double), "the trajectory's loss weights",
+                            "train on fewer examples"))) {
+      pk_trajectory_free(t);
+      return st;
+    }
+    memcpy(t->lw, o->weights, X->rows * sizeof(double));
+  }
   t->X = X;
   t->Y = Y;
   t->hash = pk_data_hash(X, Y);
@@ -371,7 +383,8 @@ static void run_step(pk_cursor *c, size_t s)
   }
   c->lr = t->lr[s];
   pk_gather_rows(t->X, c->rows, c->nb, c->xb);
-  pk_grad_step(t->net, c->theta, c->xb, t->Y, t->lossfn, c->rows, c->nb, &c->w, c->grad, &c->loss);
+  pk_grad_step(t->net, c->theta, c->xb, t->Y, t->lossfn, c->rows, c->nb, t->lw, &c->w, c->grad,
+               &c->loss);
   pk_opt_update(t->optimizer, &t->hyper, &c->os, c->theta, c->grad, c->lr, c->next);
   k = check_before(t, s + 1);
   if (t->check_step[k] == s + 1)       /* stored: the record is the truth */
@@ -480,6 +493,12 @@ pk_status pk_trajectory_write_payload(pk_writer *w, const pk_trajectory *t, int 
     pk_matrix_write_payload(w, t->X);
     pk_matrix_write_payload(w, t->Y);
   }
+  if (t->lw) {
+    /* version 2: the loss weights, one per training row */
+    pk_writer_need(w, 2);
+    pk_put_u64(w, t->X->rows);
+    pk_put_f64s(w, t->lw, t->X->rows);
+  }
   return PK_OK;
 }
 
@@ -509,7 +528,7 @@ pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_traject
   pk_network *net = NULL;
   pk_trajectory *t = NULL;
   pk_status st;
-  size_t T, i, P, every, ncheck, batch, nrows = 0, nstate, unit, n;
+  size_t T, i, P, every, ncheck, batch, nrows = 0, nstate, unit, n, nw = 0;
   uint32_t lossfn, opt, full, has_data;
   uint64_t seed;
   pk_hyper hyper;
@@ -627,6 +646,15 @@ pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_traject
     if (pk_data_hash(t->X, t->Y) != t->hash)
       BAD("checksum check failed: the stored training data does not match its hash");
   }
+  if (r.version >= 2) {
+    if ((st = pk_get_count(&r, 8, &nw, "loss weight count"))) goto fail;
+    if ((st = pk_alloc((void **)&t->lw, nw ? nw : 1, sizeof(double), "the trajectory's loss weights")))
+      goto fail;
+    pk_get_f64s(&r, t->lw, nw);
+    if (r.err) BAD("file is truncated (loss weights)");
+    for (i = 0; i < nw; i++)
+      if (!(t->lw[i] >= 0 && t->lw[i] <= DBL_MAX)) BAD("value check failed: a negative or non-finite loss weight");
+  }
   if (X || Y) {
     if (!X || !Y) { st = pk_fail(PK_EINVAL, "load: give both X and Y"); goto fail; }
     /* the caller's data replaces the stored copy (they hash alike) */
@@ -650,6 +678,7 @@ pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_traject
     goto fail;
   }
   if (batch > t->X->rows) BAD("value check failed: a batch size above the training rows");
+  if (t->lw && nw != t->X->rows) BAD("value check failed: the loss weights do not fit the training rows");
   for (i = 0; !full && i < nrows; i++)
     if (t->rows[i] >= t->X->rows) BAD("value check failed: a batch row outside the data");
   *out = t;

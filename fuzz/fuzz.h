@@ -49,17 +49,20 @@ static inline void pk_fuzz_put(unsigned char *p, uint64_t v, int n)
   for (i = 0; i < n; i++) p[i] = (unsigned char)(v >> (8 * i));
 }
 
-/* A copy of data whose frame says: a version-1 object with this tag, the
+/* A copy of data whose frame says: an object with this tag, of the format
+ * version the input names if this build reads it (else version 1), the
  * payload length it really has and the right CRC. NULL if too short. */
 static inline unsigned char *pk_fuzz_repair(const uint8_t *data, size_t size, pk_tag tag)
 {
   unsigned char *b;
+  uint32_t v;
   if (size < PK_FUZZ_HEADER + 4) return NULL;
   b = malloc(size);
   if (!b) abort();
   memcpy(b, data, size);
   memcpy(b, "PATHKRNL", 8);
-  pk_fuzz_put(b + 8, PK_FORMAT_VERSION, 4);
+  v = (uint32_t)b[8] | (uint32_t)b[9] << 8 | (uint32_t)b[10] << 16 | (uint32_t)b[11] << 24;
+  pk_fuzz_put(b + 8, v >= 1 && v <= PK_FORMAT_VERSION ? v : 1, 4);
   pk_fuzz_put(b + 12, (uint64_t)tag, 4);
   pk_fuzz_put(b + 16, (uint64_t)(size - PK_FUZZ_HEADER - 4), 8);
   pk_fuzz_put(b + size - 4, pk_crc32(0, b, size - 4), 4);

@@ -88,6 +88,9 @@ local function runs()
   run("adamw-explain", { optimizer = "adamw", record = true, explain = X:slice(1, 2) })
   run("gd-explain", { explain = X:slice(2, 4) })
   run("nesterov-explain", { optimizer = "nesterov", explain = X:slice(1, 1), steps = 2 })
+  -- loss weights: format version 2
+  run("sgd-weights", { optimizer = "sgd", batch_size = 2, steps = 5, record = { every = 2 }, seed = 7,
+    weights = pk.matrix{ 1, 0, 0.5, 2, 1, 0 } })
   return t
 end
 

@@ -1,5 +1,6 @@
-/* core.c - errors, checked allocation and the memory limit, shared by every
- * file of the C core. */
+/* core.c - errors, checked allocation and the memory limit, and the
+ * progress and stop checks of long calls: shared by every file of the C
+ * core. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdarg.h>
 #include <stdlib.h>
@@ -151,3 +152,25 @@ int pk_all_finite(const double *x, size_t n)
 }
 
 void pk_fmt_bytes(char *buf, size_t len, double bytes) { fmt_bytes(buf, len, bytes); }
+
+/* ---- long calls: progress and stops ---------------------------------- */
+
+int pk_cancelled(const pk_call_opts *o)
+{
+  return o && o->cancel && *o->cancel;
+}
+
+int pk_progress(const pk_call_opts *o, double done, double total)
+{
+  /* the flag first: a progress callback need not run once the host has
+   * asked to stop (and with no callback at all the flag is still seen) */
+  if (pk_cancelled(o)) return PK_STOP_INTERRUPT;
+  if (o && o->progress && o->progress(o->progress_ud, done, total))
+    return pk_cancelled(o) ? PK_STOP_INTERRUPT : PK_STOP_CANCEL;
+  return PK_STOP_NONE;
+}
+
+const char *pk_stop_word(int why)
+{
+  return why == PK_STOP_INTERRUPT ? "interrupted" : "cancelled";
+}

@@ -20,26 +20,6 @@ pk_status pk_kernel_new(pk_kernel **out, const pk_kernel_vt *vt, void *state)
   return PK_OK;
 }
 
-int pk_cancelled(const pk_call_opts *o)
-{
-  return o && o->cancel && *o->cancel;
-}
-
-int pk_progress(const pk_call_opts *o, double done, double total)
-{
-  /* the flag first: a progress callback need not run once the host has
-   * asked to stop (and with no callback at all the flag is still seen) */
-  if (pk_cancelled(o)) return PK_STOP_INTERRUPT;
-  if (o && o->progress && o->progress(o->progress_ud, done, total))
-    return pk_cancelled(o) ? PK_STOP_INTERRUPT : PK_STOP_CANCEL;
-  return PK_STOP_NONE;
-}
-
-const char *pk_stop_word(int why)
-{
-  return why == PK_STOP_INTERRUPT ? "interrupted" : "cancelled";
-}
-
 static pk_status check_input(const pk_kernel *k, const pk_matrix *X, const char *which)
 {
   if (k->input_dim && X->cols != k->input_dim)

@@ -60,6 +60,19 @@ pk_status pk_matrix_alloc_hint(pk_matrix **out, size_t rows, size_t cols, const 
                                const char *hint);
 pk_status pk_check_same_shape(const pk_matrix *a, const pk_matrix *b, const char *op);
 
+/* ---- long calls (core.c) --------------------------------------------- */
+
+/* Why long work stops: the progress callback asked (PK_STOP_CANCEL), or
+ * the caller's cancel flag is set (PK_STOP_INTERRUPT, checked first). */
+enum { PK_STOP_NONE = 0, PK_STOP_CANCEL = 1, PK_STOP_INTERRUPT = 2 };
+/* Report progress and check for a stop: one of PK_STOP_*. */
+int pk_progress(const pk_call_opts *o, double done, double total);
+/* The cancel flag alone (no progress report), for checks inside a unit of
+ * work: nonzero when set. */
+int pk_cancelled(const pk_call_opts *o);
+/* "cancelled" or "interrupted", for the message of a PK_STOP_* */
+const char *pk_stop_word(int why);
+
 /* ---- the PATHKRNL container ----------------------------------------- */
 
 /* The newest format version this build reads; it reads every older one.
@@ -189,16 +202,6 @@ struct pk_kernel {
 
 /* A kernel shell with vt and state; input_dim 0, nout 1, block mode. */
 pk_status pk_kernel_new(pk_kernel **out, const pk_kernel_vt *vt, void *state);
-/* Why long work stops: the progress callback asked (PK_STOP_CANCEL), or
- * the caller's cancel flag is set (PK_STOP_INTERRUPT, checked first). */
-enum { PK_STOP_NONE = 0, PK_STOP_CANCEL = 1, PK_STOP_INTERRUPT = 2 };
-/* Report progress and check for a stop: one of PK_STOP_*. */
-int pk_progress(const pk_call_opts *o, double done, double total);
-/* The cancel flag alone (no progress report), for checks inside a unit of
- * work: nonzero when set. */
-int pk_cancelled(const pk_call_opts *o);
-/* "cancelled" or "interrupted", for the message of a PK_STOP_* */
-const char *pk_stop_word(int why);
 
 /* ---- networks ------------------------------------------------------------ */
 

@@ -1,50 +1,11 @@
-/* analysis.c - looking at Grams: the symmetric eigendecomposition (dsyevd),
+/* analysis.c - looking at Grams: the symmetric eigendecomposition,
  * kernel-target alignment and centered kernel alignment. */
 #include <stdlib.h>
 #include <string.h>
-#include <limits.h>
 #include <float.h>
 #include <math.h>
 #include <cblas.h>
-#include <lapacke.h>
 #include "pk_internal.h"
-
-pk_status pk_syev(double *a, size_t n, char uplo, double *w, const char *what)
-{
-  double wq = 0;
-  lapack_int iwq = 0, info, lwork, liwork;
-  double *work;
-  lapack_int *iwork;
-  pk_status st;
-  if (n == 0) return PK_OK;
-  if (n > (size_t)INT_MAX / 8)
-    return pk_fail(PK_EINVAL, "%s: %zu x %zu is beyond LAPACK's int sizes", what, n, n);
-  info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', uplo, (lapack_int)n, a, (lapack_int)n, w,
-                             &wq, -1, &iwq, -1);
-  if (info != 0)
-    return pk_fail(PK_ENUMERIC, "%s: dsyevd workspace query failed (info %d)", what, (int)info);
-  /* dsyevd needs 1 + 6n + 2n^2 doubles, which outgrows int first */
-  if (!(wq < (double)INT_MAX) || iwq < 1)
-    return pk_fail(PK_ENOMEM, "%s: the eigensolver's workspace for n = %zu exceeds LAPACK's "
-                   "int sizes", what, n);
-  lwork = (lapack_int)wq;
-  liwork = iwq;
-  if ((st = pk_alloc((void **)&work, (size_t)lwork, sizeof(double), "the eigensolver workspace")))
-    return st;
-  if ((st = pk_alloc((void **)&iwork, (size_t)liwork, sizeof(lapack_int),
-                     "the eigensolver workspace"))) {
-    free(work);
-    return st;
-  }
-  info = LAPACKE_dsyevd_work(LAPACK_COL_MAJOR, 'V', uplo, (lapack_int)n, a, (lapack_int)n, w,
-                             work, lwork, iwork, liwork);
-  free(work);
-  free(iwork);
-  if (info != 0)
-    return pk_fail(PK_ENUMERIC, "%s: the eigensolver dsyevd failed to converge (info %d)",
-                   what, (int)info);
-  return PK_OK;
-}
 
 pk_status pk_eigh(const pk_matrix *G, pk_matrix **w, pk_matrix **V)
 {

@@ -8,57 +8,6 @@
 #include <cblas.h>
 #include "pk_internal.h"
 
-/* ---- shared pieces ----------------------------------------------------- */
-
-pk_status pk_cross(const pk_matrix *X1, const pk_matrix *X2, double alpha, int sym, double *out,
-                   const pk_call_opts *o, const char *what)
-{
-  size_t n1 = X1->rows, n2 = X2->rows, d = X1->cols, r0, r1, rows;
-  if (n1 == 0 || n2 == 0) return PK_OK;
-  if (d == 0) {   /* BLAS wants lda >= 1: the empty sum is 0 */
-    memset(out, 0, n1 * n2 * sizeof(double));
-    return PK_OK;
-  }
-  /* blocks of rows of about 2^27 multiply-adds, so that the cancel flag is
-   * seen a fraction of a second apart even in a product of minutes (a
-   * smaller product is one block, one BLAS call) */
-  rows = ((size_t)1 << 27) / (n2 * d + 1);
-  if (rows < 64) rows = 64;
-  for (r0 = 0; r0 < n1; r0 = r1) {
-    size_t m;
-    r1 = n1 - r0 > rows ? r0 + rows : n1;
-    m = r1 - r0;
-    if (pk_cancelled(o)) return pk_fail(PK_ECANCEL, "%s: interrupted", what);
-    if (sym) {
-      /* the upper triangle of rows r0..r1: a triangle by dsyrk, the
-       * columns right of it by dgemm */
-      cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)m, (int)d, alpha,
-                  X1->data + r0 * d, (int)d, 0.0, out + r0 * n1 + r0, (int)n1);
-      if (r1 < n1)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)(n1 - r1), (int)d,
-                    alpha, X1->data + r0 * d, (int)d, X1->data + r1 * d, (int)d, 0.0,
-                    out + r0 * n1 + r1, (int)n1);
-    } else {
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)n2, (int)d, alpha,
-                  X1->data + r0 * d, (int)d, X2->data, (int)d, 0.0, out + r0 * n2, (int)n2);
-    }
-  }
-  return PK_OK;
-}
-
-void pk_mirror_upper(double *a, size_t n)
-{
-  /* in tiles, so both the rows read and the columns written stay in cache */
-  const size_t B = 64;
-  size_t i0, j0, i, j;
-  for (i0 = 0; i0 < n; i0 += B)
-    for (j0 = 0; j0 <= i0; j0 += B) {
-      size_t i1 = i0 + B < n ? i0 + B : n, j1 = j0 + B < n ? j0 + B : n;
-      for (i = i0; i < i1; i++)
-        for (j = j0; j < j1 && j < i; j++) a[i * n + j] = a[j * n + i];
-    }
-}
-
 /* squared row norms */
 static void row_norms(const pk_matrix *X, double *r)
 {

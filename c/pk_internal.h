@@ -26,6 +26,22 @@ struct pk_matrix {
 #define PK_PRINTF(a, b) __attribute__((format(printf, a, b)))
 #else
 #define PK_PRINTF(a, b)
+/* ---- linear algebra (linalg.c) ------------------------------------- */
+
+/* X1 X2^T scaled by alpha into out (n1 x n2). When sym (X1 == X2) only the
+ * upper triangle (j >= i) is written, by dsyrk. In blocks of rows, checking
+ * o's cancel flag between them (PK_ECANCEL "what: interrupted"). */
+pk_status pk_cross(const pk_matrix *X1, const pk_matrix *X2, double alpha, int sym, double *out,
+                   const pk_call_opts *o, const char *what);
+/* Copy the upper triangle of the n x n row-major a into its lower one. */
+void pk_mirror_upper(double *a, size_t n);
+/* Eigen-decompose the symmetric n x n a by dsyevd, reading the triangle
+ * uplo names in LAPACK's column-major view ('U': the row-major lower
+ * triangle); w gets the eigenvalues ascending and row i of a (row-major)
+ * the eigenvector of w[i]. Workspace counts against the memory limit;
+ * `what` names the caller in messages. */
+pk_status pk_syev(double *a, size_t n, char uplo, double *w, const char *what);
+
 #endif
 
 /* Set the message of pk_last_error and return the status, so that a failure
@@ -535,13 +551,6 @@ int pk_analytic_kernel_spec(const pk_kernel *k, pk_kernel_spec *s);
 /* Rebuild a kernel from a spec read from a file (checking its values). */
 pk_status pk_kernel_from_spec(const pk_kernel_spec *s, pk_kernel **out);
 
-/* X1 X2^T scaled by alpha into out (n1 x n2). When sym (X1 == X2) only the
- * upper triangle (j >= i) is written, by dsyrk. In blocks of rows, checking
- * o's cancel flag between them (PK_ECANCEL "what: interrupted"). */
-pk_status pk_cross(const pk_matrix *X1, const pk_matrix *X2, double alpha, int sym, double *out,
-                   const pk_call_opts *o, const char *what);
-/* Copy the upper triangle of the n x n row-major a into its lower one. */
-void pk_mirror_upper(double *a, size_t n);
 /* Run fn over [0, n) in chunks of `chunk` on up to pk_threads() threads,
  * the caller's among them. fn returns the units of work its chunk did;
  * progress (out of `total` units) and cancellation go through the calling
@@ -553,6 +562,15 @@ pk_status pk_parallel_for(size_t n, size_t chunk, pk_chunk_fn fn, void *ctx,
  * online CPUs; 1..64 */
 int pk_threads(void);
 
+/* ---- linear algebra (linalg.c) ------------------------------------- */
+
+/* X1 X2^T scaled by alpha into out (n1 x n2). When sym (X1 == X2) only the
+ * upper triangle (j >= i) is written, by dsyrk. In blocks of rows, checking
+ * o's cancel flag between them (PK_ECANCEL "what: interrupted"). */
+pk_status pk_cross(const pk_matrix *X1, const pk_matrix *X2, double alpha, int sym, double *out,
+                   const pk_call_opts *o, const char *what);
+/* Copy the upper triangle of the n x n row-major a into its lower one. */
+void pk_mirror_upper(double *a, size_t n);
 /* Eigen-decompose the symmetric n x n a by dsyevd, reading the triangle
  * uplo names in LAPACK's column-major view ('U': the row-major lower
  * triangle); w gets the eigenvalues ascending and row i of a (row-major)

@@ -337,26 +337,16 @@ int pk_analytic_kernel_spec(const pk_kernel *k, pk_kernel_spec *s)
   return 1;
 }
 
-pk_status pk_kernel_from_spec(const pk_kernel_spec *s, pk_kernel **out)
+int pk_analytic_kernel_from_spec(const pk_kernel_spec *s, pk_kernel **out, pk_status *st)
 {
-  *out = NULL;
-  switch (s->type) {
-  case PK_KSPEC_LINEAR: return pk_kernel_linear(out);
-  case PK_KSPEC_RBF: return pk_kernel_rbf(out, s->p[0]);
-  case PK_KSPEC_LAPLACIAN: return pk_kernel_laplacian(out, s->p[0]);
-  case PK_KSPEC_POLY:
-    if (!(s->p[0] >= 1 && s->p[0] <= 1e6 && s->p[0] == floor(s->p[0])))
-      return pk_fail(PK_EFORMAT, "saved poly kernel: bad degree %g", s->p[0]);
-    return pk_kernel_poly(out, (int)s->p[0], s->p[1]);
-  case PK_KSPEC_NTK:
-  case PK_KSPEC_NNGP:
-    if (!(s->p[0] >= 1 && s->p[0] <= 100000 && s->p[0] == floor(s->p[0])))
-      return pk_fail(PK_EFORMAT, "saved %s kernel: bad depth %g",
-                     s->type == PK_KSPEC_NTK ? "ntk" : "nngp", s->p[0]);
-    if (!(s->p[1] >= ACT_RELU && s->p[1] <= ACT_IDENTITY && s->p[1] == floor(s->p[1])))
-      return pk_fail(PK_EFORMAT, "saved kernel: bad activation code %g", s->p[1]);
-    return analytic_new(out, s->type == PK_KSPEC_NTK, (int)s->p[0], (int)s->p[1], s->p[2],
-                        s->p[3]);
-  }
-  return pk_fail(PK_EFORMAT, "saved kernel: unknown kernel type %u", (unsigned)s->type);
+  if (s->type != PK_KSPEC_NTK && s->type != PK_KSPEC_NNGP) return 0;
+  if (!(s->p[0] >= 1 && s->p[0] <= 100000 && s->p[0] == floor(s->p[0])))
+    *st = pk_fail(PK_EFORMAT, "saved %s kernel: bad depth %g",
+                  s->type == PK_KSPEC_NTK ? "ntk" : "nngp", s->p[0]);
+  else if (!(s->p[1] >= ACT_RELU && s->p[1] <= ACT_IDENTITY && s->p[1] == floor(s->p[1])))
+    *st = pk_fail(PK_EFORMAT, "saved kernel: bad activation code %g", s->p[1]);
+  else
+    *st = analytic_new(out, s->type == PK_KSPEC_NTK, (int)s->p[0], (int)s->p[1], s->p[2],
+                       s->p[3]);
+  return 1;
 }

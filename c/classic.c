@@ -240,6 +240,22 @@ int pk_classic_kernel_spec(const pk_kernel *k, pk_kernel_spec *s)
   return 1;
 }
 
+int pk_classic_kernel_from_spec(const pk_kernel_spec *s, pk_kernel **out, pk_status *st)
+{
+  switch (s->type) {
+  case PK_KSPEC_LINEAR: *st = pk_kernel_linear(out); return 1;
+  case PK_KSPEC_RBF: *st = pk_kernel_rbf(out, s->p[0]); return 1;
+  case PK_KSPEC_LAPLACIAN: *st = pk_kernel_laplacian(out, s->p[0]); return 1;
+  case PK_KSPEC_POLY:
+    if (!(s->p[0] >= 1 && s->p[0] <= 1e6 && s->p[0] == floor(s->p[0])))
+      *st = pk_fail(PK_EFORMAT, "saved poly kernel: bad degree %g", s->p[0]);
+    else
+      *st = pk_kernel_poly(out, (int)s->p[0], s->p[1]);
+    return 1;
+  }
+  return 0;
+}
+
 /* ---- the precomputed kernel ------------------------------------------ */
 
 typedef struct {

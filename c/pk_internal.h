@@ -545,11 +545,17 @@ typedef struct pk_kernel_spec {
                    * sigma_w, sigma_b */
 } pk_kernel_spec;
 
-/* Fill s and return 1 if k is one of ours, else 0. */
+/* Fill s and return 1 if k is a kernel defined by parameters, else 0
+ * (kspec.c; each family answers for its own kernels). */
+int pk_kernel_get_spec(const pk_kernel *k, pk_kernel_spec *s);
 int pk_classic_kernel_spec(const pk_kernel *k, pk_kernel_spec *s);
 int pk_analytic_kernel_spec(const pk_kernel *k, pk_kernel_spec *s);
-/* Rebuild a kernel from a spec read from a file (checking its values). */
+/* Rebuild a kernel from a spec read from a file, checking its values
+ * (kspec.c). A family's own reader returns 0 for a type not its own, else
+ * 1 with the status in *st. */
 pk_status pk_kernel_from_spec(const pk_kernel_spec *s, pk_kernel **out);
+int pk_classic_kernel_from_spec(const pk_kernel_spec *s, pk_kernel **out, pk_status *st);
+int pk_analytic_kernel_from_spec(const pk_kernel_spec *s, pk_kernel **out, pk_status *st);
 
 /* Run fn over [0, n) in chunks of `chunk` on up to pk_threads() threads,
  * the caller's among them. fn returns the units of work its chunk did;

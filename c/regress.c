@@ -469,18 +469,14 @@ fail:
 
 /* ---- files ----------------------------------------------------------- */
 
-static int kernel_spec(const pk_kernel *k, pk_kernel_spec *s)
-{
-  return pk_classic_kernel_spec(k, s) || pk_analytic_kernel_spec(k, s);
-}
-
 static pk_status write_model(pk_writer *w, const void *obj)
 {
   const pk_regressor *r = obj;
   pk_kernel_spec s;
   size_t len = r->warning ? strlen(r->warning) : 0;
   int i;
-  if (!kernel_spec(r->kernel, &s)) return pk_fail(PK_EINVAL, "save: kernel not serializable");
+  if (!pk_kernel_get_spec(r->kernel, &s))
+    return pk_fail(PK_EINVAL, "save: kernel not serializable");
   pk_put_u32(w, (uint32_t)r->kind);
   pk_put_u32(w, s.type);
   for (i = 0; i < 4; i++) pk_put_f64(w, s.p[i]);
@@ -502,7 +498,7 @@ static pk_status write_model(pk_writer *w, const void *obj)
 pk_status pk_regressor_save(const pk_regressor *r, const char *path)
 {
   pk_kernel_spec s;
-  if (!kernel_spec(r->kernel, &s)) {
+  if (!pk_kernel_get_spec(r->kernel, &s)) {
     if (strcmp(r->kernel->vt->name, "precomputed") == 0)
       return pk_fail(PK_EINVAL, "save: this %s model's kernel is a precomputed Gram, which a "
                      "model file cannot hold; save the Gram and X and refit instead",
@@ -561,7 +557,8 @@ static pk_status read_model(pk_reader *rd, pk_regressor *r)
   r->kernel = r->own;
   /* the kernel must describe itself as the file does, bit for bit (unused
    * parameters zero), or the model would not save back to what it was */
-  if (!kernel_spec(r->kernel, &s2) || s2.type != s.type || memcmp(s2.p, s.p, sizeof s.p) != 0)
+  if (!pk_kernel_get_spec(r->kernel, &s2) || s2.type != s.type ||
+      memcmp(s2.p, s.p, sizeof s.p) != 0)
     return pk_fail(PK_EFORMAT, "saved model: kernel parameters that the kernel does not keep");
   if ((st = pk_matrix_read_payload(rd, &r->X))) return st;
   if (r->X->rows == 0) return pk_fail(PK_EFORMAT, "saved model: no training inputs");

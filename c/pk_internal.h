@@ -170,13 +170,6 @@ pk_status pk_reader_end(const pk_reader *r, const char *name);
 pk_status pk_read_file(const char *path, unsigned char **buf, size_t *len);
 pk_status pk_matrix_load_mem(pk_matrix **out, const char *name, const unsigned char *buf,
                              size_t len);
-/* gzip: does buf start with its magic (1f 8b)? Inflate every member of
- * the gzip file image in[0..len) into *out (malloc'd, NUL-terminated after
- * *outlen bytes; free it), within the memory limit; a truncated or corrupt
- * stream is PK_EFORMAT naming name. What read_csv runs before parsing. */
-int pk_is_gzip(const unsigned char *buf, size_t len);
-pk_status pk_gunzip(const char *name, const unsigned char *in, size_t len, unsigned char **out,
-                    size_t *outlen);
 /* CSV from text in memory (as pk_matrix_read_csv reads a file, gzip
  * included), and to a stream (as pk_matrix_write_csv writes one). */
 pk_status pk_matrix_parse_csv(pk_matrix **out, const char *name, const char *text, size_t len,

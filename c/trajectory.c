@@ -516,178 +516,237 @@ pk_status pk_trajectory_save(const pk_trajectory *t, const char *path, int with_
   return pk_save_object(path, PK_TAG_TRAJECTORY, write_traj, &c);
 }
 
-#define BAD(msg) do { st = pk_fail(PK_EFORMAT, "%s: %s", path, msg); goto fail; } while (0)
-
-/* Every array is sized by a count that was first checked against the bytes
- * left in the payload (pk_get_count), so a corrupt count is refused before
- * anything of its size is allocated, and memory stays linear in the file. */
-pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_trajectory **out,
-                                     const pk_matrix *X, const pk_matrix *Y)
+/* A file that is not what a recording writes: "path: msg". */
+static pk_status bad(const char *path, const char *msg)
 {
-#define r (*rd)
-  pk_network *net = NULL;
-  pk_trajectory *t = NULL;
+  return pk_fail(PK_EFORMAT, "%s: %s", path, msg);
+}
+
+/* Every array below is sized by a count that was first checked against the
+ * bytes left in the payload (pk_get_count), so a corrupt count is refused
+ * before anything of its size is allocated, and memory stays linear in the
+ * file. */
+
+/* The run's settings (steps, loss, optimizer and its hyperparameters,
+ * batches, seed, checkpoint spacing), checked as training checks them. */
+static pk_status read_settings(pk_reader *rd, const char *path, pk_trajectory *t)
+{
+  pk_train_opts probe;
+  uint32_t lossfn, opt, full;
   pk_status st;
-  size_t T, i, P, every, ncheck, batch, nrows = 0, nstate, unit, n, nw = 0;
-  uint32_t lossfn, opt, full, has_data;
-  uint64_t seed;
-  pk_hyper hyper;
-  *out = NULL;
-  if ((st = pk_network_read_payload(&r, &net))) goto fail;
-  P = net->P;
-  if ((st = pk_get_count(&r, 16, &T, "step count"))) goto fail;
-  lossfn = pk_get_u32(&r);
-  opt = pk_get_u32(&r);
-  hyper.momentum = pk_get_f64(&r);
-  hyper.dampening = pk_get_f64(&r);
-  hyper.beta1 = pk_get_f64(&r);
-  hyper.beta2 = pk_get_f64(&r);
-  hyper.eps = pk_get_f64(&r);
-  hyper.weight_decay = pk_get_f64(&r);
-  batch = (size_t)pk_get_u64(&r);
-  seed = pk_get_u64(&r);
-  every = (size_t)pk_get_u64(&r);
-  full = pk_get_u32(&r);
-  if (r.err) BAD("file is truncated (trajectory header)");
-  if (lossfn > PK_LOSS_SOFTMAX || opt >= PK_OPT_COUNT || full > 1 || every == 0 || batch == 0)
-    BAD("value check failed: bad trajectory settings");
+  size_t T;
+  if ((st = pk_get_count(rd, 16, &T, "step count"))) return st;
+  lossfn = pk_get_u32(rd);
+  opt = pk_get_u32(rd);
+  t->hyper.momentum = pk_get_f64(rd);
+  t->hyper.dampening = pk_get_f64(rd);
+  t->hyper.beta1 = pk_get_f64(rd);
+  t->hyper.beta2 = pk_get_f64(rd);
+  t->hyper.eps = pk_get_f64(rd);
+  t->hyper.weight_decay = pk_get_f64(rd);
+  t->batch_size = (size_t)pk_get_u64(rd);
+  t->seed = pk_get_u64(rd);
+  t->every = (size_t)pk_get_u64(rd);
+  full = pk_get_u32(rd);
+  if (rd->err) return bad(path, "file is truncated (trajectory header)");
+  if (lossfn > PK_LOSS_SOFTMAX || opt >= PK_OPT_COUNT || full > 1 || t->every == 0 ||
+      t->batch_size == 0)
+    return bad(path, "value check failed: bad trajectory settings");
   /* gd, and only gd, takes every row at every step */
-  if ((int)full != (opt == PK_OPT_GD)) BAD("value check failed: batches do not fit the optimizer");
-  {
-    pk_train_opts probe;
-    pk_train_opts_init(&probe);
-    probe.optimizer = (pk_optimizer)opt;
-    probe.hyper = hyper;
-    if (pk_opt_check(&probe)) BAD("value check failed: bad optimizer hyperparameters");
-  }
-  nstate = pk_opt_state_vectors((pk_optimizer)opt);
-  if (!(t = calloc(1, sizeof *t))) { st = pk_fail(PK_ENOMEM, "trajectory: out of memory"); goto fail; }
-  t->refs = 1;
-  t->net = net;
-  net = NULL;
+  if ((int)full != (opt == PK_OPT_GD))
+    return bad(path, "value check failed: batches do not fit the optimizer");
+  pk_train_opts_init(&probe);
+  probe.optimizer = (pk_optimizer)opt;
+  probe.hyper = t->hyper;
+  if (pk_opt_check(&probe)) return bad(path, "value check failed: bad optimizer hyperparameters");
   t->T = t->cap = T;
-  t->every = every;
   t->full_batch = (int)full;
-  t->nstate = nstate;
   t->lossfn = (pk_loss)lossfn;
   t->optimizer = (pk_optimizer)opt;
-  t->hyper = hyper;
-  t->batch_size = batch;
-  t->seed = seed;
+  t->nstate = pk_opt_state_vectors(t->optimizer);
+  return PK_OK;
+}
+
+/* every step's learning rate and loss */
+static pk_status read_steps(pk_reader *rd, const char *path, pk_trajectory *t)
+{
+  size_t i, T = t->T;
+  pk_status st;
   if ((st = pk_alloc((void **)&t->lr, T, sizeof(double), "the trajectory's steps")) ||
       (st = pk_alloc((void **)&t->loss, T, sizeof(double), "the trajectory's steps")))
-    goto fail;
-  pk_get_f64s(&r, t->lr, T);
-  pk_get_f64s(&r, t->loss, T);
-  if (r.err) BAD("file is truncated (steps)");
+    return st;
+  pk_get_f64s(rd, t->lr, T);
+  pk_get_f64s(rd, t->loss, T);
+  if (rd->err) return bad(path, "file is truncated (steps)");
   for (i = 0; i < T; i++)
     if (!(t->lr[i] > 0 && t->lr[i] <= DBL_MAX) || !(fabs(t->loss[i]) <= DBL_MAX))
-      BAD("value check failed: a learning rate or loss that training never records");
-  if (!full) {
-    if ((st = pk_get_count(&r, 4, &nrows, "batch rows"))) goto fail;
-    if (T >= (r.n - r.pos) / 8) BAD("file is truncated (batch offsets)");
-    t->nrows_cap = nrows;
-    if ((st = pk_alloc((void **)&t->boff, T + 1, sizeof(size_t), "the trajectory's batches")) ||
-        (st = pk_alloc((void **)&t->rows, nrows, sizeof(uint32_t), "the trajectory's batches")))
-      goto fail;
-    for (i = 0; i <= T; i++) t->boff[i] = (size_t)pk_get_u64(&r);
-    for (i = 0; i < nrows; i++) t->rows[i] = pk_get_u32(&r);
-    if (r.err) BAD("file is truncated (batches)");
-    /* every step took between 1 and batch_size rows */
-    for (i = 0; i < T; i++)
-      if (t->boff[i] >= t->boff[i + 1] || t->boff[i + 1] - t->boff[i] > batch)
-        BAD("value check failed: bad batch offsets");
-    if (t->boff[0] != 0 || t->boff[T] != nrows) BAD("value check failed: bad batch offsets");
-  }
-  /* a checkpoint: its step, its optimizer step count, P weights and the
-   * optimizer's state vectors */
+      return bad(path, "value check failed: a learning rate or loss that training never records");
+  return PK_OK;
+}
+
+/* minibatches: the rows of every step (full-batch runs store none) */
+static pk_status read_batches(pk_reader *rd, const char *path, pk_trajectory *t)
+{
+  size_t i, T = t->T, nrows;
+  pk_status st;
+  if (t->full_batch) return PK_OK;
+  if ((st = pk_get_count(rd, 4, &nrows, "batch rows"))) return st;
+  if (T >= (rd->n - rd->pos) / 8) return bad(path, "file is truncated (batch offsets)");
+  t->nrows_cap = nrows;
+  if ((st = pk_alloc((void **)&t->boff, T + 1, sizeof(size_t), "the trajectory's batches")) ||
+      (st = pk_alloc((void **)&t->rows, nrows, sizeof(uint32_t), "the trajectory's batches")))
+    return st;
+  for (i = 0; i <= T; i++) t->boff[i] = (size_t)pk_get_u64(rd);
+  for (i = 0; i < nrows; i++) t->rows[i] = pk_get_u32(rd);
+  if (rd->err) return bad(path, "file is truncated (batches)");
+  /* every step took between 1 and batch_size rows */
+  for (i = 0; i < T; i++)
+    if (t->boff[i] >= t->boff[i + 1] || t->boff[i + 1] - t->boff[i] > t->batch_size)
+      return bad(path, "value check failed: bad batch offsets");
+  if (t->boff[0] != 0 || t->boff[T] != nrows)
+    return bad(path, "value check failed: bad batch offsets");
+  return PK_OK;
+}
+
+/* The checkpoints: their steps, the optimizer's update counts there, the
+ * weights and the optimizer's state vectors (read whole; a truncation is
+ * seen with the data flag that follows). */
+static pk_status read_checkpoints(pk_reader *rd, const char *path, pk_trajectory *t)
+{
+  static const char *const fewer = "record = { every = k } keeps fewer checkpoints",
+                          *const what = "the trajectory's checkpoints";
+  size_t i, P = t->net->P, nstate = t->nstate, unit, ncheck, n;
+  pk_status st;
+  /* each: its step, its optimizer step count, P weights and the state */
   if (pk_mul_size(&unit, 8 * (1 + nstate), P, "checkpoint") || unit > SIZE_MAX - 16)
-    BAD("size check failed: checkpoints do not fit the file");
-  if ((st = pk_get_count(&r, unit + 16, &ncheck, "checkpoint count"))) goto fail;
-  if (ncheck < 1) BAD("size check failed: no checkpoints");
+    return bad(path, "size check failed: checkpoints do not fit the file");
+  if ((st = pk_get_count(rd, unit + 16, &ncheck, "checkpoint count"))) return st;
+  if (ncheck < 1) return bad(path, "size check failed: no checkpoints");
   t->check_cap = ncheck;
-  if ((st = pk_alloc((void **)&t->check_step, ncheck, sizeof(size_t), "the trajectory's checkpoints")) ||
-      (st = pk_alloc((void **)&t->state_t, ncheck, sizeof(size_t), "the trajectory's checkpoints")) ||
+  if ((st = pk_alloc((void **)&t->check_step, ncheck, sizeof(size_t), what)) ||
+      (st = pk_alloc((void **)&t->state_t, ncheck, sizeof(size_t), what)) ||
       (st = pk_mul_size(&n, ncheck, P, "the trajectory's weights")) ||
-      (st = pk_alloc_hint((void **)&t->W, n, sizeof(double), "the trajectory's weights",
-                          "record = { every = k } keeps fewer checkpoints")))
-    goto fail;
+      (st = pk_alloc_hint((void **)&t->W, n, sizeof(double), "the trajectory's weights", fewer)))
+    return st;
   if (nstate && ((st = pk_mul_size(&n, n, nstate, "the optimizer's checkpoints")) ||
                  (st = pk_alloc_hint((void **)&t->S, n, sizeof(double),
-                                     "the optimizer's state at the checkpoints",
-                                     "record = { every = k } keeps fewer checkpoints"))))
-    goto fail;
+                                     "the optimizer's state at the checkpoints", fewer))))
+    return st;
   t->ncheck = ncheck;
   for (i = 0; i < ncheck; i++) {
-    t->check_step[i] = (size_t)pk_get_u64(&r);
-    if (t->check_step[i] > T || (i && t->check_step[i] <= t->check_step[i - 1]))
-      BAD("value check failed: checkpoint steps");
+    t->check_step[i] = (size_t)pk_get_u64(rd);
+    if (t->check_step[i] > t->T || (i && t->check_step[i] <= t->check_step[i - 1]))
+      return bad(path, "value check failed: checkpoint steps");
   }
-  if (t->check_step[0] != 0 || t->check_step[ncheck - 1] != T) BAD("value check failed: checkpoint steps");
+  if (t->check_step[0] != 0 || t->check_step[ncheck - 1] != t->T)
+    return bad(path, "value check failed: checkpoint steps");
   for (i = 0; i < ncheck; i++) {
-    t->state_t[i] = (size_t)pk_get_u64(&r);
-    if (t->state_t[i] > t->check_step[i]) BAD("value check failed: optimizer step counts");
+    t->state_t[i] = (size_t)pk_get_u64(rd);
+    if (t->state_t[i] > t->check_step[i])
+      return bad(path, "value check failed: optimizer step counts");
   }
-  pk_get_f64s(&r, t->W, ncheck * P);
-  pk_get_f64s(&r, t->S, ncheck * nstate * P);
-  t->hash = pk_get_u64(&r);
-  has_data = pk_get_u32(&r);
-  if (r.err) BAD("file is truncated");
-  if (has_data > 1) BAD("value check failed: data flag");
-  if (has_data) {
-    if ((st = pk_matrix_read_payload(&r, &t->ownX)) || (st = pk_matrix_read_payload(&r, &t->ownY)))
-      goto fail;
-    if (r.err) BAD("file is truncated (data)");
-    t->X = t->ownX;
-    t->Y = t->ownY;
-    if (t->X->rows == 0 || t->X->cols != t->net->d[0] ||
-        pk_loss_check(t->lossfn, t->Y, t->X->rows, t->net->d[t->net->L]))
-      BAD("value check failed: the stored training data does not fit the network");
-    if (pk_data_hash(t->X, t->Y) != t->hash)
-      BAD("checksum check failed: the stored training data does not match its hash");
-  }
-  if (r.version >= 2) {
-    if ((st = pk_get_count(&r, 8, &nw, "loss weight count"))) goto fail;
-    if ((st = pk_alloc((void **)&t->lw, nw ? nw : 1, sizeof(double), "the trajectory's loss weights")))
-      goto fail;
-    pk_get_f64s(&r, t->lw, nw);
-    if (r.err) BAD("file is truncated (loss weights)");
-    for (i = 0; i < nw; i++)
-      if (!(t->lw[i] >= 0 && t->lw[i] <= DBL_MAX)) BAD("value check failed: a negative or non-finite loss weight");
-  }
+  pk_get_f64s(rd, t->W, ncheck * P);
+  pk_get_f64s(rd, t->S, ncheck * nstate * P);
+  return PK_OK;
+}
+
+/* does this data fit the recorded network and loss? */
+static int data_fits(const pk_trajectory *t, const pk_matrix *X, const pk_matrix *Y)
+{
+  return X->rows != 0 && X->cols == t->net->d[0] &&
+         !pk_loss_check(t->lossfn, Y, X->rows, t->net->d[t->net->L]);
+}
+
+/* the hash of the recorded data, and the data itself when the file holds it */
+static pk_status read_data(pk_reader *rd, const char *path, pk_trajectory *t)
+{
+  uint32_t has_data;
+  pk_status st;
+  t->hash = pk_get_u64(rd);
+  has_data = pk_get_u32(rd);
+  if (rd->err) return bad(path, "file is truncated");
+  if (has_data > 1) return bad(path, "value check failed: data flag");
+  if (!has_data) return PK_OK;
+  if ((st = pk_matrix_read_payload(rd, &t->ownX)) || (st = pk_matrix_read_payload(rd, &t->ownY)))
+    return st;
+  if (rd->err) return bad(path, "file is truncated (data)");
+  t->X = t->ownX;
+  t->Y = t->ownY;
+  if (!data_fits(t, t->X, t->Y))
+    return bad(path, "value check failed: the stored training data does not fit the network");
+  if (pk_data_hash(t->X, t->Y) != t->hash)
+    return bad(path, "checksum check failed: the stored training data does not match its hash");
+  return PK_OK;
+}
+
+/* format version 2: the per-example loss weights (*nw of them) */
+static pk_status read_loss_weights(pk_reader *rd, const char *path, pk_trajectory *t, size_t *nw)
+{
+  size_t i;
+  pk_status st;
+  *nw = 0;
+  if (rd->version < 2) return PK_OK;
+  if ((st = pk_get_count(rd, 8, nw, "loss weight count"))) return st;
+  if ((st = pk_alloc((void **)&t->lw, *nw ? *nw : 1, sizeof(double),
+                     "the trajectory's loss weights")))
+    return st;
+  pk_get_f64s(rd, t->lw, *nw);
+  if (rd->err) return bad(path, "file is truncated (loss weights)");
+  for (i = 0; i < *nw; i++)
+    if (!(t->lw[i] >= 0 && t->lw[i] <= DBL_MAX))
+      return bad(path, "value check failed: a negative or non-finite loss weight");
+  return PK_OK;
+}
+
+/* The data the run replays: the caller's X and Y replace a stored copy
+ * (they must hash alike); the batches and the nw loss weights must fit
+ * it. */
+static pk_status use_data(const char *path, pk_trajectory *t, const pk_matrix *X,
+                          const pk_matrix *Y, size_t nw)
+{
+  size_t i;
   if (X || Y) {
-    if (!X || !Y) { st = pk_fail(PK_EINVAL, "load: give both X and Y"); goto fail; }
-    /* the caller's data replaces the stored copy (they hash alike) */
+    if (!X || !Y) return pk_fail(PK_EINVAL, "load: give both X and Y");
     pk_matrix_free(t->ownX);
     pk_matrix_free(t->ownY);
     t->ownX = t->ownY = NULL;
     t->X = X;
     t->Y = Y;
-    if (X->rows == 0 || X->cols != t->net->d[0] ||
-        pk_loss_check(t->lossfn, Y, X->rows, t->net->d[t->net->L])) {
-      st = pk_fail(PK_EINVAL, "%s: the training data does not fit the network", path);
-      goto fail;
-    }
-    if (pk_data_hash(X, Y) != t->hash) {
-      st = pk_fail(PK_EINVAL, "%s: the training data does not match the recorded hash", path);
-      goto fail;
-    }
+    if (!data_fits(t, X, Y))
+      return pk_fail(PK_EINVAL, "%s: the training data does not fit the network", path);
+    if (pk_data_hash(X, Y) != t->hash)
+      return pk_fail(PK_EINVAL, "%s: the training data does not match the recorded hash", path);
   }
-  if (!t->X) {
-    st = pk_fail(PK_EINVAL, "%s holds no training data: load it with the original X and Y", path);
-    goto fail;
+  if (!t->X)
+    return pk_fail(PK_EINVAL, "%s holds no training data: load it with the original X and Y", path);
+  if (t->batch_size > t->X->rows)
+    return bad(path, "value check failed: a batch size above the training rows");
+  if (t->lw && nw != t->X->rows)
+    return bad(path, "value check failed: the loss weights do not fit the training rows");
+  for (i = 0; !t->full_batch && i < t->nrows_cap; i++)
+    if (t->rows[i] >= t->X->rows)
+      return bad(path, "value check failed: a batch row outside the data");
+  return PK_OK;
+}
+
+pk_status pk_trajectory_read_payload(pk_reader *rd, const char *path, pk_trajectory **out,
+                                     const pk_matrix *X, const pk_matrix *Y)
+{
+  pk_trajectory *t = calloc(1, sizeof *t);
+  pk_status st;
+  size_t nw;
+  *out = NULL;
+  if (!t) return pk_fail_in(pk_fail(PK_ENOMEM, "trajectory: out of memory"), path);
+  t->refs = 1;
+  if ((st = pk_network_read_payload(rd, &t->net)) || (st = read_settings(rd, path, t)) ||
+      (st = read_steps(rd, path, t)) || (st = read_batches(rd, path, t)) ||
+      (st = read_checkpoints(rd, path, t)) || (st = read_data(rd, path, t)) ||
+      (st = read_loss_weights(rd, path, t, &nw)) || (st = use_data(path, t, X, Y, nw))) {
+    pk_trajectory_free(t);
+    return pk_fail_in(st, path);
   }
-  if (batch > t->X->rows) BAD("value check failed: a batch size above the training rows");
-  if (t->lw && nw != t->X->rows) BAD("value check failed: the loss weights do not fit the training rows");
-  for (i = 0; !full && i < nrows; i++)
-    if (t->rows[i] >= t->X->rows) BAD("value check failed: a batch row outside the data");
   *out = t;
   return PK_OK;
-fail:
-  pk_network_free(net);
-  pk_trajectory_free(t);
-  return pk_fail_in(st, path);
-#undef r
 }
 
 pk_status pk_trajectory_load_mem(pk_trajectory **out, const char *name, const unsigned char *buf,

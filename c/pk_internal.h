@@ -282,7 +282,7 @@ typedef struct pk_optstate {
 size_t pk_opt_state_vectors(pk_optimizer o);     /* 0, 1 or 2 P-vectors */
 pk_status pk_opt_init(pk_optstate *s, pk_optimizer o, size_t P);
 void pk_opt_free(pk_optstate *s);
-pk_status pk_opt_check(const pk_train_opts *o);
+pk_status pk_opt_check(pk_optimizer o, const pk_hyper *h);
 /* next = the optimizer's update of theta with the mean gradient grad;
  * updates the state in place */
 void pk_opt_update(pk_optimizer o, const pk_hyper *h, pk_optstate *s, const double *theta,

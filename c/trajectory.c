@@ -531,7 +531,6 @@ static pk_status bad(const char *path, const char *msg)
  * batches, seed, checkpoint spacing), checked as training checks them. */
 static pk_status read_settings(pk_reader *rd, const char *path, pk_trajectory *t)
 {
-  pk_train_opts probe;
   uint32_t lossfn, opt, full;
   pk_status st;
   size_t T;
@@ -555,10 +554,8 @@ static pk_status read_settings(pk_reader *rd, const char *path, pk_trajectory *t
   /* gd, and only gd, takes every row at every step */
   if ((int)full != (opt == PK_OPT_GD))
     return bad(path, "value check failed: batches do not fit the optimizer");
-  pk_train_opts_init(&probe);
-  probe.optimizer = (pk_optimizer)opt;
-  probe.hyper = t->hyper;
-  if (pk_opt_check(&probe)) return bad(path, "value check failed: bad optimizer hyperparameters");
+  if (pk_opt_check((pk_optimizer)opt, &t->hyper))
+    return bad(path, "value check failed: bad optimizer hyperparameters");
   t->T = t->cap = T;
   t->full_batch = (int)full;
   t->lossfn = (pk_loss)lossfn;

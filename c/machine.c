@@ -1,7 +1,8 @@
 /* machine.c - the trained network as a kernel machine: per-example
  * contributions from a trajectory (offline, any queries) or accumulated
- * during training (online, fixed queries), the paper's coefficients, and
- * verification against the network itself. */
+ * during training (online, fixed queries: the hook the training loop
+ * runs), the paper's coefficients, and verification against the network
+ * itself. */
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -112,6 +113,24 @@ static pk_status ends(pk_machine *km, const pk_matrix *Xq)
   return PK_OK;
 }
 
+/* The decomposition's results for the queries Xq (hash h) become the
+ * machine's: contributions, kernel values, regularization, and the ends
+ * f(x; w_0), f(x; w_T). On failure the machine holds part of them (the
+ * caller drops them). */
+static pk_status take_results(pk_machine *km, pk_decomp *dc, const pk_matrix *Xq, uint64_t h)
+{
+  pk_status st;
+  km->contrib = dc->contrib;
+  km->kp = dc->kp;
+  dc->contrib = dc->kp = NULL;
+  km->nq = Xq->rows;
+  km->xq_hash = h;
+  if ((st = pk_matrix_copy(&km->Xq, Xq)) || (st = ends(km, Xq))) return st;
+  memcpy(km->reg, dc->reg, km->nq * km->K * sizeof(double));
+  if (!set_map(km, Xq, 1)) return pk_fail(PK_ENOMEM, "kernel machine: out of memory");
+  return PK_OK;
+}
+
 pk_status pk_machine_from_trajectory(pk_machine **out, const pk_trajectory *t, pk_rule rule,
                                      int nodes)
 {
@@ -180,16 +199,7 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
     }
   }
   pk_cursor_free(&c);
-  if (!st) {
-    km->contrib = dc.contrib;
-    km->kp = dc.kp;
-    dc.contrib = dc.kp = NULL;
-    km->nq = Xq->rows;
-    if (!(st = pk_matrix_copy(&km->Xq, Xq))) st = ends(km, Xq);
-    if (!st) memcpy(km->reg, dc.reg, km->nq * km->K * sizeof(double));
-    km->xq_hash = h;
-    if (!st && !set_map(km, Xq, 1)) st = pk_fail(PK_ENOMEM, "kernel machine: out of memory");
-  }
+  if (!st) st = take_results(km, &dc, Xq, h);
   pk_decomp_free(&dc);
   if (st) drop_results(km);
   return st;
@@ -265,102 +275,76 @@ pk_status pk_machine_verify(pk_machine *km, const pk_matrix *Xq, const pk_call_o
 
 /* ---- online: the machine accumulated during training ------------------- */
 
-/* recording and online decomposition share one training run */
-typedef struct online_ctx {
-  pk_decomp dc;           /* dc.Xq NULL: no decomposition */
+/* The decomposition for fixed queries during one training run: what the
+ * training loop (train.c) hooks into the run, then turns into a machine. */
+struct pk_explainer {
+  pk_decomp dc;
   const pk_matrix *X;
-  pk_trajectory *traj;    /* when also recording */
-  pk_train_hooks rec;
-} online_ctx;
+  pk_matrix *w0;          /* the weights before the first step */
+  pk_rule rule;
+  int nodes;
+};
 
-static pk_status online_step(void *ud, size_t s, double lr, const size_t *rows, size_t nb,
-                             const pk_acts *w, const double *theta, const double *next,
-                             double loss, const pk_optstate *os)
+static pk_status explain_step(void *ud, size_t s, double lr, const size_t *rows, size_t nb,
+                              const pk_acts *w, const double *theta, const double *next,
+                              double loss, const pk_optstate *os)
 {
-  online_ctx *c = ud;
+  pk_explainer *e = ud;
+  (void)s;
+  (void)loss;
+  return pk_decomp_step(&e->dc, lr, theta, next, rows, nb, w, e->X, os);
+}
+
+pk_status pk_explainer_begin(const pk_network *net, const pk_matrix *X, const pk_train_opts *o,
+                             const pk_matrix *Xq, pk_rule rule, int nodes, int want_kp,
+                             pk_explainer **out, pk_train_hooks *hk)
+{
+  pk_explainer *e;
   pk_status st;
-  if (c->rec.step && (st = c->rec.step(c->rec.ud, s, lr, rows, nb, w, theta, next, loss, os)))
+  size_t bad;
+  *out = NULL;
+  if ((bad = pk_nonfinite_row(Xq)))
+    return pk_fail(PK_EINVAL, "train: explain = Xq holds a NaN or infinite value in row %zu (a "
+                   "kernel machine explains finite inputs only)", bad);
+  if (!(e = calloc(1, sizeof *e))) return pk_fail(PK_ENOMEM, "kernel machine: out of memory");
+  e->X = X;
+  e->rule = rule;
+  e->nodes = nodes;
+  if ((st = pk_matrix_from_array(&e->w0, net->P, 1, net->theta)) ||
+      (st = pk_decomp_init(&e->dc, net, Xq, X->rows, rule, nodes, want_kp, o->optimizer,
+                           &o->hyper, "train: explain = Xq",
+                           (double)net->P * sizeof(double) + results_bytes(net, Xq),
+                           "the queries and their outputs"))) {
+    pk_explainer_free(e);
     return st;
-  if (c->dc.Xq) return pk_decomp_step(&c->dc, lr, theta, next, rows, nb, w, c->X, os);
+  }
+  e->dc.cancel = o->call.cancel;
+  hk->ud = e;
+  hk->step = explain_step;
+  *out = e;
   return PK_OK;
 }
 
-pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
-                        const pk_train_opts *o, size_t every, pk_trajectory **traj,
-                        const pk_matrix *Xq, pk_rule rule, int nodes, int want_kp,
-                        pk_machine **out, double *losses, size_t *done)
+pk_status pk_explainer_end(pk_explainer *e, const pk_network *net, pk_machine **out)
 {
-  online_ctx c;
-  pk_train_hooks hk;
+  pk_machine *km;
   pk_status st;
-  pk_matrix *w0 = NULL;
-  size_t bad;
-  if (out) *out = NULL;
-  if (traj) *traj = NULL;
-  memset(&c, 0, sizeof c);
-  if ((st = pk_train_check(net, X, Y, o))) return st;
-  if (Xq && (bad = pk_nonfinite_row(Xq)))
-    return pk_fail(PK_EINVAL, "train: explain = Xq holds a NaN or infinite value in row %zu (a "
-                   "kernel machine explains finite inputs only)", bad);
-  if (Xq) {
-    if ((st = pk_matrix_from_array(&w0, net->P, 1, net->theta))) return st;
-    if ((st = pk_decomp_init(&c.dc, net, Xq, X->rows, rule, nodes, want_kp, o->optimizer, &o->hyper,
-                             "train: explain = Xq",
-                             (double)net->P * sizeof(double) + results_bytes(net, Xq),
-                             "the queries and their outputs")))
-      goto done;
-    c.dc.cancel = o->call.cancel;
+  *out = NULL;
+  if ((st = shell(&km, net, e->w0->data, net->theta, e->X->rows, e->rule, e->nodes))) return st;
+  if ((st = take_results(km, &e->dc, e->dc.Xq, pk_data_hash(e->dc.Xq, e->dc.Xq)))) {
+    pk_machine_free(km);
+    return st;
   }
-  if (every && (st = pk_recorder_begin(net, X, Y, o, every, &c.traj, &c.rec))) goto done;
-  c.X = X;
-  hk.ud = &c;
-  hk.step = online_step;
-  st = pk_train_hooked(net, X, Y, o, &hk, losses, done);
-  /* only a stop by on_step hands out what was recorded (see pk_train_record) */
-  if (st && !(st == PK_ECANCEL && hk.stopped)) goto done;
-  if (c.traj) {
-    pk_recorder_end(c.traj, net);
-    *traj = c.traj;
-    c.traj = NULL;
-  }
-  if (Xq) {
-    pk_status st2 = shell(out, net, w0->data, net->theta, X->rows, rule, nodes);
-    if (!st2) {
-      pk_machine *km = *out;
-      km->contrib = c.dc.contrib;
-      km->kp = c.dc.kp;
-      c.dc.contrib = c.dc.kp = NULL;
-      km->nq = Xq->rows;
-      km->xq_hash = pk_data_hash(Xq, Xq);
-      if ((st2 = pk_matrix_copy(&km->Xq, Xq)) || (st2 = ends(km, Xq))) {
-        pk_machine_free(km);
-        *out = NULL;
-      } else {
-        memcpy(km->reg, c.dc.reg, km->nq * km->K * sizeof(double));
-        if (!set_map(km, Xq, 1)) {
-          pk_machine_free(km);
-          *out = NULL;
-          st2 = pk_fail(PK_ENOMEM, "kernel machine: out of memory");
-        }
-      }
-    }
-    if (st2) {
-      st = st2;
-      if (traj) { pk_trajectory_free(*traj); *traj = NULL; }
-    }
-  }
-done:
-  pk_trajectory_free(c.traj);
-  pk_decomp_free(&c.dc);
-  pk_matrix_free(w0);
-  return st;
+  *out = km;
+  return PK_OK;
 }
 
-pk_status pk_train_explain(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
-                           const pk_train_opts *o, const pk_matrix *Xq, pk_rule rule, int nodes,
-                           int want_kp, pk_machine **out, double *losses, size_t *done)
+void pk_explainer_free(pk_explainer *e)
 {
-  return pk_train_full(net, X, Y, o, 0, NULL, Xq, rule, nodes, want_kp, out, losses, done);
+  if (!e) return;
+  pk_decomp_free(&e->dc);
+  pk_matrix_free(e->w0);
+  free(e);
 }
 
 /* ---- files --------------------------------------------------------------------- */

@@ -288,8 +288,9 @@ pk_status pk_opt_check(pk_optimizer o, const pk_hyper *h);
 void pk_opt_update(pk_optimizer o, const pk_hyper *h, pk_optstate *s, const double *theta,
                    const double *grad, double lr, double *next);
 
-/* Training with a hook for recorders and online decompositions: called for
- * each step after the update is computed and before it is applied, with
+/* A hook of the training loop (train.c), for recorders and online
+ * decompositions: called for each step after the update is computed and
+ * before it is applied, with
  * theta = w_s, next = w_{s+1}, and w holding the batch (A[0] its inputs) and
  * the per-example loss gradients G (not divided by nb; G[L-1] = dl/df). */
 typedef struct pk_train_hooks {
@@ -297,7 +298,7 @@ typedef struct pk_train_hooks {
   pk_status (*step)(void *ud, size_t s, double lr, const size_t *rows, size_t nb,
                     const pk_acts *w, const double *theta, const double *next, double loss,
                     const pk_optstate *state);
-  /* set by pk_train_hooked: 1 when on_step stopped the run after a
+  /* set by the training loop: 1 when on_step stopped the run after a
    * complete step (the recorded objects are whole), 0 for any other end */
   int stopped;
 } pk_train_hooks;
@@ -322,9 +323,6 @@ pk_status pk_check_loss_weights(const double *wts, size_t m, const char *who);
 
 pk_status pk_train_check(const pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                          const pk_train_opts *o);
-pk_status pk_train_hooked(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
-                          const pk_train_opts *o, pk_train_hooks *hk, double *losses,
-                          size_t *done);
 
 /* ---- trajectories -------------------------------------------------------- */
 
@@ -482,10 +480,23 @@ struct pk_machine {
 
 double pk_machine_final(const pk_machine *km, size_t i);
 
+/* The hooks of a training run (train.c runs them; pk_train_check has
+ * passed). The recorder (trajectory.c): begin makes the trajectory and
+ * sets hk to record each step (every >= 1: checkpoint spacing); end adds
+ * the final weights and ties the trajectory to net. */
 pk_status pk_recorder_begin(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                             const pk_train_opts *o, size_t every, pk_trajectory **out,
                             pk_train_hooks *hk);
 void pk_recorder_end(pk_trajectory *t, const pk_network *net);
+/* The online decomposition for the queries Xq (machine.c): begin sets hk
+ * to add each step; end makes the machine of the run so far (net at its
+ * final weights); free at any time. */
+typedef struct pk_explainer pk_explainer;
+pk_status pk_explainer_begin(const pk_network *net, const pk_matrix *X, const pk_train_opts *o,
+                             const pk_matrix *Xq, pk_rule rule, int nodes, int want_kp,
+                             pk_explainer **out, pk_train_hooks *hk);
+pk_status pk_explainer_end(pk_explainer *e, const pk_network *net, pk_machine **out);
+void pk_explainer_free(pk_explainer *e);
 /* train with any of: recording (every > 0), online decomposition (Xq) */
 pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                         const pk_train_opts *o, size_t every, pk_trajectory **traj,

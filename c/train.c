@@ -1,5 +1,7 @@
 /* train.c - the training loop: gradient descent and minibatch SGD on a
- * network, in place, reproducible bit for bit from the seed. */
+ * network, in place, reproducible bit for bit from the seed; plain,
+ * recorded (the recorder's hook, trajectory.c) or explained online (the
+ * decomposition's hook, machine.c), or both in one run. */
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -88,12 +90,6 @@ pk_status pk_check_loss_weights(const double *wts, size_t m, const char *who)
   return PK_OK;
 }
 
-pk_status pk_train(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
-                   const pk_train_opts *o, double *losses, size_t *done)
-{
-  return pk_train_hooked(net, X, Y, o, NULL, losses, done);
-}
-
 /* an interrupted run: the network is at w_s, the weights after s steps */
 static pk_status interrupted(size_t s, const pk_train_opts *o)
 {
@@ -101,9 +97,11 @@ static pk_status interrupted(size_t s, const pk_train_opts *o)
                  "weights of step %zu)", s, o->steps, s);
 }
 
-pk_status pk_train_hooked(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
-                          const pk_train_opts *o, pk_train_hooks *hk, double *losses,
-                          size_t *done)
+/* The loop itself: hk (may be NULL) sees every step after its update is
+ * computed and before it is applied (see pk_train_hooks). */
+static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                            const pk_train_opts *o, pk_train_hooks *hk, double *losses,
+                            size_t *done)
 {
   size_t m = X->rows, d0 = net->d[0], P = net->P, b, s, nb;
   batcher bt;
@@ -187,4 +185,85 @@ out:
   free(grad);
   free(next);
   return st;
+}
+
+/* ---- plain, recorded and explained training ------------------------------- */
+
+pk_status pk_train(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                   const pk_train_opts *o, double *losses, size_t *done)
+{
+  return train_loop(net, X, Y, o, NULL, losses, done);
+}
+
+/* both hooks of one run, in order: the recorder's, then the decomposition's */
+typedef struct hook_pair {
+  pk_train_hooks rec, explain;
+} hook_pair;
+
+static pk_status both_steps(void *ud, size_t s, double lr, const size_t *rows, size_t nb,
+                            const pk_acts *w, const double *theta, const double *next,
+                            double loss, const pk_optstate *os)
+{
+  hook_pair *h = ud;
+  pk_status st;
+  if (h->rec.step && (st = h->rec.step(h->rec.ud, s, lr, rows, nb, w, theta, next, loss, os)))
+    return st;
+  if (h->explain.step)
+    return h->explain.step(h->explain.ud, s, lr, rows, nb, w, theta, next, loss, os);
+  return PK_OK;
+}
+
+pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                        const pk_train_opts *o, size_t every, pk_trajectory **traj,
+                        const pk_matrix *Xq, pk_rule rule, int nodes, int want_kp,
+                        pk_machine **out, double *losses, size_t *done)
+{
+  hook_pair h;
+  pk_train_hooks hk;
+  pk_trajectory *t = NULL;
+  pk_explainer *ex = NULL;
+  pk_status st, st2;
+  if (out) *out = NULL;
+  if (traj) *traj = NULL;
+  memset(&h, 0, sizeof h);
+  if ((st = pk_train_check(net, X, Y, o))) return st;
+  if (Xq && (st = pk_explainer_begin(net, X, o, Xq, rule, nodes, want_kp, &ex, &h.explain)))
+    return st;
+  if (every && (st = pk_recorder_begin(net, X, Y, o, every, &t, &h.rec))) goto done;
+  hk.ud = &h;
+  hk.step = both_steps;
+  st = train_loop(net, X, Y, o, &hk, losses, done);
+  /* stopped by on_step: the record and the machine of the steps taken;
+   * cancelled or interrupted: nothing (a step may be recorded but not
+   * applied) */
+  if (st && !(st == PK_ECANCEL && hk.stopped)) goto done;
+  if (t) pk_recorder_end(t, net);
+  if (ex && (st2 = pk_explainer_end(ex, net, out))) {
+    st = st2;
+    goto done;
+  }
+  if (t) {
+    *traj = t;
+    t = NULL;
+  }
+done:
+  pk_trajectory_free(t);
+  pk_explainer_free(ex);
+  return st;
+}
+
+pk_status pk_train_record(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                          const pk_train_opts *o, size_t every, pk_trajectory **out,
+                          double *losses, size_t *done)
+{
+  *out = NULL;
+  if (every == 0) return pk_fail(PK_EINVAL, "record: every must be >= 1");
+  return pk_train_full(net, X, Y, o, every, out, NULL, PK_RULE_LEFT, 1, 0, NULL, losses, done);
+}
+
+pk_status pk_train_explain(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                           const pk_train_opts *o, const pk_matrix *Xq, pk_rule rule, int nodes,
+                           int want_kp, pk_machine **out, double *losses, size_t *done)
+{
+  return pk_train_full(net, X, Y, o, 0, NULL, Xq, rule, nodes, want_kp, out, losses, done);
 }

@@ -219,8 +219,6 @@ pk_status pk_recorder_begin(pk_network *net, const pk_matrix *X, const pk_matrix
   pk_trajectory *t;
   pk_status st;
   *out = NULL;
-  if (every == 0) return pk_fail(PK_EINVAL, "record: every must be >= 1");
-  if ((st = pk_train_check(net, X, Y, o))) return st;
   if (X->rows > UINT32_MAX) return pk_fail(PK_EINVAL, "record: more than 2^32 training rows");
   {
     size_t b = o->optimizer != PK_OPT_GD && o->batch_size ? o->batch_size : X->rows;
@@ -260,27 +258,6 @@ void pk_recorder_end(pk_trajectory *t, const pk_network *net)
   if (t->check_step[t->ncheck - 1] != t->T) add_check(t, t->T, net->theta, NULL);
   t->source = net;
   t->source_version = pk_network_version(net);
-}
-
-pk_status pk_train_record(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
-                          const pk_train_opts *o, size_t every, pk_trajectory **out,
-                          double *losses, size_t *done)
-{
-  pk_train_hooks hk;
-  pk_trajectory *t;
-  pk_status st = pk_recorder_begin(net, X, Y, o, every, &t, &hk);
-  *out = NULL;
-  if (st) return st;
-  st = pk_train_hooked(net, X, Y, o, &hk, losses, done);
-  /* stopped by on_step: the record of the steps taken; cancelled or
-   * interrupted: nothing (a step may be recorded but not applied) */
-  if (st && !(st == PK_ECANCEL && hk.stopped)) {
-    pk_trajectory_free(t);
-    return st;
-  }
-  pk_recorder_end(t, net);
-  *out = t;
-  return st;
 }
 
 /* ---- walking and replay -------------------------------------------------------- */

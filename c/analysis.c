@@ -5,7 +5,7 @@
 #include <float.h>
 #include <math.h>
 #include <cblas.h>
-#include "pk_internal.h"
+#include "pk_linalg.h"
 
 pk_status pk_eigh(const pk_matrix *G, pk_matrix **w, pk_matrix **V)
 {

@@ -6,7 +6,8 @@
 #include <string.h>
 #include <math.h>
 #include <cblas.h>
-#include "pk_internal.h"
+#include "pk_kern.h"
+#include "pk_linalg.h"
 
 enum { ACT_RELU = 1, ACT_ERF = 2, ACT_IDENTITY = 3 };
 static const char *const act_names[] = { "", "relu", "erf", "identity" };

@@ -6,7 +6,8 @@
 #include <string.h>
 #include <math.h>
 #include <cblas.h>
-#include "pk_internal.h"
+#include "pk_kern.h"
+#include "pk_linalg.h"
 
 /* squared row norms */
 static void row_norms(const pk_matrix *X, double *r)

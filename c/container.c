@@ -14,7 +14,7 @@
 #include <stdint.h>
 #define ZLIB_CONST             /* zlib reads input through const pointers */
 #include <zlib.h>
-#include "pk_internal.h"
+#include "pk_file.h"
 
 static const char MAGIC[8] = { 'P', 'A', 'T', 'H', 'K', 'R', 'N', 'L' };
 #define HEADER_BYTES 24u   /* magic 8, version 4, tag 4, payload length 8 */

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <math.h>
-#include "pk_internal.h"
+#include "pk_base.h"
 
 static char errbuf[512];
 static size_t memlimit;    /* 0 until first asked: then the default */
@@ -151,7 +151,6 @@ int pk_all_finite(const double *x, size_t n)
   return 1;
 }
 
-void pk_fmt_bytes(char *buf, size_t len, double bytes) { fmt_bytes(buf, len, bytes); }
 
 /* ---- long calls: progress and stops ---------------------------------- */
 

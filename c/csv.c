@@ -8,7 +8,8 @@
 #include <stdint.h>
 #define ZLIB_CONST             /* zlib reads input through const pointers */
 #include <zlib.h>
-#include "pk_internal.h"
+#include "pk_file.h"
+#include "pk_formats.h"
 
 /* ---- gzip ------------------------------------------------------------ */
 

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <math.h>
 #include <cblas.h>
-#include "pk_internal.h"
+#include "pk_decomp.h"
 
 pk_status pk_quadrature(pk_rule rule, int nodes, double *t, double *w)
 {
@@ -116,13 +116,13 @@ static pk_status plan(pk_decomp *dc, const char *who, double extra, const char *
   while (dc->need_gbar && qt > 1 && (double)qt * K * P * d > (double)((size_t)64 << 20)) qt /= 2;
   if (fixed + ws_bytes(dc, 1, 1) > lim) {
     char tot[32], l[32], a[32], b[32], c[32], e[32], w[32], tr[80] = "";
-    pk_fmt_bytes(tot, sizeof tot, fixed + ws_bytes(dc, 1, 1));
-    pk_fmt_bytes(l, sizeof l, lim);
-    pk_fmt_bytes(a, sizeof a, contrib + kp);
-    pk_fmt_bytes(b, sizeof b, c0);
-    pk_fmt_bytes(c, sizeof c, traces);
-    pk_fmt_bytes(e, sizeof e, extra);
-    pk_fmt_bytes(w, sizeof w, small + ws_bytes(dc, 1, 1));
+    pk_format_bytes(tot, sizeof tot, fixed + ws_bytes(dc, 1, 1));
+    pk_format_bytes(l, sizeof l, lim);
+    pk_format_bytes(a, sizeof a, contrib + kp);
+    pk_format_bytes(b, sizeof b, c0);
+    pk_format_bytes(c, sizeof c, traces);
+    pk_format_bytes(e, sizeof e, extra);
+    pk_format_bytes(w, sizeof w, small + ws_bytes(dc, 1, 1));
     if (traces > 0) snprintf(tr, sizeof tr, ", the per-example optimizer traces %s", c);
     return pk_fail(PK_ENOMEM, "%s: the decomposition of %zu queries x %zu outputs over %zu training "
                    "examples needs %s at once, above the memory limit of %s: the contributions%s %s, "

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <stdint.h>
 #include <math.h>
-#include "pk_internal.h"
+#include "pk_base.h"
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(PK_NO_CLONES)
 /* one build for every x86-64, with an AVX2/FMA copy picked at load time;

@@ -2,7 +2,7 @@
  * around each kernel's own gram and diag. */
 #include <stdlib.h>
 #include <math.h>
-#include "pk_internal.h"
+#include "pk_kern.h"
 
 pk_status pk_kernel_new(pk_kernel **out, const pk_kernel_vt *vt, void *state)
 {

@@ -2,7 +2,7 @@
  * spec of a kernel (its type and parameters) and the kernel back from a
  * spec, whichever family (classic.c, analytic.c) it belongs to. What a
  * saved model holds of its kernel. */
-#include "pk_internal.h"
+#include "pk_kern.h"
 
 int pk_kernel_get_spec(const pk_kernel *k, pk_kernel_spec *s)
 {

@@ -8,7 +8,7 @@
 #include <limits.h>
 #include <cblas.h>
 #include <lapacke.h>
-#include "pk_internal.h"
+#include "pk_linalg.h"
 
 pk_status pk_cross(const pk_matrix *X1, const pk_matrix *X2, double alpha, int sym, double *out,
                    const pk_call_opts *o, const char *what)

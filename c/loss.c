@@ -2,7 +2,7 @@
  * per-example derivatives. */
 #include <string.h>
 #include <math.h>
-#include "pk_internal.h"
+#include "pk_train.h"
 
 static const char *const loss_names[] = { "mse", "logistic", "softmax" };
 

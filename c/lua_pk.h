@@ -5,7 +5,9 @@
 
 #include <lua.h>
 #include <lauxlib.h>
-#include "pk_internal.h"
+#include "pk_traj.h"
+#include "pk_machine.h"
+#include "pk_kern.h"
 
 #define PK_MATRIX_MT "pathkernel.Matrix"
 

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#include "pk_internal.h"
+#include "pk_machine.h"
+#include "pk_traj.h"
+#include "pk_decomp.h"
 
 void pk_machine_free(pk_machine *km)
 {

@@ -4,7 +4,7 @@
 #include <string.h>
 #include <math.h>
 #include <cblas.h>
-#include "pk_internal.h"
+#include "pk_base.h"
 
 pk_status pk_matrix_alloc(pk_matrix **out, size_t rows, size_t cols, const char *what)
 {

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#include "pk_internal.h"
+#include "pk_base.h"
 
 /* ---- scalars and elementwise functions --------------------------------- */
 

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <float.h>
 #include <cblas.h>
-#include "pk_internal.h"
+#include "pk_net.h"
 
 static const char *const act_names[] = {
   "identity", "relu", "tanh", "sigmoid", "softplus", "gelu", "erf", "sin"

@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
-#include "pk_internal.h"
+#include "pk_file.h"
+#include "pk_formats.h"
 
 static const unsigned char NPY_MAGIC[6] = { 0x93, 'N', 'U', 'M', 'P', 'Y' };
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#include "pk_internal.h"
+#include "pk_train.h"
 
 static const char *const opt_names[] = { "gd", "sgd", "momentum", "nesterov", "adam", "adamw" };
 

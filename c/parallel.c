@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <pthread.h>
 #include <unistd.h>
-#include "pk_internal.h"
+#include "pk_base.h"
 
 #define MAX_THREADS 64
 

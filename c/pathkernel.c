@@ -6,7 +6,9 @@
 #include <string.h>
 #include <math.h>
 #include <cblas.h>
-#include "pk_internal.h"
+#include "pk_kern.h"
+#include "pk_traj.h"
+#include "pk_decomp.h"
 
 typedef struct path_state {
   const pk_trajectory *t;   /* a reference held */

@@ -8,7 +8,9 @@
 #include <math.h>
 #include <cblas.h>
 #include <lapacke.h>
-#include "pk_internal.h"
+#include "pk_kern.h"
+#include "pk_linalg.h"
+#include "pk_regress.h"
 
 enum { FACTOR_NONE = 0, FACTOR_CHOL = 1, FACTOR_EIG = 2 };
 

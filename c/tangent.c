@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cblas.h>
-#include "pk_internal.h"
+#include "pk_kern.h"
+#include "pk_linalg.h"
+#include "pk_net.h"
 
 /* rows of the left side per chunk of a tile */
 #define RCHUNK 256

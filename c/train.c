@@ -5,7 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
-#include "pk_internal.h"
+#include "pk_traj.h"
+#include "pk_machine.h"
 
 void pk_train_opts_init(pk_train_opts *o)
 {

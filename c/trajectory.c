@@ -4,7 +4,7 @@
 #include <string.h>
 #include <math.h>
 #include <float.h>
-#include "pk_internal.h"
+#include "pk_traj.h"
 
 uint64_t pk_data_hash(const pk_matrix *X, const pk_matrix *Y)
 {

@@ -22,7 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "pk_internal.h"
+#include "pk_file.h"
 
 #define PK_FUZZ_HEADER 24u   /* magic 8, version 4, tag 4, payload length 8 */
 

@@ -4,6 +4,7 @@
  * Oracle: a matrix that parses writes back (%.17g) to text that parses to
  * the same values, bit for bit (NaNs as NaNs), with the same header. */
 #include "fuzz.h"
+#include "pk_formats.h"
 #include <math.h>
 
 static const char SEPS[4] = { ',', ';', '\t', ' ' };

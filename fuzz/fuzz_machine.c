@@ -4,6 +4,7 @@
  * that loads must predict: an online one for its own queries, an offline
  * one for the first training example. */
 #include "fuzz.h"
+#include "pk_machine.h"
 
 static void use(pk_machine *km)
 {

@@ -2,6 +2,7 @@
  * and pk_network_load run on a file's bytes). A network that loads must
  * run forward and give its Jacobian on one input. */
 #include "fuzz.h"
+#include "pk_net.h"
 
 static void use(pk_network *net)
 {

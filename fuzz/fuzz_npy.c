@@ -5,6 +5,7 @@
  * what A:write_npy writes) it reads again to the same values bit for bit,
  * and that second file writes back to exactly itself. */
 #include "fuzz.h"
+#include "pk_formats.h"
 #include <math.h>
 
 static void same_values(const pk_matrix *a, const pk_matrix *b)

@@ -4,6 +4,7 @@
  * loads must predict (with its variance, for a GP) at its first training
  * input. */
 #include "fuzz.h"
+#include "pk_regress.h"
 
 static void use(pk_regressor *r)
 {

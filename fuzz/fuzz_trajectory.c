@@ -6,6 +6,7 @@
  * loads must save back to the same bytes, give its weights at the end and
  * one step before it (a replay), and decompose into a kernel machine. */
 #include "fuzz.h"
+#include "pk_traj.h"
 
 static pk_matrix *FX, *FY;
 

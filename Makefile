@@ -180,8 +180,9 @@ clean: clean-reliability
 clean-reliability:
 	rm -rf $(FUZZ_DIR)
 # The C core as a static library for host programs (no Lua in it), and the
-# embedding examples: a C-only program and a Lua host with the module linked
-# in. `make embed` builds and runs both.
+# embedding examples: a C-only program, a Lua host with the module linked
+# in, and both used from two threads at once. `make embed` builds and runs
+# them.
 LIB       = $(BUILD)/libpathkernel.a
 CORE_OBJ  = $(patsubst c/%.c,$(BUILD)/obj/%.o,$(CORE_SRC))
 LUA_LIBS ?= $(shell $(PKGCONF) --libs lua5.4 2>/dev/null || echo -llua5.4)
@@ -201,6 +202,10 @@ $(BUILD)/embed_capi: examples/embed/capi.c $(LIB) c/pk.h
 $(BUILD)/embed_host: examples/embed/host.c $(OBJ) c/pk.h
 	$(CC) $(EMBED_CFLAGS) -I$(LUA_INCDIR) -DPK_SOURCE_DIR='"$(CURDIR)"' -o $@ $< $(OBJ) $(LUA_LIBS) $(LIBS)
 
-embed: $(BUILD)/embed_capi $(BUILD)/embed_host
+$(BUILD)/embed_threads: examples/embed/threads.c $(OBJ) c/pk.h
+	$(CC) $(EMBED_CFLAGS) -I$(LUA_INCDIR) -o $@ $< $(OBJ) $(LUA_LIBS) $(LIBS)
+
+embed: $(BUILD)/embed_capi $(BUILD)/embed_host $(BUILD)/embed_threads
 	$(BUILD)/embed_capi
 	$(BUILD)/embed_host
+	$(BUILD)/embed_threads

@@ -9,7 +9,11 @@
 #include <math.h>
 #include "pk_base.h"
 
-static char errbuf[512];
+/* The state of the library, safe to use from several threads of one host
+ * (two Lua states on two threads, say): the message of the last failure is
+ * the calling thread's own; the memory limit is one setting for the whole
+ * process, read and written atomically (relaxed: it orders nothing else). */
+static __thread char errbuf[512];
 static size_t memlimit;    /* 0 until first asked: then the default */
 
 pk_status pk_fail(pk_status s, const char *fmt, ...)
@@ -46,13 +50,21 @@ static size_t default_limit(void)
   return (size_t)pages / 4 * 3 * (size_t)psize;
 }
 
-void pk_set_memory_limit(size_t bytes) { memlimit = bytes ? bytes : default_limit(); }
+void pk_set_memory_limit(size_t bytes)
+{
+  __atomic_store_n(&memlimit, bytes ? bytes : default_limit(), __ATOMIC_RELAXED);
+}
 
 size_t pk_memory_limit(void)
 {
-  if (!memlimit)
-    memlimit = default_limit();
-  return memlimit;
+  size_t lim = __atomic_load_n(&memlimit, __ATOMIC_RELAXED), unset = 0;
+  if (lim) return lim;
+  /* first asked: every thread computes the same default, and a limit set
+   * meanwhile by another thread wins over it */
+  lim = default_limit();
+  if (!__atomic_compare_exchange_n(&memlimit, &unset, lim, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+    lim = unset;
+  return lim;
 }
 
 static void fmt_bytes(char *buf, size_t len, double b)
@@ -77,13 +89,15 @@ pk_status pk_mul_size(size_t *out, size_t a, size_t b, const char *what)
 pk_status pk_check_bytes_hint(size_t n, size_t size, const char *what, const char *hint)
 {
   char need[32], lim[32];
+  size_t limit;
   if (size != 0 && n > SIZE_MAX / size) {
     fmt_bytes(need, sizeof need, (double)n * (double)size);
     return pk_fail(PK_ENOMEM, "%s needs %s: the size overflows", what, need);
   }
-  if (n * size > pk_memory_limit()) {
+  /* read once: the message states the limit the check used */
+  if (n * size > (limit = pk_memory_limit())) {
     fmt_bytes(need, sizeof need, (double)n * (double)size);
-    fmt_bytes(lim, sizeof lim, (double)pk_memory_limit());
+    fmt_bytes(lim, sizeof lim, (double)limit);
     return pk_fail(PK_ENOMEM, "%s needs %s, above the memory limit of %s "
                    "(pk.set_memory_limit raises it; or %s)", what, need, lim,
                    hint ? hint : "ask for less");

@@ -25,13 +25,20 @@ typedef enum {
   PK_ECANCEL    /* a callback asked to stop */
 } pk_status;
 
-/* The message of the last failure in this thread of control (the library
- * keeps one buffer; calls from several threads at once must not share it). */
+/* Threads: a host may call the library from several threads at once (two
+ * Lua states on two threads, say). Each thread has its own last error; the
+ * memory limit is the one state all threads share. Separate objects may be
+ * used on separate threads at once; one object used by two threads at once
+ * needs the host's lock (machines and kernels keep caches inside). */
+
+/* The message of the last failure in the calling thread: a failure in
+ * another thread never changes it. */
 PK_API const char *pk_last_error(void);
 PK_API const char *pk_status_name(pk_status s);
 
 /* Memory accounting: every large allocation is checked against a limit
- * (default: 3/4 of physical memory). 0 restores the default. */
+ * (default: 3/4 of physical memory). 0 restores the default. One limit for
+ * the whole process, set and read atomically from any thread. */
 PK_API void pk_set_memory_limit(size_t bytes);
 PK_API size_t pk_memory_limit(void);
 

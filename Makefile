@@ -1,16 +1,23 @@
 # pathkernel - build the C module, run the specs, the sanitizer build, the
-# demo and the benchmarks. `make help` lists the targets.
+# reliability tools, the demo and the benchmarks, build the library for host
+# programs. `make help` lists the targets.
+
+# ---- tools and places -----------------------------------------------------
 
 LUA      ?= lua5.4
 BUSTED   ?= /usr/bin/busted
 CC       ?= cc
 PKGCONF  ?= pkg-config
+FUZZ_CC  ?= clang
 
 # LuaRocks passes these; the defaults suit a Debian checkout
 LUA_INCDIR  ?= $(patsubst -I%,%,$(firstword $(shell $(PKGCONF) --cflags-only-I lua5.4 2>/dev/null) -I/usr/include/lua5.4))
 LIBFLAG     ?= -shared
 INST_LIBDIR ?= /usr/local/lib/lua/5.4/pathkernel
 INST_LUADIR ?= /usr/local/share/lua/5.4
+LUA_LIBS    ?= $(shell $(PKGCONF) --libs lua5.4 2>/dev/null || echo -llua5.4)
+
+# ---- flags ----------------------------------------------------------------
 
 WARN    = -std=c99 -Wall -Wextra -Wpedantic -Wmissing-prototypes -Wshadow
 ifdef CI
@@ -19,6 +26,14 @@ endif
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -Ic
 LIBS    = -llapacke -llapack -lblas -lz -lm -lpthread
+# AddressSanitizer and UBSan: the module of `make check` and `make misuse`
+ASAN_FLAGS  = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_CFLAGS = $(WARN) $(ASAN_FLAGS) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -Ic
+# libFuzzer harnesses over the C core
+FUZZ_SAN    = -O1 -g -Werror=implicit-function-declaration -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+EMBED_CFLAGS = $(WARN) $(CFLAGS) -Ic
+
+# ---- sources and what is built from them ----------------------------------
 
 SRC      = $(wildcard c/*.c)
 HDR      = $(wildcard c/*.h)
@@ -26,19 +41,36 @@ CORE_SRC = $(filter-out c/lua_%.c,$(SRC))
 
 BUILD    = build
 MODULE   = $(BUILD)/pathkernel/core.so
+OBJ      = $(patsubst c/%.c,$(BUILD)/obj/%.o,$(SRC))
+CORE_OBJ = $(patsubst c/%.c,$(BUILD)/obj/%.o,$(CORE_SRC))
+LIB      = $(BUILD)/libpathkernel.a
 ASAN_DIR = build-asan
 ASAN_MOD = $(ASAN_DIR)/pathkernel/core.so
-ASAN_FLAGS = -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ASAN_OBJ = $(patsubst c/%.c,$(ASAN_DIR)/obj/%.o,$(SRC))
+FUZZ_DIR = build-fuzz
+FUZZERS  = $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
+FUZZ_BINS = $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZERS))
+FUZZ_OBJ = $(patsubst c/%.c,$(FUZZ_DIR)/obj/%.o,$(CORE_SRC))
+EMBEDS   = $(BUILD)/embed_capi $(BUILD)/embed_host $(BUILD)/embed_threads
+
+# ---- the environments things run in ---------------------------------------
 
 LUA_PATH_HERE  = $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua
 LUA_CPATH_HERE = $(CURDIR)/$(BUILD)/?.so
+# lua5.4 with the front module and the C module of this checkout
+RUN_HERE = LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;"
+# the interpreter is not instrumented, so the ASan runtime is preloaded
+ASAN_ENV = LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/.ci/lsan.supp:print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-.PHONY: all env deps test check demo bench install uninstall clean help
+.PHONY: all env deps test check demo bench install uninstall clean help \
+	fuzz fuzz-build fuzz-corpus misuse valgrind lib embed
+
+# ---- building --------------------------------------------------------------
 
 all: $(MODULE)
-
-OBJ      = $(patsubst c/%.c,$(BUILD)/obj/%.o,$(SRC))
-ASAN_OBJ = $(patsubst c/%.c,$(ASAN_DIR)/obj/%.o,$(SRC))
 
 $(MODULE): $(OBJ)
 	@mkdir -p $(dir $@)
@@ -54,7 +86,17 @@ $(ASAN_MOD): $(ASAN_OBJ)
 
 $(ASAN_DIR)/obj/%.o: c/%.c $(HDR)
 	@mkdir -p $(dir $@)
-	$(CC) $(WARN) $(ASAN_FLAGS) -fPIC -fvisibility=hidden -I$(LUA_INCDIR) -Ic -c -o $@ $<
+	$(CC) $(ASAN_CFLAGS) -c -o $@ $<
+
+# The C core as a static library for host programs (no Lua in it)
+lib: $(LIB)
+
+$(LIB): $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $(CORE_OBJ)
+
+# ---- running ---------------------------------------------------------------
 
 # eval "$(make -s env)" points lua5.4 at this checkout
 env:
@@ -68,19 +110,14 @@ test: deps
 	@$(MAKE) --no-print-directory all
 	$(LUA) $(BUSTED) $(BUSTED_ARGS)
 
-# The specs again with the module under AddressSanitizer and UBSan; the
-# interpreter is not instrumented, so the ASan runtime is preloaded.
+# The specs again with the module under AddressSanitizer and UBSan.
 check: deps $(ASAN_MOD)
-	LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	LSAN_OPTIONS=suppressions=$(CURDIR)/.ci/lsan.supp:print_suppressions=0 \
-	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	$(LUA) $(BUSTED) --cpath="$(CURDIR)/$(ASAN_DIR)/?.so" $(BUSTED_ARGS)
+	$(ASAN_ENV) $(LUA) $(BUSTED) --cpath="$(CURDIR)/$(ASAN_DIR)/?.so" $(BUSTED_ARGS)
 
 demo: deps
 	@sh .ci/deps gnuplot-nox 2>/dev/null || echo "(gnuplot-nox is optional: without it the demo writes CSV files instead of pictures)"
 	@$(MAKE) --no-print-directory all
-	LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;" $(LUA) examples/kernel_machine.lua
+	$(RUN_HERE) $(LUA) examples/kernel_machine.lua
 
 # Each benchmark runs its competitor (PyTorch, scikit-learn, NumPy under
 # /usr/bin/python3) in the same run and prints ratios; `make bench B=ntk`
@@ -91,40 +128,12 @@ bench: all
 	  LUA_PATH="$(CURDIR)/?.lua;$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;" $(LUA) $$b || exit 1; \
 	done
 
-install: $(MODULE)
-	mkdir -p $(INST_LIBDIR) $(INST_LUADIR)/pathkernel
-	cp $(MODULE) $(INST_LIBDIR)/core.so
-	cp lua/pathkernel/*.lua $(INST_LUADIR)/pathkernel/
-
-uninstall:
-	rm -f $(INST_LIBDIR)/core.so
-	rm -rf $(INST_LUADIR)/pathkernel
-
-clean:
-	rm -rf $(BUILD) $(ASAN_DIR)
-
-help:
-	@echo "targets: all env test check demo bench install uninstall clean"
-
-# ---- reliability: fuzzing, the misuse fuzzer, valgrind (see README,
+# ---- reliability: fuzzing, the misuse fuzzer, valgrind (README,
 # "Guarantees"). Every fuzz/fuzz_NAME.c is a libFuzzer harness over the C
 # core; fuzz/seeds.lua writes its seed corpus, fuzz/regress/NAME/ holds
 # inputs that once failed (replayed first on every run).
-FUZZ_CC    ?= clang
 FUZZ_TIME  ?= 60
 FUZZ_DEPS  ?= clang libclang-rt-14-dev
-FUZZ_DIR    = build-fuzz
-FUZZ_SAN    = -O1 -g -Werror=implicit-function-declaration -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-FUZZERS     = $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
-FUZZ_BINS   = $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZERS))
-FUZZ_OBJ    = $(patsubst c/%.c,$(FUZZ_DIR)/obj/%.o,$(CORE_SRC))
-RUN_HERE    = LUA_PATH="$(LUA_PATH_HERE);;" LUA_CPATH="$(LUA_CPATH_HERE);;"
-ASAN_ENV    = LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	LSAN_OPTIONS=suppressions=$(CURDIR)/.ci/lsan.supp:print_suppressions=0 \
-	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-
-.PHONY: fuzz fuzz-build fuzz-corpus misuse valgrind
 
 # kept between runs: the harnesses share them
 .SECONDARY: $(FUZZ_OBJ)
@@ -175,26 +184,8 @@ valgrind: deps all
 	OPENBLAS_NUM_THREADS=1 PK_MISUSE_COUNT=300 valgrind $(VALGRIND_FLAGS) \
 	  $(LUA) $(BUSTED) --ignore-lua $(BUSTED_ARGS)
 
-.PHONY: clean-reliability
-clean: clean-reliability
-clean-reliability:
-	rm -rf $(FUZZ_DIR)
-# The C core as a static library for host programs (no Lua in it), and the
-# embedding examples: a C-only program, a Lua host with the module linked
-# in, and both used from two threads at once. `make embed` builds and runs
-# them.
-LIB       = $(BUILD)/libpathkernel.a
-CORE_OBJ  = $(patsubst c/%.c,$(BUILD)/obj/%.o,$(CORE_SRC))
-LUA_LIBS ?= $(shell $(PKGCONF) --libs lua5.4 2>/dev/null || echo -llua5.4)
-EMBED_CFLAGS = $(WARN) $(CFLAGS) -Ic
-
-.PHONY: lib embed
-lib: $(LIB)
-
-$(LIB): $(CORE_OBJ)
-	@mkdir -p $(dir $@)
-	rm -f $@
-	ar rcs $@ $(CORE_OBJ)
+# ---- embedding: a C-only program against the library, a Lua host with the
+# module linked in, and both used from two threads at once
 
 $(BUILD)/embed_capi: examples/embed/capi.c $(LIB) c/pk.h
 	$(CC) $(EMBED_CFLAGS) -o $@ $< $(LIB) $(LIBS)
@@ -205,7 +196,40 @@ $(BUILD)/embed_host: examples/embed/host.c $(OBJ) c/pk.h
 $(BUILD)/embed_threads: examples/embed/threads.c $(OBJ) c/pk.h
 	$(CC) $(EMBED_CFLAGS) -I$(LUA_INCDIR) -o $@ $< $(OBJ) $(LUA_LIBS) $(LIBS)
 
-embed: $(BUILD)/embed_capi $(BUILD)/embed_host $(BUILD)/embed_threads
-	$(BUILD)/embed_capi
-	$(BUILD)/embed_host
-	$(BUILD)/embed_threads
+embed: $(EMBEDS)
+	@for e in $(EMBEDS); do echo "== $$e"; $$e || exit 1; done
+
+# ---- installing and cleaning up ---------------------------------------------
+
+install: $(MODULE)
+	mkdir -p $(INST_LIBDIR) $(INST_LUADIR)/pathkernel
+	cp $(MODULE) $(INST_LIBDIR)/core.so
+	cp lua/pathkernel/*.lua $(INST_LUADIR)/pathkernel/
+
+uninstall:
+	rm -f $(INST_LIBDIR)/core.so
+	rm -rf $(INST_LUADIR)/pathkernel
+
+clean:
+	rm -rf $(BUILD) $(ASAN_DIR) $(FUZZ_DIR)
+
+help:
+	@echo "make [target] (all when none is named)"
+	@echo "  all          the Lua module, $(MODULE)"
+	@echo "  env          shell exports that point lua5.4 here: eval \"\$$(make -s env)\""
+	@echo "  deps         check (as root: install) the Debian packages"
+	@echo "  test         the specs (BUSTED_ARGS=spec/x_spec.lua for one file)"
+	@echo "  check        the specs with the module under AddressSanitizer and UBSan"
+	@echo "  demo         examples/kernel_machine.lua (pictures with gnuplot)"
+	@echo "  bench        the benchmarks against their competitors (B=name for one)"
+	@echo "  install      the module into INST_LIBDIR and INST_LUADIR"
+	@echo "  uninstall    remove what install copied"
+	@echo "  clean        remove every build folder ($(BUILD), $(ASAN_DIR), $(FUZZ_DIR))"
+	@echo "  help         this list"
+	@echo "  fuzz         each libFuzzer harness for FUZZ_TIME seconds (default $(FUZZ_TIME))"
+	@echo "  fuzz-build   build the harnesses (clang)"
+	@echo "  fuzz-corpus  write their seed corpus"
+	@echo "  misuse       the misuse fuzzer under ASan, N calls (default $(N)), MISUSE_SEED"
+	@echo "  valgrind     the specs under valgrind memcheck"
+	@echo "  lib          the C core as a static library, $(LIB)"
+	@echo "  embed        build and run the host programs of examples/embed"

@@ -70,3 +70,39 @@ describe("the module", function()
     assert.are.same({}, ls("grep -l 'lua\\.h\\|lauxlib\\.h' c/*.c c/*.h | grep -v '^c/lua_'"))
   end)
 end)
+
+describe("the Makefile", function()
+  local function phony()
+    local text = assert(io.open("Makefile")):read("a"):gsub("\\\n", " ")
+    local t = {}
+    for line in text:gmatch("[^\n]+") do
+      local names = line:match("^%.PHONY:(.*)")
+      if names then for n in names:gmatch("%S+") do t[#t + 1] = n end end
+    end
+    table.sort(t)
+    return t
+  end
+
+  it("lists every target in make help, and no other", function()
+    local targets, listed = phony(), {}
+    assert.is_true(#targets >= 18)
+    for _, l in ipairs(ls("make -s --no-print-directory help")) do
+      local name = l:match("^  (%S+)")
+      if name then listed[#listed + 1] = name end
+    end
+    table.sort(listed)
+    assert.are.same(targets, listed)
+  end)
+end)
+
+describe("the C core's internal headers", function()
+  it("each compile alone: a header includes what it needs", function()
+    for _, h in ipairs(ls("ls c/pk_*.h")) do
+      local cmd = "printf '#include \"%s\"\\n' | cc -std=c99 -Wall -Wpedantic -Werror -Ic " ..
+                  "-fsyntax-only -x c - 2>&1"
+      local p = assert(io.popen(cmd:format(h:match("[^/]+$"))))
+      local out = p:read("a")
+      assert.is_true(p:close(), h .. ": " .. out)
+    end
+  end)
+end)

@@ -120,4 +120,18 @@ function H.container(tag, payload)
   return body .. string.pack("<I4", H.crc32(body))
 end
 
+-- A and B hold the same doubles, bit for bit (NaNs and signed zeros too)
+function H.same_bits(A, B)
+  local ra, ca = A:shape()
+  local rb, cb = B:shape()
+  assert(ra == rb and ca == cb, ("shapes %dx%d and %dx%d"):format(ra, ca, rb, cb))
+  local a, b = A:totable(), B:totable()
+  for i = 1, #a do
+    for j = 1, #a[i] do
+      assert(string.pack("<d", a[i][j]) == string.pack("<d", b[i][j]),
+             ("[%d][%d]: %.17g and %.17g differ"):format(i, j, a[i][j], b[i][j]))
+    end
+  end
+end
+
 return H

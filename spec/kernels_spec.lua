@@ -1,6 +1,7 @@
 -- Kernels defined by parameters (linear, rbf, laplacian, poly), the
 -- precomputed kernel, and the infinite-width NNGP / NTK against quadrature
--- of their defining expectations, written here in Lua; bad input.
+-- of their defining expectations, written here in Lua; rows that hold a NaN
+-- or an infinity; bad input.
 local H = require "helpers"
 local pk = H.pk
 
@@ -480,6 +481,68 @@ describe("infinite-width kernels", function()
       end
     end
     assert.are.equal(0, bad)
+  end)
+end)
+
+describe("classical and infinite-width kernels on non-finite rows", function()
+  local function isnan(v) return v ~= v end
+  local kernels = {
+    pk.kernel.linear(), pk.kernel.rbf{ gamma = 0.3 }, pk.kernel.laplacian{ gamma = 0.7 },
+    pk.kernel.poly{ degree = 2, c = 0.5 }, pk.kernel.ntk{ depth = 2 },
+    pk.kernel.nngp{ depth = 2, activation = "erf" }, pk.kernel.ntk{ depth = 1, activation = "identity" },
+  }
+  -- rows 2 and 4 of X1 and row 3 of X2 hold a non-finite value
+  local X1 = pk.randn(5, 3, 1)
+  X1:set(2, 1, math.huge)
+  X1:set(4, 3, -math.huge)
+  local X2 = pk.randn(4, 3, 2)
+  X2:set(3, 2, 0 / 0)
+  local bad1, bad2 = { [2] = true, [4] = true }, { [3] = true }
+  local good1, good2 = X1:gather{ 1, 3, 5 }, X2:gather{ 1, 2, 4 }
+  local at1, at2 = { 1, nil, 2, nil, 3 }, { 1, 2, nil, 3 }
+
+  -- every entry of a bad row or column is NaN; the others are the Gram of
+  -- the finite rows alone
+  local function check(G, Gf, b1, b2, a1, a2, name)
+    for i = 1, G:rows() do
+      for j = 1, G:cols() do
+        local v = G:get(i, j)
+        if b1[i] or b2[j] then
+          assert.is_true(isnan(v), name .. ": entry " .. i .. "," .. j .. " = " .. v)
+        else
+          local w = Gf:get(a1[i], a2[j])
+          assert.is_true(math.abs(v - w) <= 1e-14 * math.max(1, math.abs(w)), name)
+        end
+      end
+    end
+  end
+
+  it("give NaN in every entry of those rows and columns, in gram and diag", function()
+    for _, K in ipairs(kernels) do
+      local name = K:name()
+      check(K:gram(X1, X2), K:gram(good1, good2), bad1, bad2, at1, at2, name)
+      check(K:gram(X2, X1), K:gram(good2, good1), bad2, bad1, at2, at1, name .. " (transposed)")
+      check(K:gram(X1), K:gram(good1), bad1, bad1, at1, at1, name .. " (symmetric)")
+      check(K:gram(X1, X1:copy()), K:gram(good1, good1:copy()), bad1, bad1, at1, at1, name .. " (two copies)")
+      local D, Df = K:diag(X1), K:diag(good1)
+      check(D, Df, bad1, {}, at1, { 1 }, name .. " (diag)")
+    end
+  end)
+
+  it("rbf and laplacian stay in [0, 1] on finite rows whose squared norms overflow", function()
+    local X = pk.matrix{ { 1e200, 0 }, { 1e200, 0 }, { 0, 0 }, { -1e200, 1 } }
+    for _, K in ipairs{ pk.kernel.rbf(), pk.kernel.laplacian() } do
+      for _, G in ipairs{ K:gram(X), K:gram(X, X:copy()) } do
+        for i = 1, 4 do
+          for j = 1, 4 do
+            local want = (i == j or (i <= 2 and j <= 2)) and 1 or 0
+            assert.are.equal(want, G:get(i, j), K:name() .. " " .. i .. "," .. j)
+          end
+        end
+      end
+      local D = K:diag(X)
+      for i = 1, 4 do assert.are.equal(1, D:get(i, 1), K:name()) end
+    end
   end)
 end)
 

@@ -1,5 +1,5 @@
 -- Matrix: construction, views, arithmetic against independent loops, files
--- and CSV, and every class of bad input.
+-- (CSV in csv_spec.lua), and every class of bad input.
 local H = require "helpers"
 local pk = H.pk
 
@@ -66,6 +66,16 @@ describe("pk.matrix", function()
     A:set(2, 1, 3.5)
     assert.are.equal(3.5, A:get(2, 1))
     assert.are.equal(0, A:get(1, 2))
+  end)
+
+  it("a 2^31-1 x 0 matrix prints, transposes and refuses totable at once", function()
+    local A = pk.zeros(2^31 - 1, 0)
+    local t0 = os.clock()
+    local s = tostring(A)
+    assert.truthy(s:find("2147483647x0", 1, true))
+    assert.are.same({ 0, 2^31 - 1 }, { A:t():shape() })
+    H.raises("totable of a 2147483647 x 0 matrix needs", A.totable, A)
+    assert.is_true(os.clock() - t0 < 0.5, "took " .. (os.clock() - t0) .. " s")
   end)
 end)
 
@@ -183,6 +193,22 @@ describe("arithmetic", function()
     local lines = select(2, big:gsub("\n", ""))
     assert.are.equal(7, lines)   -- 3 rows, "...", 3 rows
   end)
+
+  it("norm is +inf with infinities (it was NaN from inf/inf), NaN with a NaN", function()
+    assert.are.equal(math.huge, pk.matrix{{math.huge, math.huge}}:norm())
+    assert.are.equal(math.huge, pk.matrix{{1, -math.huge, 3, math.huge}}:norm())
+    local n = pk.matrix{{math.huge, 0 / 0}}:norm()
+    assert.is_true(n ~= n)
+    assert.are.equal(5, pk.matrix{{3, 4}}:norm())
+  end)
+  it("A / s divides (it multiplied by 1/s, which overflows for a subnormal s)", function()
+    assert.are.equal(1e-300 / 1e-310, (pk.matrix{{1e-300}} / 1e-310):get(1, 1))
+    -- 5 / 3 and 5 * (1/3) differ in the last bit
+    local a = 5
+    assert.is_true(a / 3 ~= a * (1 / 3))
+    assert.are.equal(a / 3, (pk.matrix{{a}} / 3):get(1, 1))
+    assert.are.equal(math.huge, (pk.matrix{{1}} / 0):get(1, 1))
+  end)
 end)
 
 describe("files", function()
@@ -255,37 +281,6 @@ describe("files", function()
   end)
 end)
 
-describe("csv", function()
-  it("round-trips values exactly (%.17g) with a header", function()
-    local A = pk.randn(6, 3, 2)
-    local p = H.tmpname(".csv")
-    assert.is_true(A:write_csv(p, { header = "a,b,c" }))
-    local B, header = pk.read_csv(p, { header = true })
-    assert.are.equal("a,b,c", header)
-    assert.are.equal(0, (A - B):max_abs())
-    os.remove(p)
-  end)
-
-  it("reads the iris file shipped with the examples", function()
-    local I, header = pk.read_csv("examples/data/iris.csv", { header = true })
-    assert.are.same({150, 5}, {I:shape()})
-    assert.truthy(header:find("setosa", 1, true))
-  end)
-
-  it("names the line and column of a bad field", function()
-    local p = H.tmpname(".csv")
-    H.write_bytes(p, "1,2,3\n4,x5,6\n")
-    H.raises("line 2, column 2", pk.read_csv, p)
-    H.write_bytes(p, "1,2,3\n4,5\n")
-    H.raises("line 2 has 2 fields, expected 3", pk.read_csv, p)
-    H.write_bytes(p, "1;2\n3;4\n")
-    assert.are.same({{1, 2}, {3, 4}}, pk.read_csv(p, { sep = ";" }):totable())
-    os.remove(p)
-    assert.is_nil((pk.read_csv("/nonexistent.csv")))
-    H.raises("unknown option 'headr'", pk.read_csv, p, { headr = true })
-  end)
-end)
-
 describe("bad input", function()
   it("rejects wrong types", function()
     H.raises("pathkernel.Matrix expected, got table", function() return pk.eye(2):hadamard({}) end)
@@ -331,5 +326,10 @@ describe("bad input", function()
 
   it("mean of an empty matrix is an error, not NaN", function()
     H.raises("mean of an empty", function() return pk.zeros(0, 3):mean() end)
+  end)
+
+  it("print the value that was out of range, however large", function()
+    H.raises("rows must be >= 0, got -1099511627776", pk.zeros, -2^40, 1)
+    H.raises("rows must be >= 0, got " .. math.mininteger, pk.zeros, math.mininteger, 1)
   end)
 end)

@@ -1,7 +1,8 @@
 -- The path decomposition (issue 5): the trained network rewritten as a sum
 -- over its training examples, exact to rounding with the Gauss rule, first
 -- order in the learning rate with the paper's left rule; trajectories that
--- replay bit for bit; files; and bad input.
+-- replay bit for bit; kernel machines and the queries they refuse (NaN or
+-- infinite rows); files; and bad input.
 local H = require "helpers"
 local pk = H.pk
 
@@ -315,6 +316,84 @@ describe("kernel machines", function()
     H.raises("has no steps", pk.machine.from_trajectory, t0)
     H.raises("has no steps", pk.kernel.path, t0)
     os.remove(p)
+  end)
+end)
+
+-- a machine over a short recorded run, its network and its data
+local function small_run(opts)
+  local X, Y = pk.randn(12, 2, 1), pk.randn(12, 1, 2)
+  local net = pk.network{ sizes = { 2, 8, 1 }, seed = 4 }
+  local o = { X = X, Y = Y, lr = 0.1, steps = 6, record = true, progress = false }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local traj = net:train(o)
+  return pk.machine.from_trajectory(traj), net, X, Y
+end
+
+describe("kernel machines refuse non-finite queries", function()
+  local km, net = small_run()
+  local Q = pk.matrix{ { 0.1, 0.2 }, { 0 / 0, 1 }, { 1, 2 } }
+
+  it("in predict, contributions, coefficients, verify, regularization and explain, naming the row", function()
+    for _, bad in ipairs{ 0 / 0, math.huge, -math.huge } do
+      local Qb = Q:copy()
+      Qb:set(2, 1, bad)
+      for _, m in ipairs{ "predict", "contributions", "coefficients", "verify", "regularization" } do
+        H.raises("the queries hold a NaN or infinite value in row 2", km[m], km, Qb)
+      end
+      H.raises("the queries hold a NaN or infinite value in row 1", km.explain, km, Qb:row(2), 3)
+    end
+  end)
+
+  it("still answers the finite rows, and verify's error is the true gap", function()
+    local Qf = Q:gather{ 1, 3 }
+    local p = km:predict(Qf)
+    local f = net:forward(Qf)
+    local a, r = km:verify(Qf)
+    -- the gap verify reports is the one predict and forward show
+    local gap = 0
+    for i = 1, 2 do gap = math.max(gap, math.abs(p:get(i, 1) - f:get(i, 1))) end
+    assert.are.equal(gap, a)
+    assert.is_true(a < 1e-12 and r < 1e-12)
+  end)
+
+  it("in train{ explain = } before training starts, naming the row", function()
+    local X, Y = pk.randn(6, 2, 1), pk.randn(6, 1, 2)
+    local n = pk.network{ sizes = { 2, 4, 1 }, seed = 1 }
+    local w0 = n:params()
+    local called = false
+    H.raises("train: explain = Xq holds a NaN or infinite value in row 2", n.train, n,
+      { X = X, Y = Y, steps = 3, explain = Q, progress = false,
+        on_step = function() called = true end })
+    assert.is_false(called)
+    assert.are.equal(0, (n:params() - w0):max_abs())
+  end)
+
+  it("verify reports NaN when a finite query's output overflows, and explain ranks the NaNs first", function()
+    local X, Y = pk.randn(12, 2, 1), pk.randn(12, 1, 2)
+    local n = pk.network{ sizes = { 2, 8, 8, 1 }, activation = "relu", seed = 4 }
+    local m = pk.machine.from_trajectory(n:train{ X = X, Y = Y, lr = 0.1, steps = 6, record = true,
+      progress = false })
+    local Qo = pk.matrix{ { 0.5, 0.5 }, { 1.7e308, 1.7e308 }, { -0.5, 1 } }
+    local p, f = m:predict(Qo), n:forward(Qo)
+    local gap = p:get(2, 1) - f:get(2, 1)
+    assert.is_true(gap ~= gap, "the premise: row 2 overflows to a NaN gap")
+    local a, r = m:verify(Qo)
+    assert.is_true(a ~= a and r ~= r)
+    -- the finite rows alone verify to rounding
+    local a2 = m:verify(Qo:gather{ 1, 3 })
+    assert.is_true(a2 < 1e-12)
+    local e = m:explain(Qo:row(2), 3)
+    assert.is_true(e[1].contribution ~= e[1].contribution)
+  end)
+
+  it("on an online machine too", function()
+    local X, Y = pk.randn(6, 2, 1), pk.randn(6, 1, 2)
+    local Qf = Q:gather{ 1, 3 }
+    local _, kmo = pk.network{ sizes = { 2, 4, 1 }, seed = 1 }:train{ X = X, Y = Y, steps = 3,
+      explain = Qf, progress = false }
+    local Qb = Qf:copy()
+    Qb:set(1, 2, math.huge)
+    H.raises("the queries hold a NaN or infinite value in row 1", kmo.verify, kmo, Qb)
   end)
 end)
 

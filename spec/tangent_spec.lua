@@ -1,6 +1,6 @@
 -- The tangent kernel: equal to J J^T of the explicit Jacobian for every
 -- activation, parameterization and output mode; symmetric, PSD, the same
--- tiled or not; a snapshot of the weights; and its bad input.
+-- tiled or not; a snapshot of the weights; and its bad input and failures.
 local H = require "helpers"
 local pk = H.pk
 
@@ -115,5 +115,30 @@ describe("pk.kernel.tangent", function()
     H.raises("above the memory limit", Kt.gram, Kt, big)
     H.raises("memory' must be a positive", pk.kernel.tangent, net, { memory = 0 })
     H.raises("pathkernel.Network expected", pk.kernel.tangent, {})
+  end)
+end)
+
+describe("the Kernel userdata's failures (pk.kernel.tangent)", function()
+  local net = pk.network{ sizes = { 3, 6, 1 }, seed = 1 }
+  local X = pk.randn(5, 3, 1)
+  local Y = pk.randn(4, 3, 2)
+
+  it("raises the core's failure with its message", function()
+    local K = pk.kernel.tangent(net, { memory = 100 })
+    H.raises("tangent kernel: memory = 100 bytes is too small for one tile", K.gram, K, X)
+  end)
+
+  it("checks its arguments", function()
+    local K = pk.kernel.tangent(net)
+    H.raises("X1 has 2 columns, the kernel takes 3 inputs", K.gram, K, pk.zeros(2, 2))
+    H.raises("X2 has 2 columns, the kernel takes 3 inputs", K.gram, K, X, pk.zeros(2, 2))
+    local R = pk.zeros(2, 3)
+    R:release()
+    H.raises("matrix has been released", K.gram, K, X, R)
+    H.raises("table of options expected, got number", K.gram, K, X, Y, 5)
+    H.raises("table of options expected, got string", K.diag, K, X, "fast")
+    H.raises("unknown option 'progres'", K.gram, K, X, { progres = false })
+    H.raises("unknown outputs mode 'all'", pk.kernel.tangent, net, { outputs = "all" })
+    H.raises("option 'memory' must be a positive number", pk.kernel.tangent, net, { memory = 0 })
   end)
 end)

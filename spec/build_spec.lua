@@ -98,7 +98,7 @@ describe("the Makefile", function()
   it("lists every target in make help, and no other", function()
     local targets, listed = phony(), {}
     assert.is_true(#targets >= 18)
-    for _, l in ipairs(ls("make -s --no-print-directory help")) do
+    for _, l in ipairs(ls("env -u LD_PRELOAD make -s --no-print-directory help")) do
       local name = l:match("^  (%S+)")
       if name then listed[#listed + 1] = name end
     end
@@ -124,8 +124,9 @@ describe("the C headers", function()
 
   it("each compile alone: a header includes what it needs", function()
     for _, h in ipairs(ls("ls c/pk_*.h")) do
-      local cmd = "printf '#include \"%s\"\\n' | cc -std=c99 -Wall -Wpedantic -Werror -Ic " ..
-                  "-fsyntax-only -x c - 2>&1"
+      -- without the sanitizer build's preload (make check), as the public header's test
+      local cmd = "printf '#include \"%s\"\\n' | env -u LD_PRELOAD cc -std=c99 -Wall -Wpedantic " ..
+                  "-Werror -Ic -fsyntax-only -x c - 2>&1"
       local p = assert(io.popen(cmd:format(h:match("[^/]+$"))))
       local out = p:read("a")
       assert.is_true(p:close(), h .. ": " .. out)

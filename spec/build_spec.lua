@@ -2,15 +2,7 @@
 -- exports only its entry point and the pk_ C API.
 local H = require "helpers"
 
-local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
--- a shell command's output (stderr too) and exit status
-local function shell(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, rc = p:close()
-  return out, ok and 0 or rc
-end
+local shq, shell = H.shq, H.shell
 
 local function ls(cmd)
   local t, p = {}, assert(io.popen(cmd))

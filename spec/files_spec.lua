@@ -6,15 +6,7 @@
 local H = require "helpers"
 local pk = H.pk
 
-local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
--- a shell command's output (stderr too) and exit status
-local function shell(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
-  local out = p:read("a")
-  local ok, _, rc = p:close()
-  return out, ok and 0 or rc
-end
+local shq, shell = H.shq, H.shell
 
 -- Run Lua code in a child lua5.4 that loads the same module as this run
 -- (build/ or build-asan/), under the shell prefix `pre`; answer its output.

@@ -120,6 +120,17 @@ function H.container(tag, payload)
   return body .. string.pack("<I4", H.crc32(body))
 end
 
+-- a shell word: s in single quotes
+function H.shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- a shell command's output (stderr too) and exit status
+function H.shell(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("a")
+  local ok, _, rc = p:close()
+  return out, ok and 0 or rc
+end
+
 -- A and B hold the same doubles, bit for bit (NaNs and signed zeros too)
 function H.same_bits(A, B)
   local ra, ca = A:shape()

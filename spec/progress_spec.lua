@@ -1,7 +1,6 @@
 -- Progress of long operations: every one takes progress = false (silent),
 -- true (a bar on stderr when it is a terminal) or a function(done, total)
--- that may stop the work by returning false; a bar never changes a result;
--- a tiled Gram reports once per tile; a callback's error passes through.
+-- that may stop the work by returning false; a bar never changes a result.
 local H = require "helpers"
 local pk = H.pk
 
@@ -164,30 +163,5 @@ describe("the terminal bar", function()
     local off = run("false")
     assert.truthy(off:find("finished", 1, true), off)
     assert.is_nil(off:find("train [", 1, true), "a bar with progress = false: " .. off)
-  end)
-end)
-
-describe("the progress of a tiled Gram (pk.kernel.tangent)", function()
-  local net = pk.network{ sizes = { 3, 6, 1 }, seed = 1 }
-  local X = pk.randn(5, 3, 1)
-  local Y = pk.randn(4, 3, 2)
-  -- a working set this small splits the Gram into several tiles, so the
-  -- progress callback runs while there is work left
-  local function tiled() return pk.kernel.tangent(net, { memory = 1000 }) end
-
-  it("reports progress once per tile, ending at the total", function()
-    local seen = {}
-    tiled():gram(X, Y, { progress = function(done, total) seen[#seen + 1] = { done, total } end })
-    assert.is_true(#seen > 2)
-    assert.are.same({ seen[#seen][2], seen[#seen][2] }, seen[#seen])
-  end)
-
-  it("passes on a callback's error, even one that is not a string", function()
-    local K = tiled()
-    H.raises("boom", K.gram, K, X, { progress = function() error("boom") end })
-    local ok, e = pcall(K.gram, K, X, { progress = function() error({ code = 7 }) end })
-    assert.is_false(ok)
-    assert.are.equal(7, e.code)
-    H.raises("cancelled", K.gram, K, X, { progress = function() return false end })
   end)
 end)

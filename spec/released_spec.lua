@@ -1,6 +1,7 @@
 -- Objects released or reused while in use: a callback cannot release the
 -- object whose call it serves, and the data a callback releases stays alive
--- until the call ends; released objects refuse every use by name.
+-- until the call ends; released objects refuse every use by name. (The
+-- Kernel userdata's own cases are in tangent_spec.lua.)
 local H = require "helpers"
 local pk = H.pk
 
@@ -86,41 +87,5 @@ describe("objects that callbacks release or reuse", function()
     assert.are.equal(0, (km:predict(X:slice(1, 3)) - want):max_abs())
     assert.are.equal(0, (Kp:gram(X) - wantK):max_abs())
     H.raises("trajectory has been released", pk.machine.from_trajectory, traj)
-  end)
-end)
-
-describe("a kernel in use (pk.kernel.tangent)", function()
-  local net = pk.network{ sizes = { 3, 6, 1 }, seed = 1 }
-  local X = pk.randn(5, 3, 1)
-  local Y = pk.randn(4, 3, 2)
-  -- a working set this small splits the Gram into several tiles, so the
-  -- progress callback runs while there is work left
-  local function tiled() return pk.kernel.tangent(net, { memory = 1000 }) end
-
-  it("keeps matrices a progress callback releases alive until the call ends", function()
-    local K = tiled()
-    local want = K:gram(X, Y)
-    local A, B = X:copy(), Y:copy()
-    local G = K:gram(A, B, { progress = function(done)
-      if done == 1 then A:release(); B:release(); collectgarbage() end
-    end })
-    assert.are.equal(0, (G - want):max_abs())
-    H.raises("matrix has been released", K.gram, K, A)
-    local D = X:copy()
-    local d = K:diag(D, { progress = function() D:release(); collectgarbage() end })
-    assert.are.equal(0, (d - K:diag(X)):max_abs())
-  end)
-
-  it("cannot be released from its own progress callback, and stays usable", function()
-    local K = tiled()
-    H.raises("kernel is in use", K.gram, K, X, { progress = function() K:release() end })
-    H.raises("kernel is in use", K.diag, K, X, { progress = function() getmetatable(K).__gc(K) end })
-    -- using it from its own callback is fine: its state is read only
-    local inner
-    K:gram(X, { progress = function() inner = K:gram(Y) end })
-    assert.are.equal(0, (inner - K:gram(Y)):max_abs())
-    K:release()
-    H.raises("kernel has been released", K.gram, K, X)
-    assert.are.equal("pathkernel.Kernel (released)", tostring(K))
   end)
 end)

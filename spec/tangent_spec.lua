@@ -1,6 +1,8 @@
 -- The tangent kernel: equal to J J^T of the explicit Jacobian for every
 -- activation, parameterization and output mode; symmetric, PSD, the same
--- tiled or not; a snapshot of the weights; and its bad input and failures.
+-- tiled or not; a snapshot of the weights; its bad input; and the Kernel
+-- userdata's calls: progress per tile, callbacks that release what the
+-- call uses, a callback's error, the core's failure, argument checks.
 local H = require "helpers"
 local pk = H.pk
 
@@ -118,10 +120,56 @@ describe("pk.kernel.tangent", function()
   end)
 end)
 
-describe("the Kernel userdata's failures (pk.kernel.tangent)", function()
+describe("the Kernel userdata (through pk.kernel.tangent)", function()
   local net = pk.network{ sizes = { 3, 6, 1 }, seed = 1 }
   local X = pk.randn(5, 3, 1)
   local Y = pk.randn(4, 3, 2)
+  -- a working set this small splits the Gram into several tiles, so the
+  -- progress callback runs while there is work left
+  local function tiled() return pk.kernel.tangent(net, { memory = 1000 }) end
+
+  it("reports progress once per tile, ending at the total", function()
+    local seen = {}
+    tiled():gram(X, Y, { progress = function(done, total) seen[#seen + 1] = { done, total } end })
+    assert.is_true(#seen > 2)
+    assert.are.same({ seen[#seen][2], seen[#seen][2] }, seen[#seen])
+  end)
+
+  it("keeps matrices a progress callback releases alive until the call ends", function()
+    local K = tiled()
+    local want = K:gram(X, Y)
+    local A, B = X:copy(), Y:copy()
+    local G = K:gram(A, B, { progress = function(done)
+      if done == 1 then A:release(); B:release(); collectgarbage() end
+    end })
+    assert.are.equal(0, (G - want):max_abs())
+    H.raises("matrix has been released", K.gram, K, A)
+    local D = X:copy()
+    local d = K:diag(D, { progress = function() D:release(); collectgarbage() end })
+    assert.are.equal(0, (d - K:diag(X)):max_abs())
+  end)
+
+  it("cannot be released from its own progress callback, and stays usable", function()
+    local K = tiled()
+    H.raises("kernel is in use", K.gram, K, X, { progress = function() K:release() end })
+    H.raises("kernel is in use", K.diag, K, X, { progress = function() getmetatable(K).__gc(K) end })
+    -- using it from its own callback is fine: its state is read only
+    local inner
+    K:gram(X, { progress = function() inner = K:gram(Y) end })
+    assert.are.equal(0, (inner - K:gram(Y)):max_abs())
+    K:release()
+    H.raises("kernel has been released", K.gram, K, X)
+    assert.are.equal("pathkernel.Kernel (released)", tostring(K))
+  end)
+
+  it("passes on a callback's error, even one that is not a string", function()
+    local K = tiled()
+    H.raises("boom", K.gram, K, X, { progress = function() error("boom") end })
+    local ok, e = pcall(K.gram, K, X, { progress = function() error({ code = 7 }) end })
+    assert.is_false(ok)
+    assert.are.equal(7, e.code)
+    H.raises("cancelled", K.gram, K, X, { progress = function() return false end })
+  end)
 
   it("raises the core's failure with its message", function()
     local K = pk.kernel.tangent(net, { memory = 100 })

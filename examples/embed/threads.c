@@ -103,34 +103,33 @@ done:
 
 /* ---- two Lua states --------------------------------------------------- */
 
-/* chunk(rounds) -> messages read, those not naming this thread's mistake,
- * the first of those (and what it should have named) */
-static const char *const lua_mistake[2] = {
-  "local pk, rounds = require 'pathkernel.core', ...\n"
-  "local a, b, foreign, first, want = pk.zeros(500, 5), pk.zeros(7, 2), 0\n"
-  "for i = 0, rounds - 1 do\n"
-  "  local rows = 1 + i % 500\n"
-  "  local ok, msg = pcall(function() return a:slice(1, rows) * b end)\n"
-  "  local w = string.format('shapes %dx5 and 7x2', rows)\n"
-  "  if ok or not tostring(msg):find(w, 1, true) then\n"
-  "    foreign = foreign + 1\n"
-  "    if not first then first, want = tostring(msg), w end\n"
-  "  end\n"
-  "end\n"
-  "return rounds, foreign, first, want\n",
-  "local pk, rounds = require 'pathkernel.core', ...\n"
+/* chunk(rounds, id) -> messages read, those that did not name thread id's
+ * mistake, the first of those and what it should have named */
+static const char *const lua_rounds =
+  "local pk, rounds, id = require 'pathkernel.core', ...\n"
+  "local a, b = pk.zeros(500, 5), pk.zeros(7, 2)\n"
+  "local mistake = {\n"
+  "  [0] = function(i)\n"
+  "    local rows = 1 + i % 500\n"
+  "    return function() return a:slice(1, rows) * b end,\n"
+  "           string.format('shapes %dx5 and 7x2', rows)\n"
+  "  end,\n"
+  "  [1] = function(i)\n"
+  "    local name = 'thread-1-round-' .. i\n"
+  "    return function() return pk.kernel.ntk{ depth = 1, activation = name } end,\n"
+  "           \"activation '\" .. name .. \"'\"\n"
+  "  end,\n"
+  "}\n"
   "local foreign, first, want = 0\n"
   "for i = 0, rounds - 1 do\n"
-  "  local name = 'thread-1-round-' .. i\n"
-  "  local ok, msg = pcall(pk.kernel.ntk, { depth = 1, activation = name })\n"
-  "  local w = \"activation '\" .. name .. \"'\"\n"
+  "  local f, w = mistake[id](i)\n"
+  "  local ok, msg = pcall(f)\n"
   "  if ok or not tostring(msg):find(w, 1, true) then\n"
   "    foreign = foreign + 1\n"
   "    if not first then first, want = tostring(msg), w end\n"
   "  end\n"
   "end\n"
-  "return rounds, foreign, first, want\n",
-};
+  "return rounds, foreign, first, want\n";
 
 static void *lua_worker(void *ud)
 {
@@ -143,11 +142,12 @@ static void *lua_worker(void *ud)
   luaL_openlibs(L);
   luaL_requiref(L, "pathkernel.core", luaopen_pathkernel_core, 0);
   lua_pop(L, 1);
-  if (luaL_loadstring(L, lua_mistake[w->id]) != LUA_OK) {
+  if (luaL_loadstring(L, lua_rounds) != LUA_OK) {
     note(w, lua_tostring(L, -1), "a chunk that loads");
   } else {
     lua_pushinteger(L, LUA_ROUNDS);
-    if (lua_pcall(L, 1, 4, 0) != LUA_OK) {
+    lua_pushinteger(L, w->id);
+    if (lua_pcall(L, 2, 4, 0) != LUA_OK) {
       note(w, lua_tostring(L, -1), "no error outside pcall");
     } else {
       w->rounds = (long)lua_tointeger(L, -4);

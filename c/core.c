@@ -110,42 +110,42 @@ pk_status pk_check_bytes(size_t n, size_t size, const char *what)
   return pk_check_bytes_hint(n, size, what, NULL);
 }
 
-pk_status pk_alloc_hint(void **out, size_t n, size_t size, const char *what, const char *hint)
+/* What every checked allocation does: the check against the limit, then
+ * malloc, or calloc when zero; a refusal or a failure says what and how
+ * much. */
+static pk_status checked(void **out, size_t n, size_t size, const char *what, const char *hint,
+                         int zero)
 {
   pk_status st = pk_check_bytes_hint(n, size, what, hint);
   *out = NULL;
   if (st) return st;
-  *out = malloc(n * size > 0 ? n * size : 1);
+  *out = zero ? calloc(n ? n : 1, size ? size : 1) : malloc(n * size > 0 ? n * size : 1);
   if (!*out) {
     char need[32];
     fmt_bytes(need, sizeof need, (double)n * (double)size);
     return pk_fail(PK_ENOMEM, "%s: allocating %s failed", what, need);
   }
   return PK_OK;
+}
+
+pk_status pk_alloc_hint(void **out, size_t n, size_t size, const char *what, const char *hint)
+{
+  return checked(out, n, size, what, hint, 0);
 }
 
 pk_status pk_alloc(void **out, size_t n, size_t size, const char *what)
 {
-  return pk_alloc_hint(out, n, size, what, NULL);
+  return checked(out, n, size, what, NULL, 0);
 }
 
 pk_status pk_calloc_hint(void **out, size_t n, size_t size, const char *what, const char *hint)
 {
-  pk_status st = pk_check_bytes_hint(n, size, what, hint);
-  *out = NULL;
-  if (st) return st;
-  *out = calloc(n ? n : 1, size ? size : 1);
-  if (!*out) {
-    char need[32];
-    fmt_bytes(need, sizeof need, (double)n * (double)size);
-    return pk_fail(PK_ENOMEM, "%s: allocating %s failed", what, need);
-  }
-  return PK_OK;
+  return checked(out, n, size, what, hint, 1);
 }
 
 pk_status pk_calloc(void **out, size_t n, size_t size, const char *what)
 {
-  return pk_calloc_hint(out, n, size, what, NULL);
+  return checked(out, n, size, what, NULL, 1);
 }
 
 pk_status pk_fail_in(pk_status s, const char *name)

@@ -443,12 +443,22 @@ pk_status pk_load_object(const char *path, pk_tag want, unsigned char **buf, pk_
   return st;
 }
 
-pk_status pk_reader_end(const pk_reader *r, const char *name)
+pk_status pk_reader_end(const pk_reader *r, const char *name, pk_serialize_fn fn,
+                        const void *obj)
 {
+  pk_writer w;
+  pk_status st;
+  uint32_t need;
   if (r->err) return pk_fail(PK_EFORMAT, "%s: length check failed: the payload is truncated", name);
   if (r->pos != r->n)
     return pk_fail(PK_EFORMAT, "%s: length check failed: %zu stray payload bytes", name,
                    r->n - r->pos);
+  memset(&w, 0, sizeof w);
+  if ((st = fn(&w, obj))) return pk_fail_in(st, name);   /* counting: writes nothing */
+  need = w.version ? w.version : 1u;
+  if (r->version != need)
+    return pk_fail(PK_EFORMAT, "%s: version check failed: a file of format version %u holds an "
+                   "object of version %u", name, r->version, need);
   return PK_OK;
 }
 
@@ -509,7 +519,8 @@ pk_status pk_matrix_load_mem(pk_matrix **out, const char *name, const unsigned c
   pk_status st;
   *out = NULL;
   if ((st = pk_load_object_mem(name, buf, len, PK_TAG_MATRIX, &r))) return st;
-  if ((st = pk_matrix_read_payload(&r, out)) || (st = pk_reader_end(&r, name))) {
+  if ((st = pk_matrix_read_payload(&r, out)) ||
+      (st = pk_reader_end(&r, name, pk_matrix_write_payload, *out))) {
     pk_matrix_free(*out);
     *out = NULL;
   }

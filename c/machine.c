@@ -472,7 +472,7 @@ pk_status pk_machine_load_mem(pk_machine **out, const char *name, const unsigned
     goto done;
   }
   if (r.err) BAD("%s: file is truncated", name);
-  st = pk_reader_end(&r, name);
+  st = pk_reader_end(&r, name, pk_machine_write_payload, km);
 done:
   if (st) {
     pk_machine_free(km);

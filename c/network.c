@@ -598,7 +598,8 @@ pk_status pk_network_load_mem(pk_network **out, const char *name, const unsigned
   pk_status st;
   *out = NULL;
   if ((st = pk_load_object_mem(name, buf, len, PK_TAG_NETWORK, &r))) return st;
-  if ((st = pk_network_read_payload(&r, out)) || (st = pk_reader_end(&r, name))) {
+  if ((st = pk_network_read_payload(&r, out)) ||
+      (st = pk_reader_end(&r, name, pk_network_write_payload, *out))) {
     pk_network_free(*out);
     *out = NULL;
     return pk_fail_in(st, name);

@@ -79,8 +79,11 @@ pk_status pk_load_object(const char *path, pk_tag want, unsigned char **buf,
 pk_status pk_load_object_mem(const char *name, const unsigned char *buf, size_t len,
                              pk_tag want, pk_reader *r);
 pk_status pk_file_tag_mem(const char *name, const unsigned char *buf, size_t len, pk_tag *tag);
-/* After a payload is read: PK_OK only if it was read exactly to its end. */
-pk_status pk_reader_end(const pk_reader *r, const char *name);
+/* After a payload is read into obj: PK_OK only if it was read exactly to
+ * its end, and the file states the version a save of obj (by fn) states,
+ * the lowest that holds it: a file that loads saves back the same bytes. */
+pk_status pk_reader_end(const pk_reader *r, const char *name, pk_serialize_fn fn,
+                        const void *obj);
 /* A whole regular file into *buf (NUL-terminated, *len bytes; free it).
  * Folders, devices and FIFOs are refused with PK_EIO. */
 pk_status pk_read_file(const char *path, unsigned char **buf, size_t *len);

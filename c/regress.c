@@ -598,7 +598,7 @@ pk_status pk_regressor_load_mem(pk_regressor **out, const char *name, const unsi
   *out = NULL;
   if ((st = pk_load_object_mem(name, buf, len, PK_TAG_REGRESSOR, &rd))) return st;
   if ((st = pk_calloc((void **)&r, 1, sizeof *r, "a kernel regressor"))) return st;
-  if ((st = read_model(&rd, r)) || (st = pk_reader_end(&rd, name))) {
+  if ((st = read_model(&rd, r)) || (st = pk_reader_end(&rd, name, write_model, r))) {
     pk_regressor_free(r);
     return pk_fail_in(st, name);
   }

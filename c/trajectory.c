@@ -727,11 +727,14 @@ pk_status pk_trajectory_load_mem(pk_trajectory **out, const char *name, const un
                                  size_t len, const pk_matrix *X, const pk_matrix *Y)
 {
   pk_reader r;
+  save_ctx c;
   pk_status st;
   *out = NULL;
   if ((st = pk_load_object_mem(name, buf, len, PK_TAG_TRAJECTORY, &r))) return st;
   if ((st = pk_trajectory_read_payload(&r, name, out, X, Y))) return st;
-  if ((st = pk_reader_end(&r, name))) {
+  c.t = *out;
+  c.with_data = 0;          /* the data's bytes change no version */
+  if ((st = pk_reader_end(&r, name, write_traj, &c))) {
     pk_trajectory_free(*out);
     *out = NULL;
   }

@@ -110,7 +110,9 @@ pk_status pk_parallel_for(size_t n, size_t chunk, pk_chunk_fn fn, void *ctx,
   }
   for (t = 0; t < started; t++) pthread_join(tid[t], NULL);
   pthread_mutex_destroy(&j.mu);
+  /* the workers may have taken every chunk before this thread reported
+   * once: the last report is the caller's chance to stop, honoured like any */
+  if (!j.stop && started) j.stop = pk_progress(o, j.done, total);
   if (j.stop) return pk_fail(PK_ECANCEL, "%s: %s", what, pk_stop_word(j.stop));
-  if (started) pk_progress(o, j.done, total);   /* the work is done: a stop now changes nothing */
   return PK_OK;
 }

@@ -4,8 +4,10 @@
  *   D_s = -eta_s sum_{i in B_s} (1/|B_s|) J(x_i; w_s)^T l'_{i,s},
  * with gbar_s the average of g(x; w_s + t D_s) over t in [0, 1] by a
  * Gauss-Legendre rule (or the left point). Every product g(x; w) .
- * J(x_i; w_s)^T v is structured: per layer (D_l(x) . G_l(x_i)) (s_w^2
- * a_l(x) . a_l(x_i) + s_b^2), two GEMMs and a Hadamard product. */
+ * J(x_i; w_s)^T v is structured: per layer, the layer's gram of the
+ * queries' sensitivities against the batch's loss gradients (layer.h; a
+ * dense layer's is (D_l(x) . G_l(x_i)) (s_w^2 a_l(x) . a_l(x_i) + s_b^2),
+ * two GEMMs and a Hadamard product). */
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
@@ -73,20 +75,38 @@ size_t pk_nonfinite_row(const pk_matrix *Xq)
 #define QTILE 1024
 #define BCHUNK 2048
 
+/* the layers' scratch (doubles) for qt queries against bc training rows */
+static size_t work_doubles(const pk_decomp *dc, size_t qt, size_t bc)
+{
+  const pk_network *net = dc->net;
+  size_t l, m = 0, K = dc->K;
+  for (l = 0; l < net->L; l++) {
+    const pk_layer *ly = &net->layer[l];
+    size_t w = ly->vt->gram_work(ly, qt, K, bc, 1, PK_OUTPUTS_BLOCK), d;
+    if (dc->want_kp && (d = ly->vt->gram_work(ly, qt, K, bc, K, PK_OUTPUTS_DIAGONAL)) > w) w = d;
+    if (!dc->need_gbar && dc->hyper.weight_decay > 0 && (d = ly->vt->dot_work(ly, qt, K)) > w) w = d;
+    if (w > m) m = w;
+  }
+  return m;
+}
+
 /* The bytes of the workspace for a tile of qt queries against chunks of bc
- * training rows: the queries' features at every node, the products M, C
- * and acc, the tile's explicit gradients, and the training side of the
- * kernel values. */
+ * training rows: the queries' features at every node, the batch's layer
+ * features, the products C and acc, the layers' scratch, the tile's
+ * explicit gradients, and the training side of the kernel values. */
 static double ws_bytes(const pk_decomp *dc, size_t qt, size_t bc)
 {
   const pk_network *net = dc->net;
   double K = (double)dc->K, b;
-  b = (double)dc->nodes * ((double)pk_acts_bytes(net, qt, 0) + (double)pk_deltas_bytes(net, qt));
-  b += (2.0 * (double)qt * K * (double)bc + (double)qt * (double)bc) * sizeof(double);
+  b = (double)dc->nodes * ((double)pk_acts_bytes(net, qt, 0) + (double)pk_deltas_bytes(net, qt) +
+                           (double)pk_lfeats_bytes(net, qt, dc->K));
+  b += (double)pk_lfeats_bytes(net, bc, 1);
+  b += ((double)qt * K * (double)bc + (double)qt * (double)bc) * sizeof(double);
+  b += (double)work_doubles(dc, qt, bc) * sizeof(double);
   if (dc->need_gbar) b += (double)qt * K * (double)net->P * sizeof(double);
   if (dc->want_kp)
     b += (double)pk_acts_bytes(net, bc, 0) + (double)pk_deltas_bytes(net, bc) +
-         (double)bc * (double)net->d[0] * sizeof(double);
+         (double)pk_lfeats_bytes(net, bc, dc->K) + (double)bc * (double)PK_NET_IN(net) * sizeof(double);
   return b;
 }
 
@@ -101,7 +121,8 @@ static pk_status plan(pk_decomp *dc, const char *who, double extra, const char *
   const pk_network *net = dc->net;
   double d = sizeof(double), nq = (double)dc->nq, K = (double)dc->K, m = (double)dc->m;
   double P = (double)net->P, lim = (double)pk_memory_limit();
-  double contrib = nq * K * m * d, kp = dc->want_kp ? contrib : 0, c0 = nq * m * d;
+  double contrib = nq * K * m * d, kp = dc->want_kp ? contrib : 0;
+  double c0 = net->layer[0].vt->vprod ? nq * m * d : 0;
   double traces = dc->explicit_traces ? (m + 2) * P * d : 0;
   double small = (nq * K + m + P + 3) * d, fixed = contrib + kp + c0 + traces + small + extra;
   size_t qt = dc->nq < QTILE ? dc->nq : QTILE, bc = dc->m < BCHUNK ? dc->m : BCHUNK;
@@ -150,7 +171,7 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
                          const pk_hyper *hyper, const char *who, double extra,
                          const char *extra_what)
 {
-  size_t K = net->d[net->L], nq = Xq->rows, N, qt, bc;
+  size_t K = PK_NET_OUT(net), nq = Xq->rows, N, qt, bc;
   static const char *const fewer = "explain fewer queries at a time";
   char what[200], kwhat[160];
   pk_status st;
@@ -165,7 +186,8 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
   dc->opt = opt;
   dc->hyper = *hyper;
   dc->explicit_traces = pk_opt_state_vectors(opt) > 0;
-  dc->need_gbar = dc->explicit_traces || hyper->weight_decay > 0;
+  /* weight decay alone goes through the layers' dot products */
+  dc->need_gbar = dc->explicit_traces;
   if ((st = pk_check_input(net, Xq, "the queries"))) return st;
   if ((N = pk_nonfinite_row(Xq)))
     return pk_fail(PK_EINVAL, "the queries hold a NaN or infinite value in row %zu (a kernel "
@@ -183,17 +205,21 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
   if ((st = pk_calloc_hint((void **)&dc->contrib, N, sizeof(double), what, fewer)) ||
       (want_kp && (st = pk_calloc_hint((void **)&dc->kp, N, sizeof(double), kwhat, fewer))) ||
       (st = pk_alloc((void **)&dc->theta_node, net->P, sizeof(double), "the decomposition")) ||
-      (st = pk_alloc((void **)&dc->M, qt * K * bc, sizeof(double), "the decomposition's scratch")) ||
+      (st = pk_alloc((void **)&dc->work, work_doubles(dc, qt, bc) + 1, sizeof(double),
+                     "the decomposition's scratch")) ||
       (st = pk_alloc((void **)&dc->C, qt * bc, sizeof(double), "the decomposition's scratch")) ||
       (st = pk_alloc((void **)&dc->acc, qt * K * bc, sizeof(double), "the decomposition's scratch")) ||
       (st = pk_calloc((void **)&dc->reg, nq * K + 1, sizeof(double), "the decomposition")) ||
-      (st = pk_alloc_hint((void **)&dc->c0, nq * m + 1, sizeof(double), "the queries' input products",
+      (st = pk_alloc_hint((void **)&dc->c0, net->layer[0].vt->vprod ? nq * m + 1 : 1, sizeof(double),
+                          "the queries' input products",
                           fewer)) ||
       (st = pk_alloc((void **)&dc->idx, m + 1, sizeof(size_t), "the decomposition")))
     goto fail;
   for (q = 0; q < nodes; q++)
-    if ((st = pk_acts_init(&dc->wq[q], net, qt, 0)) || (st = pk_deltas_init(&dc->dq[q], net, qt)))
+    if ((st = pk_acts_init(&dc->wq[q], net, qt, 0)) || (st = pk_deltas_init(&dc->dq[q], net, qt)) ||
+        (st = pk_lfeats_init(&dc->fq[q], net, qt, K)))
       goto fail;
+  if ((st = pk_lfeats_init(&dc->fb, net, bc, 1))) goto fail;
   {
     size_t i;
     for (i = 0; i < m; i++) dc->idx[i] = i;
@@ -219,7 +245,8 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
   }
   if (want_kp &&
       ((st = pk_acts_init(&dc->wa, net, bc, 0)) || (st = pk_deltas_init(&dc->da, net, bc)) ||
-       (st = pk_alloc((void **)&dc->xa, bc * net->d[0], sizeof(double), "the decomposition"))))
+       (st = pk_lfeats_init(&dc->fa, net, bc, K)) ||
+       (st = pk_alloc((void **)&dc->xa, bc * PK_NET_IN(net), sizeof(double), "the decomposition"))))
     goto fail;
   return PK_OK;
 fail:
@@ -232,7 +259,7 @@ void pk_decomp_free(pk_decomp *dc)
   free(dc->contrib);
   free(dc->kp);
   free(dc->theta_node);
-  free(dc->M);
+  free(dc->work);
   free(dc->C);
   free(dc->acc);
   free(dc->xa);
@@ -248,99 +275,78 @@ void pk_decomp_free(pk_decomp *dc)
     for (q = 0; q < PK_MAX_NODES; q++) {
       pk_acts_free(&dc->wq[q]);
       pk_deltas_free(&dc->dq[q]);
+      pk_lfeats_free(&dc->fq[q]);
     }
   }
   pk_acts_free(&dc->wa);
   pk_deltas_free(&dc->da);
+  pk_lfeats_free(&dc->fb);
+  pk_lfeats_free(&dc->fa);
   memset(dc, 0, sizeof *dc);
 }
 
-static void mm_nt(const double *A, size_t ra, const double *B, size_t rb, size_t k, double *C)
+/* acc[(x,k), j] += weight * the products of the gradients of a query tile
+ * (its features at the node) with those of nj training rows, layer by
+ * layer: against the batch's loss gradients (per = 1, BLOCK layout), or
+ * with diag against the training rows' output sensitivities, output k
+ * with output k (DIAGONAL). A, Gt, Ft: the training rows' layer inputs,
+ * sensitivities and layer features; cols: their rows in the training set. */
+static void contract(pk_decomp *dc, int node, size_t q0, size_t qn, double *const *A,
+                     double *const *Gt, double *const *Ft, const size_t *cols, size_t nj,
+                     int diag, double weight, double *acc)
 {
-  /* C (ra x rb) = A (ra x k) B (rb x k)^T */
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)ra, (int)rb, (int)k, 1.0, A, (int)k,
-              B, (int)k, 0.0, C, (int)rb);
-}
-
-/* acc[(x,k), j] += wq * sum_l M_l * (c_l C_l + b_l) for a query tile (wq,
- * dq hold its features at the node) against training rows whose inputs
- * are A_l[j] and whose per-output sensitivities are Gt (rows j*Kt + k, Kt
- * = K for the training deltas, 1 with loss gradients G). diag: M uses the
- * same output k on both sides (the training side has K rows per example). */
-static void contract(const pk_decomp *dc, int node, size_t q0, size_t qn, double *const *A,
-                     double *const *Gt, const size_t *cols, size_t nj, int diag, double weight,
-                     double *acc)
-{
-  const pk_acts *wq = &dc->wq[node];
-  const pk_deltas *dq = &dc->dq[node];
   const pk_network *net = dc->net;
-  size_t K = dc->K, l, x, k, j, L = net->L;
-  double *M = dc->M, *C = dc->C;
-  for (l = 0; l < L; l++) {
-    size_t din = net->d[l], dout = net->d[l + 1];
-    double c = net->sw[l] * net->sw[l], b = net->sb[l] * net->sb[l];
-    if (l == 0) {
+  size_t K = dc->K, l, x, j;
+  for (l = 0; l < net->L; l++) {
+    const pk_layer *ly = &net->layer[l];
+    const double *vprod = NULL;
+    pk_side sq, st;
+    if (ly->nw + ly->nb == 0) continue;
+    pk_net_side(&sq, net, l, dc->wq[node].A, dc->dq[node].D, dc->fq[node].feat, 0, qn, K, 1);
+    pk_net_side(&st, net, l, A, Gt, Ft, 0, nj, diag ? K : 1, diag);
+    if (l == 0 && ly->vt->vprod) {
       /* the inputs do not move: Xq X^T was computed once */
+      double *C = dc->C;
       for (x = 0; x < qn; x++) {
         const double *src = dc->c0 + (q0 + x) * dc->m;
         for (j = 0; j < nj; j++) C[x * nj + j] = src[cols[j]];
       }
-    } else {
-      mm_nt(wq->A[l], qn, A[l], nj, din, C);
+      vprod = C;
     }
-    if (l + 1 == L) {
-      /* query sensitivities are unit rows: M[(x,k), j] = Gt[j][k] */
-      for (x = 0; x < qn; x++)
-        for (k = 0; k < K; k++) {
-          double *o = acc + (x * K + k) * nj;
-          const double *cr = C + x * nj;
-          if (diag) { for (j = 0; j < nj; j++) o[j] += weight * (c * cr[j] + b); }
-          else for (j = 0; j < nj; j++) o[j] += weight * Gt[l][j * K + k] * (c * cr[j] + b);
-        }
-      continue;
-    }
-    if (!diag) {
-      mm_nt(dq->D[l], qn * K, Gt[l], nj, dout, M);
-      for (x = 0; x < qn; x++)
-        for (k = 0; k < K; k++) {
-          double *o = acc + (x * K + k) * nj;
-          const double *mr = M + (x * K + k) * nj, *cr = C + x * nj;
-          for (j = 0; j < nj; j++) o[j] += weight * mr[j] * (c * cr[j] + b);
-        }
-    } else {
-      for (k = 0; k < K; k++) {
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)qn, (int)nj, (int)dout, 1.0,
-                    dq->D[l] + k * dout, (int)(K * dout), Gt[l] + k * dout, (int)(K * dout),
-                    0.0, M, (int)nj);
-        for (x = 0; x < qn; x++) {
-          double *o = acc + (x * K + k) * nj;
-          const double *mr = M + x * nj, *cr = C + x * nj;
-          for (j = 0; j < nj; j++) o[j] += weight * mr[j] * (c * cr[j] + b);
-        }
-      }
-    }
+    ly->vt->gram(ly, &sq, &st, diag ? PK_OUTPUTS_DIAGONAL : PK_OUTPUTS_BLOCK, 0, weight, vprod,
+                 acc, nj, dc->work);
   }
 }
 
-/* out[r] += weight * the explicit gradient row r, from layer inputs A
- * (example r / per) and sensitivities D (row r) */
-static void explicit_rows(const pk_network *net, double *const *A, double *const *D, size_t nr,
+/* out[r] += weight * the explicit gradient row r (example r / per) of the
+ * block whose layer inputs are A and whose sensitivities are U */
+static void explicit_rows(const pk_network *net, double *const *A, double *const *U, size_t n,
                           size_t per, double weight, double *out)
 {
-  size_t r, l, a, b, P = net->P;
-  for (r = 0; r < nr; r++) {
-    double *o = out + r * P;
-    for (l = 0; l < net->L; l++) {
-      size_t din = net->d[l], dout = net->d[l + 1];
-      const double *dv = D[l] + r * dout, *av = A[l] + (r / per) * din;
-      double *ow = o + net->woff[l], *ob = o + net->boff[l];
-      for (a = 0; a < dout; a++) {
-        double sa = weight * net->sw[l] * dv[a];
-        if (sa != 0)
-          for (b = 0; b < din; b++) ow[a * din + b] += sa * av[b];
-        ob[a] += weight * net->sb[l] * dv[a];
-      }
-    }
+  size_t l;
+  for (l = 0; l < net->L; l++) {
+    const pk_layer *ly = &net->layer[l];
+    pk_side s;
+    if (ly->nw + ly->nb == 0) continue;
+    pk_net_side(&s, net, l, A, U, NULL, 0, n, per, 0);
+    ly->vt->grad_rows(ly, &s, weight, out, net->P);
+  }
+}
+
+/* reg[x*K + k] += alpha * g(x; node q)_k . v for the tile of qn queries
+ * from q0 at node q, by the layers' dot products (no gradient is formed):
+ * weight decay's term for optimizers without state */
+static void decay_dot(pk_decomp *dc, int q, size_t q0, size_t qn, const double *v, double alpha)
+{
+  const pk_network *net = dc->net;
+  size_t l;
+  for (l = 0; l < net->L; l++) {
+    const pk_layer *ly = &net->layer[l];
+    pk_side s;
+    if (ly->nw + ly->nb == 0) continue;
+    pk_net_side(&s, net, l, dc->wq[q].A, dc->dq[q].D, dc->fq[q].feat, 0, qn, dc->K, 1);
+    ly->vt->dot_params(ly, &s, v + ly->woff, ly->nb ? v + ly->boff : NULL, alpha,
+                       dc->reg + q0 * dc->K, dc->work);
   }
 }
 
@@ -384,14 +390,15 @@ static void traces_update(pk_decomp *dc, double lr, const double *theta, const s
   /* traces: tr = decay tr + keep e_i (batch rows), rtr likewise with wd w */
   if (decay != 1.0) for (i = 0; i < N; i++) dc->tr[i] *= decay;
   {
-    double *A[PK_MAX_LAYERS], *G[PK_MAX_LAYERS];
     size_t l;
-    for (i = 0; i < nb; i++) {
-      for (l = 0; l < net->L; l++) {
-        A[l] = w->A[l] + i * net->d[l];
-        G[l] = w->G[l] + i * net->d[l + 1];
+    for (l = 0; l < net->L; l++) {
+      const pk_layer *ly = &net->layer[l];
+      if (ly->nw + ly->nb == 0) continue;
+      for (i = 0; i < nb; i++) {
+        pk_side s;
+        pk_net_side(&s, net, l, w->A, w->G, NULL, i, 1, 1, 0);
+        ly->vt->grad_rows(ly, &s, keep / (double)nb, dc->tr + rows[i] * P, P);
       }
-      explicit_rows(net, A, G, 1, 1, keep / (double)nb, dc->tr + rows[i] * P);
     }
   }
   if (dc->opt != PK_OPT_ADAMW)
@@ -445,7 +452,7 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
    * everything for gd and sgd, the current-gradient part for nesterov */
   int structured = !dc->explicit_traces || dc->opt == PK_OPT_NESTEROV;
   if (L > PK_MAX_LAYERS) return pk_fail(PK_EINVAL, "decomposition: more than %d layers", PK_MAX_LAYERS);
-  if (!dc->c0_ready && dc->nq && dc->m) {
+  if (!dc->c0_ready && dc->nq && dc->m && net->layer[0].vt->vprod) {
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)dc->nq, (int)dc->m, (int)X->cols, 1.0,
                 dc->Xq->data, (int)X->cols, X->data, (int)X->cols, 0.0, dc->c0, (int)dc->m);
     dc->c0_ready = 1;
@@ -461,20 +468,24 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
       for (i = 0; i < P; i++) dc->theta_node[i] = theta[i] + tq * (next[i] - theta[i]);
       pk_net_forward_ws(net, dc->theta_node, dc->Xq->data + q0 * dc->Xq->cols, qn, &dc->wq[q]);
       pk_net_deltas(net, dc->theta_node, &dc->wq[q], qn, &dc->dq[q]);
+      pk_lfeats_compute(&dc->fq[q], net, dc->wq[q].A, dc->dq[q].D, qn, K, 1);
       if (dc->need_gbar)
-        explicit_rows(net, dc->wq[q].A, dc->dq[q].D, qn * K, K, dc->wt[q], dc->gbar);
+        explicit_rows(net, dc->wq[q].A, dc->dq[q].D, qn, K, dc->wt[q], dc->gbar);
+      else if (dc->hyper.weight_decay > 0)
+        decay_dot(dc, q, q0, qn, theta, -lr * dc->hyper.weight_decay * dc->wt[q]);
     }
     /* against the batch: per-example loss gradients G at w_s, every node
      * summed before the scatter */
     for (b0 = 0; structured && b0 < nb; b0 += bc) {
       bn = nb - b0 < bc ? nb - b0 : bc;
       for (l = 0; l < L; l++) {
-        A[l] = w->A[l] + b0 * net->d[l];
-        G[l] = w->G[l] + b0 * net->d[l + 1];
+        A[l] = w->A[l] + b0 * net->layer[l].in;
+        G[l] = w->G[l] + b0 * net->layer[l].out;
       }
+      pk_lfeats_compute(&dc->fb, net, A, G, bn, 1, 0);
       memset(dc->acc, 0, qn * K * bn * sizeof(double));
       for (q = 0; q < dc->nodes; q++)
-        contract(dc, q, q0, qn, A, G, rows + b0, bn, 0, dc->wt[q], dc->acc);
+        contract(dc, q, q0, qn, A, G, dc->fb.feat, rows + b0, bn, 0, dc->wt[q], dc->acc);
       for (x = 0; x < qn; x++)
         for (k = 0; k < K; k++) {
           double *crow = dc->contrib + ((q0 + x) * K + k) * dc->m;
@@ -492,9 +503,11 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
         memcpy(dc->xa, X->data + b0 * X->cols, bn * X->cols * sizeof(double));
         pk_net_forward_ws(net, theta, dc->xa, bn, &dc->wa);
         pk_net_deltas(net, theta, &dc->wa, bn, &dc->da);
+        pk_lfeats_compute(&dc->fa, net, dc->wa.A, dc->da.D, bn, K, 1);
         memset(dc->acc, 0, qn * K * bn * sizeof(double));
         for (q = 0; q < dc->nodes; q++)
-          contract(dc, q, q0, qn, dc->wa.A, dc->da.D, dc->idx + b0, bn, 1, dc->wt[q], dc->acc);
+          contract(dc, q, q0, qn, dc->wa.A, dc->da.D, dc->fa.feat, dc->idx + b0, bn, 1, dc->wt[q],
+                   dc->acc);
         for (x = 0; x < qn; x++)
           for (k = 0; k < K; k++) {
             double *krow = dc->kp + ((q0 + x) * K + k) * dc->m + b0;
@@ -504,7 +517,6 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
       }
     }
     if (dc->explicit_traces) traces_contract(dc, q0, qn, lr, theta);
-    else if (dc->hyper.weight_decay > 0) reg_dot(dc, q0, qn, theta, -lr * dc->hyper.weight_decay);
   }
   return PK_OK;
 }

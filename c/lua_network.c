@@ -65,12 +65,12 @@ static pk_activation check_act(lua_State *L, const char *name)
   return (pk_activation)a;
 }
 
-/* pk.network{ sizes = {...}, activation = "tanh" | {...}, parameterization,
- * sigma_w, sigma_b, seed } */
+/* pk.network{ sizes = {...}, activation = "tanh" | {...}, slope = 0.01 |
+ * {...}, parameterization, sigma_w, sigma_b, seed } */
 static int l_network(lua_State *L)
 {
-  static const char *const keys[] = { "sizes", "activation", "parameterization", "sigma_w",
-                                      "sigma_b", "seed", NULL };
+  static const char *const keys[] = { "sizes", "activation", "slope", "parameterization",
+                                      "sigma_w", "sigma_b", "seed", NULL };
   pk_network_spec s;
   size_t n, i, *sizes;
   pk_activation *acts = NULL;
@@ -120,6 +120,30 @@ static int l_network(lua_State *L)
     break;
   default:
     return luaL_error(L, "network: 'activation' must be a name or a list of names");
+  }
+  /* leaky_relu's slope: one number, or one per hidden layer */
+  s.slope = PK_LEAKY_SLOPE;
+  switch (lua_getfield(L, 1, "slope")) {
+  case LUA_TNIL: break;
+  case LUA_TNUMBER: s.slope = lua_tonumber(L, -1); break;
+  case LUA_TTABLE: {
+    int t = lua_gettop(L);
+    double *sl;
+    if (lua_rawlen(L, t) != n - 2)
+      return luaL_error(L, "network: 'slope' lists %d numbers, the network has %d hidden layers",
+                        (int)lua_rawlen(L, t), (int)(n - 2));
+    sl = lua_newuserdatauv(L, (n - 2 + 1) * sizeof *sl, 0);
+    for (i = 0; i < n - 2; i++) {
+      if (lua_rawgeti(L, t, (lua_Integer)i + 1) != LUA_TNUMBER)
+        return luaL_error(L, "network: slope %d must be a number", (int)i + 1);
+      sl[i] = lua_tonumber(L, -1);
+      lua_pop(L, 1);
+    }
+    s.slopes = sl;
+    break;
+  }
+  default:
+    return luaL_error(L, "network: 'slope' must be a number or a list of numbers");
   }
   param = pk_lua_optstring(L, 1, "parameterization", "ntk");
   if (strcmp(param, "ntk") == 0) s.param = PK_PARAM_NTK;
@@ -531,8 +555,13 @@ static int n_tostring(lua_State *L)
     snprintf(tmp, sizeof tmp, "%s%zu", l ? " -> " : "", pk_network_size(net, l));
     luaL_addstring(&buf, tmp);
     if (l >= 1 && l < L1) {
+      pk_activation a = pk_network_activation(net, l);
       luaL_addstring(&buf, " ");
-      luaL_addstring(&buf, pk_activation_name(pk_network_activation(net, l)));
+      luaL_addstring(&buf, pk_activation_name(a));
+      if (a == PK_ACT_LEAKY_RELU) {
+        snprintf(tmp, sizeof tmp, "(%g)", pk_network_slope(net, l));
+        luaL_addstring(&buf, tmp);
+      }
     }
   }
   snprintf(tmp, sizeof tmp, " (%zu parameters, %s parameterization)", pk_network_nparams(net),

@@ -75,7 +75,7 @@ static pk_status shell(pk_machine **out, const pk_network *arch, const double *w
   km->rule = rule;
   km->nodes = nodes;
   km->m = m;
-  km->K = arch->d[arch->L];
+  km->K = PK_NET_OUT(arch);
   if ((st = pk_network_clone(&km->net0, arch)) || (st = pk_network_clone(&km->netT, arch))) {
     pk_machine_free(km);
     return st;
@@ -91,7 +91,7 @@ static pk_status shell(pk_machine **out, const pk_network *arch, const double *w
  * forward pass over them (its smallest block) */
 static double results_bytes(const pk_network *net, const pk_matrix *Xq)
 {
-  double nq = (double)Xq->rows, K = (double)net->d[net->L];
+  double nq = (double)Xq->rows, K = (double)PK_NET_OUT(net);
   return sizeof(double) * nq * ((double)Xq->cols + 4 * K) + (double)pk_acts_bytes(net, 1, 0);
 }
 
@@ -160,9 +160,9 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
   pk_status st;
   uint64_t h;
   size_t s;
-  if (Xq->cols != km->net0->d[0])
+  if (Xq->cols != PK_NET_IN(km->net0))
     return pk_fail(PK_EINVAL, "the queries have %zu columns, the network takes %zu inputs",
-                   Xq->cols, km->net0->d[0]);
+                   Xq->cols, PK_NET_IN(km->net0));
   if ((s = pk_nonfinite_row(Xq)))
     return pk_fail(PK_EINVAL, "the queries hold a NaN or infinite value in row %zu (a kernel "
                    "machine explains finite inputs only)", s);
@@ -393,18 +393,14 @@ static pk_status read_online(pk_reader *r, const char *name, pk_rule rule, int n
   pk_status st;
   *out = NULL;
   if ((st = pk_network_read_payload(r, &n0)) || (st = pk_network_read_payload(r, &nT))) goto done;
-  if (n0->P != nT->P || n0->L != nT->L ||
-      memcmp(n0->d, nT->d, (n0->L + 1) * sizeof *n0->d) != 0 ||
-      memcmp(n0->act, nT->act, n0->L * sizeof *n0->act) != 0 || n0->param != nT->param ||
-      memcmp(&n0->sigma_w, &nT->sigma_w, sizeof n0->sigma_w) != 0 ||
-      memcmp(&n0->sigma_b, &nT->sigma_b, sizeof n0->sigma_b) != 0 || n0->seed != nT->seed)
+  if (!pk_network_same_arch(n0, nT))
     BAD("%s: value check failed: the two networks differ", name);
   if ((st = shell(&km, n0, n0->theta, nT->theta, 0, rule, nodes))) goto done;
   if ((st = pk_get_count(r, 0, &m, "training set size"))) goto done;
   if (m > UINT32_MAX) BAD("%s: value check failed: more than 2^32 training examples", name);
   km->m = m;
   if ((st = pk_matrix_read_payload(r, &km->Xq))) goto done;
-  if (km->Xq->cols != km->net0->d[0])
+  if (km->Xq->cols != PK_NET_IN(km->net0))
     BAD("%s: value check failed: queries do not fit the network", name);
   if ((n = pk_nonfinite_row(km->Xq)))
     BAD("%s: value check failed: query row %zu holds a NaN or infinite value", name, n);

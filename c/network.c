@@ -1,5 +1,6 @@
-/* network.c - fully connected networks: construction, activations, the
- * batched forward and backward passes over BLAS, the per-output
+/* network.c - networks as lists of layers (layer.h): construction,
+ * activations, the walkers that run the layers' forward and backward
+ * functions with the activations between them, the per-output
  * sensitivities the kernels use, the explicit Jacobian, and files. */
 #include <stdlib.h>
 #include <string.h>
@@ -9,7 +10,7 @@
 #include "pk_net.h"
 
 static const char *const act_names[] = {
-  "identity", "relu", "tanh", "sigmoid", "softplus", "gelu", "erf", "sin"
+  "identity", "relu", "tanh", "sigmoid", "softplus", "gelu", "erf", "sin", "leaky_relu"
 };
 
 int pk_activation_from_name(const char *name)
@@ -27,7 +28,7 @@ const char *pk_activation_name(pk_activation a)
 
 const char *pk_activation_names(void)
 {
-  return "identity, relu, tanh, sigmoid, softplus, gelu, erf, sin";
+  return "identity, relu, tanh, sigmoid, softplus, gelu, erf, sin, leaky_relu";
 }
 
 /* ---- activations -------------------------------------------------------- */
@@ -41,12 +42,13 @@ static double sigmoid(double z)
   }
 }
 
-void pk_act_apply(pk_activation act, const double *z, double *a, size_t n)
+void pk_act_apply(pk_activation act, double slope, const double *z, double *a, size_t n)
 {
   size_t i;
   switch (act) {
   case PK_ACT_IDENTITY: if (a != z) memcpy(a, z, n * sizeof *a); break;
   case PK_ACT_RELU: for (i = 0; i < n; i++) a[i] = z[i] > 0 ? z[i] : 0.0; break;
+  case PK_ACT_LEAKY_RELU: for (i = 0; i < n; i++) a[i] = z[i] > 0 ? z[i] : slope * z[i]; break;
   case PK_ACT_TANH: pk_vtanh(z, a, n); break;
   case PK_ACT_SIGMOID: pk_vsigmoid(z, a, n); break;
   case PK_ACT_SOFTPLUS:
@@ -61,14 +63,17 @@ void pk_act_apply(pk_activation act, const double *z, double *a, size_t n)
   }
 }
 
-/* g[i] *= phi'(z[i]); a = phi(z) gives the cheap forms */
-void pk_act_mul_deriv(pk_activation act, const double *z, const double *a, double *g, size_t n)
+/* g[i] *= phi'(z[i]); a = phi(z) gives the cheap forms. At 0, relu' is
+ * taken as 0 and leaky_relu' as slope, as torch's backward passes do. */
+void pk_act_mul_deriv(pk_activation act, double slope, const double *z, const double *a,
+                      double *g, size_t n)
 {
   size_t i;
   const double c_erf = 2.0 / sqrt(PK_PI), c_pdf = 1.0 / sqrt(2.0 * PK_PI);
   switch (act) {
   case PK_ACT_IDENTITY: break;
   case PK_ACT_RELU: for (i = 0; i < n; i++) g[i] = z[i] > 0 ? g[i] : 0.0; break;
+  case PK_ACT_LEAKY_RELU: for (i = 0; i < n; i++) g[i] = z[i] > 0 ? g[i] : slope * g[i]; break;
   case PK_ACT_TANH: for (i = 0; i < n; i++) g[i] *= 1.0 - a[i] * a[i]; break;
   case PK_ACT_SIGMOID: for (i = 0; i < n; i++) g[i] *= a[i] * (1.0 - a[i]); break;
   case PK_ACT_SOFTPLUS: for (i = 0; i < n; i++) g[i] *= sigmoid(z[i]); break;
@@ -84,58 +89,92 @@ void pk_act_mul_deriv(pk_activation act, const double *z, const double *a, doubl
 
 /* ---- construction -------------------------------------------------------- */
 
-static pk_status alloc_net(pk_network **out, size_t L)
+/* A layer as a list or a file describes it, before offsets and scales. */
+typedef struct layer_rec {
+  pk_layer_type type;
+  size_t out;                      /* dense: width */
+  pk_activation act;
+  double slope;
+} layer_rec;
+
+void pk_network_free(pk_network *n)
 {
-  pk_network *n = calloc(1, sizeof *n);
-  *out = NULL;
-  if (!n) return pk_fail(PK_ENOMEM, "network: out of memory");
-  n->L = L;
-  n->d = calloc(L + 1, sizeof *n->d);
-  n->act = calloc(L, sizeof *n->act);
-  n->sw = calloc(L, sizeof *n->sw);
-  n->sb = calloc(L, sizeof *n->sb);
-  n->woff = calloc(L, sizeof *n->woff);
-  n->boff = calloc(L, sizeof *n->boff);
-  if (!n->d || !n->act || !n->sw || !n->sb || !n->woff || !n->boff) {
-    pk_network_free(n);
-    return pk_fail(PK_ENOMEM, "network: out of memory");
-  }
-  *out = n;
-  return PK_OK;
+  if (!n) return;
+  free(n->layer);
+  free(n->theta);
+  free(n);
 }
 
-/* offsets, scales and the parameter count from d, param, sigmas */
+/* shapes, offsets, scales and the parameter count; allocates theta */
 static pk_status layout(pk_network *n)
 {
-  size_t l, P = 0, w;
+  size_t l, P = 0;
   pk_status st;
   for (l = 0; l < n->L; l++) {
-    if ((st = pk_mul_size(&w, n->d[l + 1], n->d[l], "network parameters"))) return st;
-    n->woff[l] = P;
-    if (P + w < P || P + w + n->d[l + 1] < P + w)
+    pk_layer *ly = &n->layer[l];
+    if ((st = pk_mul_size(&ly->nw, ly->out, ly->fan_in, "network parameters"))) return st;
+    ly->woff = P;
+    if (P + ly->nw < P || P + ly->nw + ly->nb < P + ly->nw)
       return pk_fail(PK_ENOMEM, "network: parameter count overflows");
-    P += w;
-    n->boff[l] = P;
-    P += n->d[l + 1];
+    P += ly->nw;
+    ly->boff = P;
+    P += ly->nb;
     if (n->param == PK_PARAM_NTK) {
-      n->sw[l] = n->sigma_w / sqrt((double)n->d[l]);
-      n->sb[l] = n->sigma_b;
+      ly->sw = n->sigma_w / sqrt((double)ly->fan_in);
+      ly->sb = n->sigma_b;
     } else {
-      n->sw[l] = 1.0;
-      n->sb[l] = 1.0;
+      ly->sw = 1.0;
+      ly->sb = 1.0;
     }
   }
   n->P = P;
   return pk_alloc((void **)&n->theta, P, sizeof(double), "the network's parameters");
 }
 
-/* a network of the spec's shape with its parameters allocated, not drawn */
-static pk_status net_shell(pk_network **out, const pk_network_spec *s)
+/* A network of in inputs and the layers recs[0..L), parameters allocated,
+ * not drawn. The records have been checked. */
+static pk_status build(pk_network **out, size_t in, const layer_rec *recs, size_t L,
+                       pk_parameterization param, double sigma_w, double sigma_b, uint64_t seed)
 {
-  pk_network *n;
+  pk_network *n = calloc(1, sizeof *n);
   pk_status st;
   size_t l;
   *out = NULL;
+  if (!n || !(n->layer = calloc(L, sizeof *n->layer))) {
+    free(n);
+    return pk_fail(PK_ENOMEM, "network: out of memory");
+  }
+  n->L = L;
+  n->param = param;
+  n->sigma_w = sigma_w;
+  n->sigma_b = sigma_b;
+  n->seed = seed;
+  for (l = 0; l < L; l++) {
+    pk_layer *ly = &n->layer[l];
+    ly->vt = &pk_dense_vt;
+    ly->in = l ? n->layer[l - 1].out : in;
+    ly->out = recs[l].out;
+    ly->ishape.c = ly->in;
+    ly->oshape.c = ly->out;
+    ly->ishape.h = ly->ishape.w = ly->oshape.h = ly->oshape.w = 1;
+    ly->kh = ly->kw = ly->sy = ly->sx = 1;
+    ly->fan_in = ly->in;
+    ly->nb = ly->out;
+    ly->act = l + 1 < L ? recs[l].act : PK_ACT_IDENTITY;
+    ly->slope = ly->act == PK_ACT_LEAKY_RELU ? recs[l].slope : 0.0;
+  }
+  if ((st = layout(n))) {
+    pk_network_free(n);
+    return st;
+  }
+  *out = n;
+  return PK_OK;
+}
+
+/* the spec's layers as records, checked (recs: nsizes - 1 of them) */
+static pk_status spec_records(const pk_network_spec *s, layer_rec *recs)
+{
+  size_t l;
   if (s->nsizes < 2)
     return pk_fail(PK_EINVAL, "network: sizes needs at least 2 entries (inputs and outputs), got %zu",
                    s->nsizes);
@@ -147,82 +186,108 @@ static pk_status net_shell(pk_network **out, const pk_network_spec *s)
     return pk_fail(PK_EINVAL, "network: unknown parameterization");
   if (!(s->sigma_w >= 0) || !isfinite(s->sigma_w) || !(s->sigma_b >= 0) || !isfinite(s->sigma_b))
     return pk_fail(PK_EINVAL, "network: sigma_w and sigma_b must be finite and >= 0");
-  for (l = 0; l + 2 < s->nsizes; l++) {
-    pk_activation a = s->acts ? s->acts[l] : s->act;
-    if ((unsigned)a >= PK_ACT_COUNT)
-      return pk_fail(PK_EINVAL, "network: unknown activation for hidden layer %zu", l + 1);
+  for (l = 0; l + 1 < s->nsizes; l++) {
+    layer_rec *r = &recs[l];
+    r->type = PK_LAYER_DENSE;
+    r->out = s->sizes[l + 1];
+    r->act = PK_ACT_IDENTITY;
+    r->slope = 0;
+    if (l + 2 < s->nsizes) {
+      r->act = s->acts ? s->acts[l] : s->act;
+      if ((unsigned)r->act >= PK_ACT_COUNT)
+        return pk_fail(PK_EINVAL, "network: unknown activation for hidden layer %zu", l + 1);
+      r->slope = s->slopes ? s->slopes[l] : s->slope;
+      if (r->act == PK_ACT_LEAKY_RELU && !isfinite(r->slope))
+        return pk_fail(PK_EINVAL, "network: the slope of hidden layer %zu must be finite", l + 1);
+    }
   }
-  if ((st = alloc_net(&n, s->nsizes - 1))) return st;
-  memcpy(n->d, s->sizes, s->nsizes * sizeof *n->d);
-  for (l = 0; l < n->L; l++)
-    n->act[l] = l + 1 < n->L ? (s->acts ? s->acts[l] : s->act) : PK_ACT_IDENTITY;
-  n->param = s->param;
-  n->sigma_w = s->sigma_w;
-  n->sigma_b = s->sigma_b;
-  n->seed = s->seed;
-  if ((st = layout(n))) {
-    pk_network_free(n);
-    return st;
-  }
-  *out = n;
   return PK_OK;
+}
+
+/* draw the parameters from the seed: layer by layer, W then b */
+static void draw(pk_network *n)
+{
+  pk_rng r;
+  size_t l, i;
+  pk_rng_seed(&r, n->seed);
+  for (l = 0; l < n->L; l++) {
+    const pk_layer *ly = &n->layer[l];
+    double ws = n->param == PK_PARAM_NTK ? 1.0 : n->sigma_w / sqrt((double)ly->fan_in);
+    double bs = n->param == PK_PARAM_NTK ? 1.0 : n->sigma_b;
+    for (i = ly->woff; i < ly->woff + ly->nw; i++) n->theta[i] = ws * pk_rng_normal(&r);
+    for (i = ly->boff; i < ly->boff + ly->nb; i++) n->theta[i] = bs * pk_rng_normal(&r);
+  }
 }
 
 pk_status pk_network_new(pk_network **out, const pk_network_spec *s)
 {
-  pk_network *n;
+  layer_rec *recs;
   pk_status st;
-  pk_rng r;
-  size_t l, i;
-  if ((st = net_shell(out, s))) return st;
-  n = *out;
-  pk_rng_seed(&r, s->seed);
-  for (l = 0; l < n->L; l++) {
-    double ws = n->param == PK_PARAM_NTK ? 1.0 : n->sigma_w / sqrt((double)n->d[l]);
-    double bs = n->param == PK_PARAM_NTK ? 1.0 : n->sigma_b;
-    for (i = n->woff[l]; i < n->boff[l]; i++) n->theta[i] = ws * pk_rng_normal(&r);
-    for (i = n->boff[l]; i < n->boff[l] + n->d[l + 1]; i++) n->theta[i] = bs * pk_rng_normal(&r);
-  }
-  *out = n;
-  return PK_OK;
+  *out = NULL;
+  if (s->nsizes < 2) return spec_records(s, NULL);
+  if (!(recs = calloc(s->nsizes - 1, sizeof *recs)))
+    return pk_fail(PK_ENOMEM, "network: out of memory");
+  if (!(st = spec_records(s, recs)) &&
+      !(st = build(out, s->sizes[0], recs, s->nsizes - 1, s->param, s->sigma_w, s->sigma_b,
+                   s->seed)))
+    draw(*out);
+  free(recs);
+  return st;
 }
 
 pk_status pk_network_clone(pk_network **out, const pk_network *src)
 {
-  pk_network_spec s;
+  pk_network *n = calloc(1, sizeof *n);
   pk_status st;
-  memset(&s, 0, sizeof s);
-  s.nsizes = src->L + 1;
-  s.sizes = src->d;
-  s.acts = src->act;           /* the first L - 1 entries are the hidden ones */
-  s.param = src->param;
-  s.sigma_w = src->sigma_w;
-  s.sigma_b = src->sigma_b;
-  s.seed = src->seed;
-  if ((st = net_shell(out, &s))) return st;
-  memcpy((*out)->theta, src->theta, src->P * sizeof(double));
-  (*out)->version = src->version;
+  *out = NULL;
+  if (!n) return pk_fail(PK_ENOMEM, "network: out of memory");
+  *n = *src;
+  n->layer = NULL;
+  n->theta = NULL;
+  if (!(n->layer = malloc(src->L * sizeof *n->layer))) {
+    pk_network_free(n);
+    return pk_fail(PK_ENOMEM, "network: out of memory");
+  }
+  memcpy(n->layer, src->layer, src->L * sizeof *n->layer);
+  if ((st = pk_alloc((void **)&n->theta, src->P, sizeof(double), "the network's parameters"))) {
+    pk_network_free(n);
+    return st;
+  }
+  memcpy(n->theta, src->theta, src->P * sizeof(double));
+  *out = n;
   return PK_OK;
 }
 
-void pk_network_free(pk_network *n)
+int pk_network_same_arch(const pk_network *a, const pk_network *b)
 {
-  if (!n) return;
-  free(n->d);
-  free(n->act);
-  free(n->sw);
-  free(n->sb);
-  free(n->woff);
-  free(n->boff);
-  free(n->theta);
-  free(n);
+  size_t l;
+  if (a->L != b->L || a->P != b->P || a->param != b->param || a->seed != b->seed ||
+      memcmp(&a->sigma_w, &b->sigma_w, sizeof a->sigma_w) != 0 ||
+      memcmp(&a->sigma_b, &b->sigma_b, sizeof a->sigma_b) != 0)
+    return 0;
+  for (l = 0; l < a->L; l++) {
+    const pk_layer *x = &a->layer[l], *y = &b->layer[l];
+    if (x->vt != y->vt || x->in != y->in || x->out != y->out || x->kh != y->kh ||
+        x->kw != y->kw || x->sy != y->sy || x->sx != y->sx || x->py != y->py || x->px != y->px ||
+        x->ishape.c != y->ishape.c || x->ishape.h != y->ishape.h || x->ishape.w != y->ishape.w ||
+        x->act != y->act || memcmp(&x->slope, &y->slope, sizeof x->slope) != 0)
+      return 0;
+  }
+  return 1;
 }
 
 size_t pk_network_layers(const pk_network *n) { return n->L; }
-size_t pk_network_size(const pk_network *n, size_t l) { return l <= n->L ? n->d[l] : 0; }
+size_t pk_network_size(const pk_network *n, size_t l)
+{
+  return l == 0 ? PK_NET_IN(n) : l <= n->L ? n->layer[l - 1].out : 0;
+}
 pk_activation pk_network_activation(const pk_network *n, size_t l)
 {
-  return l >= 1 && l <= n->L ? n->act[l - 1] : PK_ACT_IDENTITY;
+  return l >= 1 && l <= n->L ? n->layer[l - 1].act : PK_ACT_IDENTITY;
+}
+double pk_network_slope(const pk_network *n, size_t l)
+{
+  return l >= 1 && l <= n->L ? n->layer[l - 1].slope : 0.0;
 }
 pk_parameterization pk_network_param(const pk_network *n) { return n->param; }
 size_t pk_network_nparams(const pk_network *n) { return n->P; }
@@ -240,22 +305,34 @@ pk_status pk_network_set_params(pk_network *n, const double *theta, size_t len)
 
 pk_status pk_check_input(const pk_network *n, const pk_matrix *X, const char *what)
 {
-  if (X->cols != n->d[0])
+  if (X->cols != PK_NET_IN(n))
     return pk_fail(PK_EINVAL, "%s has %zu columns, the network takes %zu inputs", what, X->cols,
-                   n->d[0]);
+                   PK_NET_IN(n));
   return PK_OK;
 }
 
 /* ---- workspaces ------------------------------------------------------------ */
 
+/* the most scratch any layer wants for its passes over n rows */
+static size_t max_work(const pk_network *n, size_t rows)
+{
+  size_t l, m = 0;
+  for (l = 0; l < n->L; l++) {
+    size_t w = n->layer[l].vt->work(&n->layer[l], rows);
+    if (w > m) m = w;
+  }
+  return m;
+}
+
 size_t pk_acts_bytes(const pk_network *n, size_t cap, int with_grad)
 {
   size_t l, tot = 0;
   for (l = 0; l < n->L; l++) {
-    tot += cap * n->d[l + 1] * (with_grad ? 2 : 1);     /* Z, G */
-    if (l + 1 < n->L) tot += cap * n->d[l + 1];        /* A[l+1] */
+    size_t out = n->layer[l].out;
+    tot += cap * out * (with_grad ? 2 : 1);     /* Z, G */
+    if (l + 1 < n->L) tot += cap * out;         /* A[l+1] */
   }
-  return tot * sizeof(double);
+  return (tot + max_work(n, cap)) * sizeof(double);
 }
 
 pk_status pk_acts_init(pk_acts *w, const pk_network *n, size_t cap, int with_grad)
@@ -278,10 +355,12 @@ pk_status pk_acts_init(pk_acts *w, const pk_network *n, size_t cap, int with_gra
   }
   p = w->buf;
   for (l = 0; l < n->L; l++) {
-    w->Z[l] = p; p += cap * n->d[l + 1];
-    if (with_grad) { w->G[l] = p; p += cap * n->d[l + 1]; }
-    if (l + 1 < n->L) { w->A[l + 1] = p; p += cap * n->d[l + 1]; }
+    size_t out = n->layer[l].out;
+    w->Z[l] = p; p += cap * out;
+    if (with_grad) { w->G[l] = p; p += cap * out; }
+    if (l + 1 < n->L) { w->A[l + 1] = p; p += cap * out; }
   }
+  w->work = p;
   return PK_OK;
 }
 
@@ -294,24 +373,25 @@ void pk_acts_free(pk_acts *w)
   memset(w, 0, sizeof *w);
 }
 
-static size_t max_width(const pk_network *n)
+/* the widest layer input */
+static size_t max_in(const pk_network *n)
 {
   size_t l, m = 0;
-  for (l = 0; l <= n->L; l++)
-    if (n->d[l] > m) m = n->d[l];
+  for (l = 0; l < n->L; l++)
+    if (n->layer[l].in > m) m = n->layer[l].in;
   return m;
 }
 
 size_t pk_deltas_bytes(const pk_network *n, size_t cap)
 {
-  size_t l, tot = cap * max_width(n), K = n->d[n->L];
-  for (l = 0; l < n->L; l++) tot += cap * K * n->d[l + 1];
+  size_t l, K = PK_NET_OUT(n), tot = cap * max_in(n) + max_work(n, cap * K);
+  for (l = 0; l < n->L; l++) tot += cap * K * n->layer[l].out;
   return tot * sizeof(double);
 }
 
 pk_status pk_deltas_init(pk_deltas *dl, const pk_network *n, size_t cap)
 {
-  size_t l, K = n->d[n->L];
+  size_t l, K = PK_NET_OUT(n);
   double *p;
   pk_status st;
   memset(dl, 0, sizeof *dl);
@@ -327,9 +407,10 @@ pk_status pk_deltas_init(pk_deltas *dl, const pk_network *n, size_t cap)
   p = dl->buf;
   for (l = 0; l < n->L; l++) {
     dl->D[l] = p;
-    p += cap * K * n->d[l + 1];
+    p += cap * K * n->layer[l].out;
   }
   dl->dphi = p;
+  dl->work = p + cap * max_in(n);
   return PK_OK;
 }
 
@@ -340,49 +421,104 @@ void pk_deltas_free(pk_deltas *dl)
   memset(dl, 0, sizeof *dl);
 }
 
+void pk_net_side(pk_side *s, const pk_network *n, size_t l, double *const *A, double *const *U,
+                 double *const *feat, size_t r0, size_t rows, size_t per, int outputs)
+{
+  const pk_layer *ly = &n->layer[l];
+  size_t fs = ly->vt->feat_size(ly, per);
+  s->n = rows;
+  s->per = per;
+  s->V = A[l] + r0 * ly->in;
+  s->U = U[l] + r0 * per * ly->out;
+  s->feat = fs && feat && feat[l] ? feat[l] + r0 * fs : NULL;
+  s->unit = outputs && l + 1 == n->L;
+}
+
+size_t pk_lfeats_bytes(const pk_network *n, size_t cap, size_t per)
+{
+  size_t l, tot = 0;
+  for (l = 0; l < n->L; l++) tot += cap * n->layer[l].vt->feat_size(&n->layer[l], per);
+  return tot * sizeof(double);
+}
+
+pk_status pk_lfeats_init(pk_lfeats *f, const pk_network *n, size_t cap, size_t per)
+{
+  size_t nf = pk_lfeats_bytes(n, cap, per) / sizeof(double), l;
+  double *p;
+  pk_status st;
+  memset(f, 0, sizeof *f);
+  if (!nf) return PK_OK;
+  if (!(f->feat = calloc(n->L, sizeof *f->feat)))
+    return pk_fail(PK_ENOMEM, "network workspace: out of memory");
+  if ((st = pk_alloc((void **)&f->buf, nf, sizeof(double), "the layers' features"))) {
+    pk_lfeats_free(f);
+    return st;
+  }
+  p = f->buf;
+  for (l = 0; l < n->L; l++) {
+    size_t fs = n->layer[l].vt->feat_size(&n->layer[l], per);
+    if (fs) {
+      f->feat[l] = p;
+      p += cap * fs;
+    }
+  }
+  return PK_OK;
+}
+
+void pk_lfeats_free(pk_lfeats *f)
+{
+  free(f->feat);
+  free(f->buf);
+  memset(f, 0, sizeof *f);
+}
+
+void pk_lfeats_compute(pk_lfeats *f, const pk_network *n, double *const *A, double *const *U,
+                       size_t rows, size_t per, int outputs)
+{
+  size_t l;
+  if (!f->feat) return;
+  for (l = 0; l < n->L; l++)
+    if (f->feat[l]) {
+      const pk_layer *ly = &n->layer[l];
+      pk_side s;
+      pk_net_side(&s, n, l, A, U, NULL, 0, rows, per, outputs);
+      ly->vt->feat(ly, &s, f->feat[l]);
+    }
+}
+
 /* ---- passes ------------------------------------------------------------------ */
+
+/* theta's slices for layer l */
+#define LW(ly, theta) ((theta) + (ly)->woff)
+#define LB(ly, theta) ((ly)->nb ? (theta) + (ly)->boff : NULL)
 
 void pk_net_forward_ws(const pk_network *n, const double *theta, const double *X, size_t rows,
                        pk_acts *w)
 {
-  size_t l, i, j;
+  size_t l;
   w->A[0] = (double *)X;
   if (rows == 0) return;
   for (l = 0; l < n->L; l++) {
-    size_t din = n->d[l], dout = n->d[l + 1];
-    const double *W = theta + n->woff[l], *b = theta + n->boff[l];
-    double *Z = w->Z[l], sb = n->sb[l];
-    for (i = 0; i < rows; i++)
-      for (j = 0; j < dout; j++) Z[i * dout + j] = sb * b[j];
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)dout, (int)din,
-                n->sw[l], w->A[l], (int)din, W, (int)din, 1.0, Z, (int)dout);
-    if (l + 1 < n->L) pk_act_apply(n->act[l], Z, w->A[l + 1], rows * dout);
+    const pk_layer *ly = &n->layer[l];
+    ly->vt->forward(ly, LW(ly, theta), LB(ly, theta), w->A[l], rows, 0.0, w->Z[l], w->work);
+    if (l + 1 < n->L) pk_act_apply(ly->act, ly->slope, w->Z[l], w->A[l + 1], rows * ly->out);
   }
 }
 
 void pk_net_backward(const pk_network *n, const double *theta, pk_acts *w, size_t rows,
                      double scale, double *grad)
 {
-  size_t l, i, j;
+  size_t l;
   if (rows == 0) return;
   for (l = n->L; l-- > 0;) {
-    size_t din = n->d[l], dout = n->d[l + 1];
-    const double *W = theta + n->woff[l];
-    double *G = w->G[l];
-    if (grad) {
-      double *gW = grad + n->woff[l], *gb = grad + n->boff[l], sb = scale * n->sb[l];
-      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)dout, (int)din, (int)rows,
-                  scale * n->sw[l], G, (int)dout, w->A[l], (int)din, 0.0, gW, (int)din);
-      for (j = 0; j < dout; j++) gb[j] = 0;
-      for (i = 0; i < rows; i++)
-        for (j = 0; j < dout; j++) gb[j] += G[i * dout + j];
-      for (j = 0; j < dout; j++) gb[j] *= sb;
-    }
+    const pk_layer *ly = &n->layer[l];
+    if (grad && ly->nw + ly->nb)
+      ly->vt->backward_params(ly, w->A[l], w->G[l], rows, scale, grad + ly->woff,
+                              grad + ly->boff, w->work);
     if (l > 0) {
-      double *Gp = w->G[l - 1];
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)din, (int)dout,
-                  n->sw[l], G, (int)dout, W, (int)din, 0.0, Gp, (int)din);
-      pk_act_mul_deriv(n->act[l - 1], w->Z[l - 1], w->A[l], Gp, rows * din);
+      const pk_layer *prev = &n->layer[l - 1];
+      ly->vt->backward_input(ly, LW(ly, theta), w->G[l], rows, w->G[l - 1], w->work);
+      pk_act_mul_deriv(prev->act, prev->slope, w->Z[l - 1], w->A[l], w->G[l - 1], rows * ly->in);
     }
   }
 }
@@ -390,26 +526,19 @@ void pk_net_backward(const pk_network *n, const double *theta, pk_acts *w, size_
 void pk_net_deltas(const pk_network *n, const double *theta, const pk_acts *w, size_t rows,
                    pk_deltas *dl)
 {
-  size_t l, i, k, j, K = n->d[n->L];
+  size_t l, i, k, j, K = PK_NET_OUT(n);
   double *D = dl->D[n->L - 1];
   memset(D, 0, rows * K * K * sizeof(double));
   for (i = 0; i < rows; i++)
     for (k = 0; k < K; k++) D[(i * K + k) * K + k] = 1.0;
   for (l = n->L - 1; l > 0; l--) {
-    size_t din = n->d[l], dout = n->d[l + 1];
-    const double *W = theta + n->woff[l];
+    const pk_layer *ly = &n->layer[l], *prev = &n->layer[l - 1];
+    size_t din = ly->in;
     double *Dp = dl->D[l - 1], *dphi = dl->dphi;
-    if (l == n->L - 1) {
-      /* unit rows: the product is a copy of W's rows */
-      for (i = 0; i < rows; i++)
-        for (k = 0; k < K; k++)
-          for (j = 0; j < din; j++) Dp[(i * K + k) * din + j] = n->sw[l] * W[k * din + j];
-    } else {
-      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(rows * K), (int)din,
-                  (int)dout, n->sw[l], dl->D[l], (int)dout, W, (int)din, 0.0, Dp, (int)din);
-    }
+    ly->vt->backward_input(ly, LW(ly, theta), dl->D[l], rows * K, Dp, dl->work);
+    if (prev->act == PK_ACT_IDENTITY) continue;
     for (j = 0; j < rows * din; j++) dphi[j] = 1.0;
-    pk_act_mul_deriv(n->act[l - 1], w->Z[l - 1], w->A[l], dphi, rows * din);
+    pk_act_mul_deriv(prev->act, prev->slope, w->Z[l - 1], w->A[l], dphi, rows * din);
     for (i = 0; i < rows; i++)
       for (k = 0; k < K; k++) {
         double *r = Dp + (i * K + k) * din;
@@ -433,7 +562,7 @@ pk_status pk_network_forward(const pk_network *n, const pk_matrix *X, pk_matrix 
 {
   pk_acts w;
   pk_status st;
-  size_t K = n->d[n->L], b, r0;
+  size_t K = PK_NET_OUT(n), b, r0;
   *out = NULL;
   if ((st = pk_check_input(n, X, "X"))) return st;
   if ((st = pk_matrix_new(out, X->rows, K))) return st;
@@ -460,7 +589,7 @@ pk_status pk_network_jacobian(const pk_network *n, const pk_matrix *X, pk_matrix
   pk_acts w;
   pk_deltas dl;
   pk_status st;
-  size_t K = n->d[n->L], rows, i, k, l, a, c;
+  size_t K = PK_NET_OUT(n), rows, l;
   char what[80];
   *out = NULL;
   if ((st = pk_check_input(n, X, "X"))) return st;
@@ -473,20 +602,13 @@ pk_status pk_network_jacobian(const pk_network *n, const pk_matrix *X, pk_matrix
   if ((st = pk_deltas_init(&dl, n, X->rows))) { pk_acts_free(&w); goto fail; }
   pk_net_forward_ws(n, n->theta, X->data, X->rows, &w);
   pk_net_deltas(n, n->theta, &w, X->rows, &dl);
-  for (i = 0; i < X->rows; i++)
-    for (k = 0; k < K; k++) {
-      double *J = (*out)->data + (i * K + k) * n->P;
-      for (l = 0; l < n->L; l++) {
-        size_t din = n->d[l], dout = n->d[l + 1];
-        const double *dv = dl.D[l] + (i * K + k) * dout, *av = w.A[l] + i * din;
-        double *JW = J + n->woff[l], *Jb = J + n->boff[l];
-        for (a = 0; a < dout; a++) {
-          double s = n->sw[l] * dv[a];
-          for (c = 0; c < din; c++) JW[a * din + c] = s * av[c];
-          Jb[a] = n->sb[l] * dv[a];
-        }
-      }
-    }
+  memset((*out)->data, 0, rows * n->P * sizeof(double));
+  for (l = 0; l < n->L; l++) {
+    const pk_layer *ly = &n->layer[l];
+    pk_side s;
+    pk_net_side(&s, n, l, w.A, dl.D, NULL, 0, X->rows, K, 1);
+    ly->vt->grad_rows(ly, &s, 1.0, (*out)->data, n->P);
+  }
   pk_deltas_free(&dl);
   pk_acts_free(&w);
   return PK_OK;
@@ -498,93 +620,169 @@ fail:
 
 /* ---- files ------------------------------------------------------------------- */
 
+/* Two payload layouts. Layout 1 (every network before layers had kinds):
+ * u64 L, u64 d_0..d_L, u32 activation per layer, u32 parameterization,
+ * f64 sigma_w, f64 sigma_b, u64 seed, u64 P, f64 theta[P]. Layout 2 starts
+ * with LAYERS_MARK (a layer count no file can hold), then u64 L, u64 C, H,
+ * W of the input, the same u32 parameterization, f64 sigma_w, sigma_b, u64
+ * seed, then a record per layer: u32 type, u32 activation, f64 slope
+ * (leaky_relu's, else 0), u64 outputs (dense: width, conv: channels),
+ * u64 kh, kw, stride y, x, padding y, x (0 where the type has none), then
+ * u64 P, f64 theta[P]. Networks that layout 1 describes are written in it,
+ * byte for byte as before; the others in layout 2, in a file of format
+ * version 2 (which older builds refuse by version). */
+#define LAYERS_MARK 0xFFFFFFFF00000002ull
+
+static int needs_layers(const pk_network *n)
+{
+  size_t l;
+  for (l = 0; l < n->L; l++)
+    if (n->layer[l].vt != &pk_dense_vt || n->layer[l].act == PK_ACT_LEAKY_RELU) return 1;
+  return 0;
+}
+
 pk_status pk_network_write_payload(pk_writer *wr, const void *obj)
 {
   const pk_network *n = obj;
   size_t l;
-  pk_put_u64(wr, n->L);
-  for (l = 0; l <= n->L; l++) pk_put_u64(wr, n->d[l]);
-  for (l = 0; l < n->L; l++) pk_put_u32(wr, (uint32_t)n->act[l]);
+  if (!needs_layers(n)) {
+    pk_put_u64(wr, n->L);
+    pk_put_u64(wr, PK_NET_IN(n));
+    for (l = 0; l < n->L; l++) pk_put_u64(wr, n->layer[l].out);
+    for (l = 0; l < n->L; l++) pk_put_u32(wr, (uint32_t)n->layer[l].act);
+  } else {
+    const pk_shape *in = &n->layer[0].ishape;
+    pk_writer_need(wr, 2);
+    pk_put_u64(wr, LAYERS_MARK);
+    pk_put_u64(wr, n->L);
+    pk_put_u64(wr, in->c);
+    pk_put_u64(wr, in->h);
+    pk_put_u64(wr, in->w);
+  }
   pk_put_u32(wr, (uint32_t)n->param);
   pk_put_f64(wr, n->sigma_w);
   pk_put_f64(wr, n->sigma_b);
   pk_put_u64(wr, n->seed);
+  if (needs_layers(n))
+    for (l = 0; l < n->L; l++) {
+      const pk_layer *ly = &n->layer[l];
+      int dense = ly->vt == &pk_dense_vt;
+      pk_put_u32(wr, (uint32_t)ly->vt->type);
+      pk_put_u32(wr, (uint32_t)ly->act);
+      pk_put_f64(wr, ly->slope);
+      pk_put_u64(wr, ly->oshape.c);
+      pk_put_u64(wr, dense ? 0 : ly->kh);
+      pk_put_u64(wr, dense ? 0 : ly->kw);
+      pk_put_u64(wr, dense ? 0 : ly->sy);
+      pk_put_u64(wr, dense ? 0 : ly->sx);
+      pk_put_u64(wr, dense ? 0 : ly->py);
+      pk_put_u64(wr, dense ? 0 : ly->px);
+    }
   pk_put_u64(wr, n->P);
   pk_put_f64s(wr, n->theta, n->P);
   return PK_OK;
 }
 
+#define BAD(...) do { st = pk_fail(PK_EFORMAT, __VA_ARGS__); goto done; } while (0)
+
+/* An activation code read from a file, for layer l of L (the last has none). */
+static pk_status read_act(uint32_t a, size_t l, size_t L, pk_activation *out)
+{
+  if (a >= PK_ACT_COUNT) return pk_fail(PK_EFORMAT, "value check failed: unknown activation %u", a);
+  /* the output layer has none: a file that says otherwise is not ours */
+  if (l + 1 == L && a != PK_ACT_IDENTITY)
+    return pk_fail(PK_EFORMAT, "value check failed: the output layer has activation %u", a);
+  *out = (pk_activation)a;
+  return PK_OK;
+}
+
 pk_status pk_network_read_payload(pk_reader *r, pk_network **out)
 {
-  size_t L, l, P;
-  size_t *sizes = NULL;
-  pk_activation *acts = NULL;
-  pk_network_spec s;
-  pk_status st;
+  size_t L, l, P, in, need = 0;
+  layer_rec *recs = NULL;
+  pk_parameterization param;
+  double sigma_w, sigma_b;
+  uint64_t seed, first;
+  int layered;
+  pk_status st = PK_OK;
   *out = NULL;
-  memset(&s, 0, sizeof s);
-  if ((st = pk_get_count(r, 8, &L, "layer count"))) return st;
+  /* layout 2's mark, or layout 1's layer count */
+  first = pk_get_u64(r);
+  if (r->err) return pk_fail(PK_EFORMAT, "file is truncated (reading layer count)");
+  layered = first == LAYERS_MARK;
+  if (layered) {
+    if ((st = pk_get_count(r, 8, &L, "layer count"))) return st;
+  } else {
+    if (first > (r->n - r->pos) / 8)
+      return pk_fail(PK_EFORMAT, "size check failed: layer count of %llu does not fit the file",
+                     (unsigned long long)first);
+    L = (size_t)first;
+  }
   if (L < 1) return pk_fail(PK_EFORMAT, "size check failed: a network with no layers");
-  sizes = malloc((L + 1) * sizeof *sizes);
-  acts = malloc(L * sizeof *acts);
-  if (!sizes || !acts) { st = pk_fail(PK_ENOMEM, "network: out of memory"); goto done; }
-  for (l = 0; l <= L; l++) sizes[l] = (size_t)pk_get_u64(r);
-  for (l = 0; l < L; l++) {
-    uint32_t a = pk_get_u32(r);
-    if (a >= PK_ACT_COUNT) { st = pk_fail(PK_EFORMAT, "value check failed: unknown activation %u", a); goto done; }
-    /* the output layer has none: a file that says otherwise is not ours */
-    if (l + 1 == L && a != PK_ACT_IDENTITY && !r->err) {
-      st = pk_fail(PK_EFORMAT, "value check failed: the output layer has activation %u", a);
-      goto done;
+  if (!(recs = calloc(L, sizeof *recs))) return pk_fail(PK_ENOMEM, "network: out of memory");
+  if (!layered) {
+    in = (size_t)pk_get_u64(r);
+    for (l = 0; l < L; l++) {
+      recs[l].type = PK_LAYER_DENSE;
+      recs[l].out = (size_t)pk_get_u64(r);
     }
-    acts[l] = (pk_activation)a;
+    for (l = 0; l < L && !r->err; l++)
+      if ((st = read_act(pk_get_u32(r), l, L, &recs[l].act))) goto done;
+  } else {
+    size_t c = (size_t)pk_get_u64(r), h = (size_t)pk_get_u64(r), w = (size_t)pk_get_u64(r);
+    if (h != 1 || w != 1) BAD("value check failed: an input of %zu x %zu x %zu values (a network "
+                              "of dense layers takes C x 1 x 1)", c, h, w);
+    in = c;
   }
-  s.param = (pk_parameterization)pk_get_u32(r);
-  s.sigma_w = pk_get_f64(r);
-  s.sigma_b = pk_get_f64(r);
-  s.seed = pk_get_u64(r);
-  if (r->err) { st = pk_fail(PK_EFORMAT, "file is truncated (reading the network)"); goto done; }
-  if (s.param != PK_PARAM_NTK && s.param != PK_PARAM_STANDARD) {
-    st = pk_fail(PK_EFORMAT, "value check failed: unknown parameterization %u", (unsigned)s.param);
-    goto done;
-  }
-  if (!(s.sigma_w >= 0 && s.sigma_w <= DBL_MAX && s.sigma_b >= 0 && s.sigma_b <= DBL_MAX)) {
-    st = pk_fail(PK_EFORMAT, "value check failed: sigma_w and sigma_b must be finite and >= 0");
-    goto done;
-  }
-  s.nsizes = L + 1;
-  s.sizes = sizes;
-  s.acts = acts;
+  param = (pk_parameterization)pk_get_u32(r);
+  sigma_w = pk_get_f64(r);
+  sigma_b = pk_get_f64(r);
+  seed = pk_get_u64(r);
+  if (layered)
+    for (l = 0; l < L && !r->err; l++) {
+      uint32_t type = pk_get_u32(r), a = pk_get_u32(r);
+      uint64_t g[6];
+      int k;
+      recs[l].slope = pk_get_f64(r);
+      recs[l].out = (size_t)pk_get_u64(r);
+      for (k = 0; k < 6; k++) g[k] = pk_get_u64(r);
+      if (r->err) break;
+      if (type != PK_LAYER_DENSE) BAD("value check failed: layer %zu has unknown type %u", l + 1, type);
+      recs[l].type = PK_LAYER_DENSE;
+      if (g[0] || g[1] || g[2] || g[3] || g[4] || g[5])
+        BAD("value check failed: dense layer %zu has a window, stride or padding", l + 1);
+      if ((st = read_act(a, l, L, &recs[l].act))) goto done;
+      if (recs[l].act == PK_ACT_LEAKY_RELU ? !isfinite(recs[l].slope) : recs[l].slope != 0)
+        BAD("value check failed: layer %zu has slope %g", l + 1, recs[l].slope);
+    }
+  if (r->err) BAD("file is truncated (reading the network)");
+  if (param != PK_PARAM_NTK && param != PK_PARAM_STANDARD)
+    BAD("value check failed: unknown parameterization %u", (unsigned)param);
+  if (!(sigma_w >= 0 && sigma_w <= DBL_MAX && sigma_b >= 0 && sigma_b <= DBL_MAX))
+    BAD("value check failed: sigma_w and sigma_b must be finite and >= 0");
   /* the parameter count must match the sizes and fit the file before any
    * allocation of that size */
-  {
-    size_t need = 0, k;
-    for (k = 0; k < L; k++) {
-      if (sizes[k] == 0 || sizes[k + 1] == 0 || sizes[k] > PK_MAX_DIM || sizes[k + 1] > PK_MAX_DIM ||
-          sizes[k + 1] > ((r->n - r->pos) / 8) / sizes[k]) {
-        st = pk_fail(PK_EFORMAT, "size check failed: layer sizes do not fit the file");
-        goto done;
-      }
-      need += sizes[k + 1] * sizes[k] + sizes[k + 1];
-    }
-    if ((st = pk_get_count(r, 8, &P, "parameter count"))) goto done;
-    if (P != need) {
-      st = pk_fail(PK_EFORMAT, "size check failed: %zu parameters for sizes that need %zu", P, need);
-      goto done;
-    }
+  for (l = 0; l < L; l++) {
+    size_t a = l ? recs[l - 1].out : in, b = recs[l].out;
+    if (a == 0 || b == 0 || a > PK_MAX_DIM || b > PK_MAX_DIM || b > ((r->n - r->pos) / 8) / a)
+      BAD("size check failed: layer sizes do not fit the file");
+    need += b * a + b;
   }
-  if ((st = pk_network_new(out, &s))) goto done;
+  if ((st = pk_get_count(r, 8, &P, "parameter count"))) goto done;
+  if (P != need) BAD("size check failed: %zu parameters for sizes that need %zu", P, need);
+  if ((st = build(out, in, recs, L, param, sigma_w, sigma_b, seed))) goto done;
   pk_get_f64s(r, (*out)->theta, P);
   if (r->err) {
-    st = pk_fail(PK_EFORMAT, "file is truncated (reading the parameters)");
     pk_network_free(*out);
     *out = NULL;
+    BAD("file is truncated (reading the parameters)");
   }
 done:
-  free(sizes);
-  free(acts);
+  free(recs);
   return st;
 }
+
+#undef BAD
 
 pk_status pk_network_save(const pk_network *n, const char *path)
 {

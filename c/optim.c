@@ -133,7 +133,7 @@ void pk_grad_step(const pk_network *net, const double *theta, const double *xb,
                   const pk_matrix *Y, pk_loss loss, const size_t *rows, size_t nb,
                   const double *wts, pk_acts *w, double *grad, double *value)
 {
-  size_t K = net->d[net->L];
+  size_t K = PK_NET_OUT(net);
   pk_net_forward_ws(net, theta, xb, nb, w);
   pk_loss_eval_weighted(loss, w->Z[net->L - 1], nb, K, Y, rows, wts, value, w->G[net->L - 1]);
   pk_net_backward(net, theta, w, nb, 1.0 / (double)nb, grad);

@@ -100,8 +100,8 @@ pk_status pk_kernel_path(pk_kernel **out, const pk_trajectory *t, pk_rule rule, 
   ps->nodes = nodes;
   if ((st = pk_kernel_new(out, &path_vt, ps))) { free(ps); return st; }
   pk_trajectory_retain(t);
-  (*out)->input_dim = t->net->d[0];
-  (*out)->nout = t->net->d[t->net->L];
+  (*out)->input_dim = PK_NET_IN(t->net);
+  (*out)->nout = PK_NET_OUT(t->net);
   return PK_OK;
 }
 
@@ -121,7 +121,7 @@ static pk_status precond_gram(const pk_kernel *k, const pk_matrix *X1, const pk_
 {
   const precond_state *ps = k->state;
   const pk_network *net = ps->net;
-  size_t P = net->P, K = net->d[net->L], per, t, r0, c0, i, p;
+  size_t P = net->P, K = PK_NET_OUT(net), per, t, r0, c0, i, p;
   size_t ldo = out->cols;
   int why;
   pk_status st = PK_OK;
@@ -255,7 +255,7 @@ pk_status pk_kernel_preconditioned(pk_kernel **out, const pk_trajectory *t, size
     free(ps);
     return st;
   }
-  (*out)->input_dim = t->net->d[0];
-  (*out)->nout = t->net->d[t->net->L];
+  (*out)->input_dim = PK_NET_IN(t->net);
+  (*out)->nout = PK_NET_OUT(t->net);
   return PK_OK;
 }

@@ -207,10 +207,17 @@ PK_API pk_status pk_matrix_write_npy(const pk_matrix *a, const char *path);
 
 typedef enum {
   PK_ACT_IDENTITY = 0, PK_ACT_RELU, PK_ACT_TANH, PK_ACT_SIGMOID, PK_ACT_SOFTPLUS,
-  PK_ACT_GELU, PK_ACT_ERF, PK_ACT_SIN, PK_ACT_COUNT
+  PK_ACT_GELU, PK_ACT_ERF, PK_ACT_SIN, PK_ACT_LEAKY_RELU, PK_ACT_COUNT
 } pk_activation;
 
+/* leaky_relu(z) = z for z > 0, slope z otherwise; its derivative at 0 is
+ * slope (relu's is 0): the subgradients training uses */
+#define PK_LEAKY_SLOPE 0.01
+
 typedef enum { PK_PARAM_NTK = 0, PK_PARAM_STANDARD } pk_parameterization;
+
+/* Kinds of layers (their codes in files) */
+typedef enum { PK_LAYER_DENSE = 1, PK_LAYER_CONV, PK_LAYER_AVGPOOL } pk_layer_type;
 
 /* Names <-> values; -1 for an unknown name. pk_activation_names() lists the
  * valid names, comma separated. */
@@ -223,6 +230,11 @@ typedef struct pk_network_spec {
   const size_t *sizes;         /* d_0 (inputs) ... d_L (outputs) */
   const pk_activation *acts;   /* one per hidden layer (nsizes - 2), or NULL */
   pk_activation act;           /* used for every hidden layer when acts is NULL */
+  /* leaky_relu's negative slope per hidden layer (nsizes - 2, read for
+   * leaky_relu layers only), or NULL for `slope` everywhere; a zeroed
+   * spec has slope 0, the Lua binding's default is PK_LEAKY_SLOPE */
+  const double *slopes;
+  double slope;
   pk_parameterization param;
   double sigma_w, sigma_b;
   uint64_t seed;
@@ -241,6 +253,7 @@ PK_API void pk_network_free(pk_network *net);
 PK_API size_t pk_network_layers(const pk_network *net);         /* L */
 PK_API size_t pk_network_size(const pk_network *net, size_t l); /* d_l, l = 0..L */
 PK_API pk_activation pk_network_activation(const pk_network *net, size_t l); /* hidden l = 1..L-1 */
+PK_API double pk_network_slope(const pk_network *net, size_t l);  /* leaky_relu's, else 0 */
 PK_API pk_parameterization pk_network_param(const pk_network *net);
 PK_API size_t pk_network_nparams(const pk_network *net);
 PK_API const double *pk_network_params(const pk_network *net);

@@ -19,7 +19,8 @@ typedef struct pk_decomp {
   int nodes, want_kp;
   pk_optimizer opt;
   pk_hyper hyper;
-  /* optimizers with state or weight decay: explicit gradients */
+  /* optimizers with state: explicit gradients (weight decay alone goes
+   * through the layers' dot products) */
   int explicit_traces, need_gbar;
   double *gbar;            /* (qt K) x P: a tile's node-averaged query gradients */
   double *tr;              /* m x P: per-example traces (momentum or first moment) */
@@ -32,9 +33,11 @@ typedef struct pk_decomp {
   double t[PK_MAX_NODES], wt[PK_MAX_NODES];
   double *contrib;         /* (nq K) x m: row x*K + k, column i */
   double *kp;              /* (nq K) x m: Kp_kk(x, x_i), when wanted */
-  double *theta_node, *M, *C, *acc, *xa;
+  double *theta_node, *C, *acc, *xa;
+  double *work;            /* the layers' scratch */
   pk_acts wq[PK_MAX_NODES], wa;      /* the queries at each node; training rows */
   pk_deltas dq[PK_MAX_NODES], da;
+  pk_lfeats fq[PK_MAX_NODES], fb, fa;  /* layer features: queries, batch, training rows */
   /* the caller's cancel flag (set after pk_decomp_init), checked between
    * tiles of a step: a step over many queries can take long */
   const volatile sig_atomic_t *cancel;

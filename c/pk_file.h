@@ -8,10 +8,12 @@
 #include "pk_base.h"
 
 /* The newest format version this build reads; it reads every older one.
- * Version 2: a trajectory (alone or inside a kernel machine) that was
- * trained with per-example loss weights ends with them. A file is written
- * with the lowest version that holds its object, so objects without the
- * newer parts stay readable by older builds byte for byte. */
+ * Version 2: a trajectory (alone or inside a kernel machine) ends with its
+ * per-example loss weights (a count of 0 when it has none); a network that
+ * layout 1 cannot describe (leaky_relu, layer kinds) is stored as layer
+ * records (network.c). A file is written with the lowest version that
+ * holds its object, so objects without the newer parts stay readable by
+ * older builds byte for byte. */
 #define PK_FORMAT_VERSION 2u
 
 uint32_t pk_crc32(uint32_t crc, const void *buf, size_t n);

@@ -1,38 +1,47 @@
-/* pk_net.h - dense networks inside (network.c): the layout of the
- * weights, the batched forward and backward passes with their workspaces,
- * the per-output sensitivities the kernels use, activations, files. */
+/* pk_net.h - networks inside (network.c): lists of layers (layer.h), the
+ * batched forward and backward passes with their workspaces, the
+ * per-output sensitivities and layer features the kernels use, files. */
 #ifndef PK_NET_H
 #define PK_NET_H
 
 #include "pk_file.h"
+#include "layer.h"
 
+/* A network is a list of layers (layer.h): the walkers below run the
+ * layers' functions and apply the activations between them. */
 struct pk_network {
-  size_t L;              /* dense layers */
-  size_t *d;             /* L + 1 sizes */
-  pk_activation *act;    /* act[l]: after layer l (0-based); act[L-1] = identity */
+  size_t L;              /* layers */
+  pk_layer *layer;       /* L records; layer[L-1].act = identity */
   pk_parameterization param;
   double sigma_w, sigma_b;
   uint64_t seed;
-  double *sw, *sb;       /* per-layer scales of W and b in the forward pass */
   size_t P;
   double *theta;
-  size_t *woff, *boff;   /* where W_l and b_l start in theta */
   uint64_t version;
 };
 
+/* values per example going in (d_0) and coming out (K) */
+#define PK_NET_IN(n) ((n)->layer[0].in)
+#define PK_NET_OUT(n) ((n)->layer[(n)->L - 1].out)
+
+/* Same layers, activations, slopes, parameterization: weights of one fit
+ * the other. */
+int pk_network_same_arch(const pk_network *a, const pk_network *b);
+
 /* A batch through the network, kept for backward passes and kernels. For
- * layer l (0-based): A[l] is its input (n x d[l]; A[0] is the caller's X),
- * Z[l] its pre-activation (n x d[l+1]; Z[L-1] is the output), G[l] the loss
- * gradient with respect to Z[l]. */
+ * layer l (0-based): A[l] is its input (n x in; A[0] is the caller's X),
+ * Z[l] its pre-activation (n x out; Z[L-1] is the output), G[l] the loss
+ * gradient with respect to Z[l]; work is the layers' scratch. */
 typedef struct pk_acts {
   size_t cap;
   double **A, **Z, **G;
+  double *work;
   double *buf;
 } pk_acts;
 
 pk_status pk_acts_init(pk_acts *w, const pk_network *net, size_t cap, int with_grad);
 void pk_acts_free(pk_acts *w);
-/* Forward n rows of X (row-major, d[0] columns) at weights theta. */
+/* Forward n rows of X (row-major, d_0 columns) at weights theta. */
 void pk_net_forward_ws(const pk_network *net, const double *theta, const double *X, size_t n,
                        pk_acts *w);
 /* Backward from dF (n x K) already in w->G[L-1]: fills every G[l] and, if
@@ -41,12 +50,13 @@ void pk_net_forward_ws(const pk_network *net, const double *theta, const double 
 void pk_net_backward(const pk_network *net, const double *theta, pk_acts *w, size_t n,
                      double scale, double *grad);
 
-/* Sensitivities of every output: D[l] is (n*K) x d[l+1], row i*K + k holding
+/* Sensitivities of every output: D[l] is (n*K) x out_l, row i*K + k holding
  * d f_k(x_i) / d z_l. D[L-1] rows are unit vectors. */
 typedef struct pk_deltas {
   size_t cap, K;
   double **D;
-  double *dphi;          /* scratch: phi' of one layer, cap x max d */
+  double *dphi;          /* scratch: phi' of one layer, cap x the widest input */
+  double *work;          /* the layers' scratch for cap K rows */
   double *buf;
 } pk_deltas;
 
@@ -58,11 +68,32 @@ void pk_net_deltas(const pk_network *net, const double *theta, const pk_acts *w,
 size_t pk_acts_bytes(const pk_network *net, size_t cap, int with_grad);
 size_t pk_deltas_bytes(const pk_network *net, size_t cap);
 
-/* g[i] *= phi'(z[i]), with a = phi(z) available for the cheap forms */
-void pk_act_mul_deriv(pk_activation act, const double *z, const double *a, double *g, size_t n);
-void pk_act_apply(pk_activation act, const double *z, double *a, size_t n);
+/* The layers' own features (layer.h, feat) of a block of up to cap
+ * examples with per sensitivity rows each: feat[l] is NULL for a layer
+ * without features, and feat itself NULL when no layer has any. */
+typedef struct pk_lfeats {
+  double **feat;
+  double *buf;
+} pk_lfeats;
 
-/* X must have d[0] columns: else a refusal naming X as `what` */
+size_t pk_lfeats_bytes(const pk_network *net, size_t cap, size_t per);
+pk_status pk_lfeats_init(pk_lfeats *f, const pk_network *net, size_t cap, size_t per);
+void pk_lfeats_free(pk_lfeats *f);
+/* compute them for n examples from inputs A and sensitivities U (as
+ * pk_net_side takes them) */
+void pk_lfeats_compute(pk_lfeats *f, const pk_network *net, double *const *A, double *const *U,
+                       size_t n, size_t per, int outputs);
+
+/* The side (layer.h) of layer l for rows [r0, r0 + n) of a block whose
+ * layer inputs are A[l] and whose sensitivities are U[l] (per rows an
+ * example); feat[l]: the layer's features of the block (feat may be NULL
+ * when no layer has any). outputs: U holds the sensitivities of the
+ * network's outputs (pk_deltas), whose last layer's rows are units. */
+void pk_net_side(pk_side *s, const pk_network *net, size_t l, double *const *A,
+                 double *const *U, double *const *feat, size_t r0, size_t n, size_t per,
+                 int outputs);
+
+/* X must have d_0 columns: else a refusal naming X as `what` */
 pk_status pk_check_input(const pk_network *net, const pk_matrix *X, const char *what);
 
 /* ---- files (network.c) -------------------------------------------------- */

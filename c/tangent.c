@@ -1,7 +1,8 @@
-/* tangent.c - the empirical tangent kernel g(x; w) . g(x'; w) of a dense
- * network by the structured formula: per layer l,
- *   sum_l (D_l(x) . D_l(x')) (s_w^2 a_{l-1}(x) . a_{l-1}(x') + s_b^2),
- * two GEMMs and a Hadamard product, tiled so that the working set stays
+/* tangent.c - the empirical tangent kernel g(x; w) . g(x'; w) of a network
+ * by the structured products of its layers (layer.h): per layer, the
+ * layer's gram of the two blocks' inputs and output sensitivities (for a
+ * dense layer, (D_l(x) . D_l(x')) (s_w^2 a_{l-1}(x) . a_{l-1}(x') + s_b^2):
+ * two GEMMs and a Hadamard product), tiled so that the working set stays
  * within the kernel's memory budget; never an n x P Jacobian. */
 #include <stdlib.h>
 #include <string.h>
@@ -18,40 +19,54 @@ typedef struct tangent_state {
   struct pk_tangent_ws *ws;
 } tangent_state;
 
-/* Features of a block of rows: activations and output sensitivities. */
+/* Features of a block of rows: activations, output sensitivities and the
+ * layers' own features (layer.h, feat) of them. */
 typedef struct feats {
   pk_acts w;
   pk_deltas dl;
+  pk_lfeats lf;
   size_t n;
 } feats;
 
 static size_t feat_bytes(const pk_network *net, size_t t)
 {
-  return pk_acts_bytes(net, t, 0) + pk_deltas_bytes(net, t);
+  return pk_acts_bytes(net, t, 0) + pk_deltas_bytes(net, t) +
+         pk_lfeats_bytes(net, t, PK_NET_OUT(net));
 }
 
-static size_t scratch_bytes(const pk_network *net, size_t t1, size_t t2)
+/* the layers' scratch for a chunk of t1 rows against t2 */
+static size_t work_doubles(const pk_network *net, size_t t1, size_t t2, pk_outputs mode)
 {
-  size_t K = net->d[net->L], rc = t1 < RCHUNK ? t1 : RCHUNK;
-  return (rc * K * t2 * K + rc * t2) * sizeof(double);
-}
-
-static pk_status feats_init(feats *f, const pk_network *net, size_t cap)
-{
-  pk_status st;
-  memset(f, 0, sizeof *f);
-  if ((st = pk_acts_init(&f->w, net, cap, 0))) return st;
-  if ((st = pk_deltas_init(&f->dl, net, cap))) {
-    pk_acts_free(&f->w);
-    return st;
+  size_t l, m = 0, K = PK_NET_OUT(net), rc = t1 < RCHUNK ? t1 : RCHUNK;
+  for (l = 0; l < net->L; l++) {
+    const pk_layer *ly = &net->layer[l];
+    size_t w = ly->vt->gram_work(ly, rc, K, t2, K, mode);
+    if (w > m) m = w;
   }
-  return PK_OK;
+  return m;
+}
+
+static size_t scratch_bytes(const pk_network *net, size_t t1, size_t t2, pk_outputs mode)
+{
+  return work_doubles(net, t1, t2, mode) * sizeof(double);
 }
 
 static void feats_free(feats *f)
 {
   pk_acts_free(&f->w);
   pk_deltas_free(&f->dl);
+  pk_lfeats_free(&f->lf);
+  memset(f, 0, sizeof *f);
+}
+
+static pk_status feats_init(feats *f, const pk_network *net, size_t cap)
+{
+  pk_status st;
+  memset(f, 0, sizeof *f);
+  if ((st = pk_acts_init(&f->w, net, cap, 0)) || (st = pk_deltas_init(&f->dl, net, cap)) ||
+      (st = pk_lfeats_init(&f->lf, net, cap, PK_NET_OUT(net))))
+    feats_free(f);
+  return st;
 }
 
 static void feats_compute(feats *f, const pk_network *net, const double *theta,
@@ -60,17 +75,17 @@ static void feats_compute(feats *f, const pk_network *net, const double *theta,
   f->n = n;
   pk_net_forward_ws(net, theta, X->data + r0 * X->cols, n, &f->w);
   pk_net_deltas(net, theta, &f->w, n, &f->dl);
+  pk_lfeats_compute(&f->lf, net, f->w.A, f->dl.D, n, PK_NET_OUT(net), 1);
 }
 
-/* C = alpha A1 A2^T (t1 x t2), or its upper triangle when sym (A1 == A2) */
 /* A workspace kept between Grams (by a kernel, or across the steps of a
  * path kernel): first-touch page faults on fresh buffers otherwise cost a
  * large share of a Gram. It never exceeds the kernel's memory budget. */
 struct pk_tangent_ws {
   feats f1, f2;
   size_t cap1, cap2;      /* rows the feature blocks hold */
-  double *M, *C;
-  size_t mcap, ccap;      /* doubles */
+  double *M;              /* the layers' scratch */
+  size_t mcap;            /* doubles */
 };
 
 pk_tangent_ws *pk_tangent_ws_new(void)
@@ -84,7 +99,6 @@ void pk_tangent_ws_free(pk_tangent_ws *ws)
   feats_free(&ws->f1);
   feats_free(&ws->f2);
   free(ws->M);
-  free(ws->C);
   free(ws);
 }
 
@@ -111,131 +125,54 @@ static pk_status ws_buf(double **p, size_t *cap, size_t n, const char *what)
   return PK_OK;
 }
 
-/* C (r x c, leading dimension ldc) = alpha A1 A2^T + beta C */
-static void gemm_nt(const double *A1, size_t r, const double *A2, size_t c, size_t d, size_t lda,
-                    double alpha, double beta, double *C, size_t ldc)
-{
-  if (r == 0 || c == 0) return;
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)c, (int)d, alpha, A1,
-              (int)lda, A2, (int)lda, beta, C, (int)ldc);
-}
-
 /* One output tile: alpha times the kernel of the rows of f1 against the
- * rows of f2, added at out (leading dimension ldo). The rows go in chunks
- * of RCHUNK, so that each layer's two products and their Hadamard
- * product stay in cache and the scratch stays small. sym: f1 == f2 and
- * only the upper triangle is needed (each chunk starts at its diagonal;
- * what lands below the diagonal is overwritten by the final mirror). */
-/* C = alpha A1 A2^T + beta C for a chunk: with sym, A1 and A2 start at the
- * same row and only the upper triangle of the leading r x r block is
- * wanted, which SYRK computes at half the cost; the rest is a GEMM. */
-static void prod(const double *A1, size_t r, const double *A2, size_t c, size_t d, size_t lda,
-                 double alpha, double beta, double *C, size_t ldc, int sym)
-{
-  if (!sym) {
-    gemm_nt(A1, r, A2, c, d, lda, alpha, beta, C, ldc);
-    return;
-  }
-  if (r == 0) return;
-  cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)r, (int)d, alpha, A1, (int)lda, beta,
-              C, (int)ldc);
-  if (c > r) gemm_nt(A1, r, A2 + r * lda, c - r, d, lda, alpha, beta, C + r, ldc);
-}
-
+ * rows of f2, added at out (leading dimension ldo), layer by layer. The
+ * rows go in chunks of RCHUNK, so that each layer's products stay in cache
+ * and the scratch stays small. sym: f1 == f2 and only the upper triangle
+ * is needed (each chunk starts at its diagonal; what lands below the
+ * diagonal is overwritten by the final mirror). */
 /* Returns nonzero, leaving the tile part done, when co's cancel flag is
  * seen (between chunks: a tile can be the whole Gram). */
 static int tile(const pk_network *net, pk_outputs mode, const feats *f1, const feats *f2,
-                double *out, size_t ldo, int sym, double *M, double *C, double alpha,
+                double *out, size_t ldo, int sym, double *work, double alpha,
                 const pk_call_opts *co)
 {
-  size_t K = net->d[net->L], t1 = f1->n, t2 = f2->n, L = net->L, l, i, j, k, k2, r0;
+  size_t K = PK_NET_OUT(net), t1 = f1->n, t2 = f2->n, l, r0;
   if (mode == PK_OUTPUTS_DIAGONAL) sym = 0;
   for (r0 = 0; r0 < t1; r0 += RCHUNK) {
     if (pk_cancelled(co)) return 1;
     size_t rc = t1 - r0 < RCHUNK ? t1 - r0 : RCHUNK, j0 = sym ? r0 : 0, nc = t2 - j0;
-    double extra = 0;   /* the last layer's constant, folded into another pass */
     double *o0 = out + r0 * (mode == PK_OUTPUTS_TRACE ? 1 : K) * ldo +
                  j0 * (mode == PK_OUTPUTS_BLOCK ? K : 1);
-    /* the last layer first: its sensitivities are unit rows, M = I */
-    {
-      size_t din = net->d[L - 1];
-      double c = alpha * net->sw[L - 1] * net->sw[L - 1], b = alpha * net->sb[L - 1] * net->sb[L - 1];
-      const double *A1 = f1->w.A[L - 1] + r0 * din, *A2 = f2->w.A[L - 1] + j0 * din;
-      if (K == 1 || mode == PK_OUTPUTS_TRACE) {
-        double mult = mode == PK_OUTPUTS_TRACE ? (double)K : 1.0;
-        prod(A1, rc, A2, nc, din, din, mult * c, 1.0, o0, ldo, sym);
-        extra = mult * b;
-        if (L == 1)
-          for (i = 0; i < rc; i++)
-            for (j = sym ? i : 0; j < nc; j++) o0[i * ldo + j] += extra;
-      } else {
-        prod(A1, rc, A2, nc, din, din, c, 0.0, C, nc, sym);
-        for (i = 0; i < rc; i++)
-          for (j = sym ? i : 0; j < nc; j++) {
-            double v = C[i * nc + j] + b;
-            for (k = 0; k < K; k++) {
-              if (mode == PK_OUTPUTS_BLOCK) o0[(i * K + k) * ldo + j * K + k] += v;
-              else o0[(i * K + k) * ldo + j] += v;
-            }
-          }
-      }
-    }
-    for (l = 0; l + 1 < L; l++) {
-      size_t din = net->d[l], dout = net->d[l + 1];
-      double c = alpha * net->sw[l] * net->sw[l], b = alpha * net->sb[l] * net->sb[l];
-      const double *D1 = f1->dl.D[l] + r0 * K * dout, *D2 = f2->dl.D[l] + j0 * K * dout;
-      prod(f1->w.A[l] + r0 * din, rc, f2->w.A[l] + j0 * din, nc, din, din, c, 0.0, C, nc, sym);
-      if (mode == PK_OUTPUTS_BLOCK) {
-        prod(D1, rc * K, D2, nc * K, dout, dout, 1.0, 0.0, M, nc * K, sym);
-        for (i = 0; i < rc; i++)
-          for (k = 0; k < K; k++) {
-            const double *m = M + (i * K + k) * nc * K;
-            double *o = o0 + (i * K + k) * ldo;
-            for (j = sym ? i : 0; j < nc; j++) {
-              double v = C[i * nc + j] + b;
-              for (k2 = (sym && j == i) ? k : 0; k2 < K; k2++) o[j * K + k2] += m[j * K + k2] * v + extra;
-            }
-          }
-      } else if (mode == PK_OUTPUTS_TRACE) {
-        /* rows of D viewed as t x (K dout): their dot products sum over k */
-        prod(D1, rc, D2, nc, K * dout, K * dout, 1.0, 0.0, M, nc, sym);
-        for (i = 0; i < rc; i++) {
-          const double *m = M + i * nc, *cr = C + i * nc;
-          double *o = o0 + i * ldo;
-          for (j = sym ? i : 0; j < nc; j++) o[j] += m[j] * (cr[j] + b) + extra;
-        }
-      } else {
-        for (k = 0; k < K; k++) {
-          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rc, (int)nc, (int)dout, 1.0,
-                      D1 + k * dout, (int)(K * dout), D2 + k * dout, (int)(K * dout), 0.0, M, (int)nc);
-          for (i = 0; i < rc; i++) {
-            const double *m = M + i * nc, *cr = C + i * nc;
-            double *o = o0 + (i * K + k) * ldo;
-            for (j = 0; j < nc; j++) o[j] += m[j] * (cr[j] + b) + (k == 0 ? extra : 0.0);
-          }
-        }
-      }
-      extra = 0;
+    for (l = 0; l < net->L; l++) {
+      const pk_layer *ly = &net->layer[l];
+      pk_side s1, s2;
+      if (ly->nw + ly->nb == 0) continue;
+      pk_net_side(&s1, net, l, f1->w.A, f1->dl.D, f1->lf.feat, r0, rc, K, 1);
+      pk_net_side(&s2, net, l, f2->w.A, f2->dl.D, f2->lf.feat, j0, nc, K, 1);
+      ly->vt->gram(ly, &s1, &s2, mode, sym, alpha, NULL, o0, ldo, work);
     }
   }
   return 0;
 }
 
-static size_t tile_need(const pk_network *net, size_t n1, size_t n2, size_t t, int same)
+static size_t tile_need(const pk_network *net, size_t n1, size_t n2, size_t t, int same,
+                        pk_outputs mode)
 {
   size_t t1 = t < n1 ? t : n1, t2 = t < n2 ? t : n2;
   int one = same && t1 == n1;      /* a single tile reuses its features */
-  return feat_bytes(net, t1) + (one ? 0 : feat_bytes(net, t2)) + scratch_bytes(net, t1, t2);
+  return feat_bytes(net, t1) + (one ? 0 : feat_bytes(net, t2)) + scratch_bytes(net, t1, t2, mode);
 }
 
 /* the largest tile t (rows of each side) whose working set fits `mem` */
-static size_t pick_tile(const pk_network *net, size_t n1, size_t n2, size_t mem, int same)
+static size_t pick_tile(const pk_network *net, size_t n1, size_t n2, size_t mem, int same,
+                        pk_outputs mode)
 {
   size_t lo = 1, hi = n1 > n2 ? n1 : n2, best = 0;
-  if (same && tile_need(net, n1, n2, n1, 1) <= mem) return n1;
+  if (same && tile_need(net, n1, n2, n1, 1, mode) <= mem) return n1;
   while (lo <= hi) {
     size_t t = lo + (hi - lo) / 2;
-    if (tile_need(net, n1, n2, t, 0) <= mem) { best = t; lo = t + 1; }
+    if (tile_need(net, n1, n2, t, 0, mode) <= mem) { best = t; lo = t + 1; }
     else hi = t - 1;
   }
   return best;
@@ -247,7 +184,7 @@ pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, cons
                                 const pk_matrix *X2, pk_outputs mode, size_t memory, double alpha,
                                 const pk_call_opts *o, pk_tangent_ws *ws, pk_matrix *out)
 {
-  size_t K = net->d[net->L], n1 = X1->rows, n2 = X2->rows, t, ti, tj, ntiles, done = 0;
+  size_t K = PK_NET_OUT(net), n1 = X1->rows, n2 = X2->rows, t, ti, tj, ntiles, done = 0;
   int same = X1 == X2 || (X1->data == X2->data && n1 == n2);
   int sym = same && mode != PK_OUTPUTS_DIAGONAL, why;
   size_t rk = mode == PK_OUTPUTS_TRACE ? 1 : K, ck = mode == PK_OUTPUTS_BLOCK ? K : 1;
@@ -259,32 +196,35 @@ pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, cons
   /* tiles shrink to fit the memory limit too */
   if (memory > pk_memory_limit()) {
     memory = pk_memory_limit();
-    if ((st = pk_check_bytes_hint(tile_need(net, n1, n2, 1, 0), 1, "one tile of the tangent kernel",
+    if ((st = pk_check_bytes_hint(tile_need(net, n1, n2, 1, 0, mode), 1,
+                                  "one tile of the tangent kernel",
                                   "use a smaller network")))
       return st;
   }
   if (!ws && !(ws = own = pk_tangent_ws_new())) return pk_fail(PK_ENOMEM, "tangent kernel: out of memory");
   f1 = &ws->f1;
   f2 = &ws->f2;
-  t = pick_tile(net, n1, n2, memory, same);
+  t = pick_tile(net, n1, n2, memory, same, mode);
   if (t == 0) {
-    size_t need = tile_need(net, n1, n2, 1, 0);
-    return pk_fail(PK_ENOMEM, "tangent kernel: memory = %zu bytes is too small for one tile; "
-                   "the minimum for this network is %zu bytes", memory, need);
+    size_t need = tile_need(net, n1, n2, 1, 0, mode);
+    st = pk_fail(PK_ENOMEM, "tangent kernel: memory = %zu bytes is too small for one tile; "
+                 "the minimum for this network is %zu bytes", memory, need);
+    goto out;
   }
   {
-    size_t t1 = t < n1 ? t : n1, t2 = t < n2 ? t : n2, rc = t1 < RCHUNK ? t1 : RCHUNK;
+    size_t t1 = t < n1 ? t : n1, t2 = t < n2 ? t : n2, nw = work_doubles(net, t1, t2, mode);
     /* a cached workspace must not push the total over the budget */
-    if (ws->cap1 > t1 || ws->cap2 > t2 || ws->mcap > rc * K * t2 * K) {
+    if (ws->cap1 > t1 || ws->cap2 > t2 || ws->mcap > nw) {
       feats_free(&ws->f1);
       feats_free(&ws->f2);
       ws->cap1 = ws->cap2 = 0;
+      free(ws->M);
+      ws->M = NULL;
+      ws->mcap = 0;
     }
     if ((st = ws_feats(f1, &ws->cap1, net, t1))) goto out;
     if (!same && (st = ws_feats(f2, &ws->cap2, net, t2))) goto out;
-    if ((st = ws_buf(&ws->M, &ws->mcap, rc * K * t2 * K, "the tangent kernel's tile")) ||
-        (st = ws_buf(&ws->C, &ws->ccap, rc * t2, "the tangent kernel's tile")))
-      goto out;
+    if ((st = ws_buf(&ws->M, &ws->mcap, nw, "the tangent kernel's tile"))) goto out;
   }
   ntiles = ((n1 + t - 1) / t) * ((n2 + t - 1) / t);
   if (sym) ntiles = ((n1 + t - 1) / t) * ((n1 + t - 1) / t + 1) / 2;
@@ -302,7 +242,7 @@ pk_status pk_tangent_accumulate(const pk_network *net, const double *theta, cons
         g = f2;
       }
       if (tile(net, mode, f1, g, out->data + ti * rk * ldo + tj * ck, ldo, sym && tj == ti, ws->M,
-               ws->C, alpha, o))
+               alpha, o))
         why = PK_STOP_INTERRUPT;
       else
         why = pk_progress(o, (double)++done, (double)ntiles);
@@ -345,53 +285,65 @@ static pk_status tangent_gram(const pk_kernel *k, const pk_matrix *X1, const pk_
 }
 
 /* out (n x 1, or n*K x 1) += alpha K_theta(x_i, x_i) */
+/* a block of t rows for the diagonal: features and the squared norms */
+static size_t diag_bytes(const pk_network *net, size_t t)
+{
+  return feat_bytes(net, t) + t * PK_NET_OUT(net) * sizeof(double);
+}
+
 pk_status pk_tangent_diag_accumulate(const pk_network *net, const double *theta,
                                      const pk_matrix *X, pk_outputs mode, size_t memory,
                                      double alpha, const pk_call_opts *o, pk_matrix *out)
 {
-  size_t K = net->d[net->L], n = X->rows, t, r0, i, kk, l, j;
+  size_t K = PK_NET_OUT(net), n = X->rows, t, r0, i, kk, l;
   int why;
   feats f;
+  double *v = NULL;
   pk_status st;
   t = n ? n : 1;
   if (memory > pk_memory_limit()) {
     memory = pk_memory_limit();
-    if ((st = pk_check_bytes_hint(feat_bytes(net, 1), 1, "one row of the tangent kernel's diagonal",
+    if ((st = pk_check_bytes_hint(diag_bytes(net, 1), 1, "one row of the tangent kernel's diagonal",
                                   "use a smaller network")))
       return st;
-  } else if (feat_bytes(net, 1) > memory) {
+  } else if (diag_bytes(net, 1) > memory) {
     return pk_fail(PK_ENOMEM, "tangent kernel: memory = %zu bytes is too small for one row; the "
-                   "minimum for this network is %zu bytes", memory, feat_bytes(net, 1));
+                   "minimum for this network is %zu bytes", memory, diag_bytes(net, 1));
   }
-  while (t > 1 && feat_bytes(net, t) > memory) t /= 2;
+  while (t > 1 && diag_bytes(net, t) > memory) t /= 2;
   if ((st = feats_init(&f, net, t))) return st;
+  if ((st = pk_alloc((void **)&v, t * K, sizeof(double), "the tangent kernel's diagonal"))) {
+    feats_free(&f);
+    return st;
+  }
   for (r0 = 0; r0 < n; r0 += t) {
     size_t m = n - r0 < t ? n - r0 : t;
     feats_compute(&f, net, theta, X, r0, m);
+    /* |g_r|^2 summed over the layers, in layer order */
+    memset(v, 0, m * K * sizeof(double));
+    for (l = 0; l < net->L; l++) {
+      const pk_layer *ly = &net->layer[l];
+      pk_side s;
+      if (ly->nw + ly->nb == 0) continue;
+      pk_net_side(&s, net, l, f.w.A, f.dl.D, f.lf.feat, 0, m, K, 1);
+      ly->vt->sqnorm(ly, &s, v);
+    }
     for (i = 0; i < m; i++) {
       double tr = 0;
       for (kk = 0; kk < K; kk++) {
-        double v = 0;
-        for (l = 0; l < net->L; l++) {
-          size_t din = net->d[l], dout = net->d[l + 1];
-          const double *d = f.dl.D[l] + ((i * K + kk) * dout), *a = f.w.A[l] + i * din;
-          double dd = 0, aa = 0;
-          for (j = 0; j < dout; j++) dd += d[j] * d[j];
-          for (j = 0; j < din; j++) aa += a[j] * a[j];
-          v += dd * (net->sw[l] * net->sw[l] * aa + net->sb[l] * net->sb[l]);
-        }
-        if (mode == PK_OUTPUTS_TRACE) tr += v;
-        else out->data[(r0 + i) * K + kk] += alpha * v;
+        if (mode == PK_OUTPUTS_TRACE) tr += v[i * K + kk];
+        else out->data[(r0 + i) * K + kk] += alpha * v[i * K + kk];
       }
       if (mode == PK_OUTPUTS_TRACE) out->data[r0 + i] += alpha * tr;
     }
     if ((why = pk_progress(o, (double)(r0 + m), (double)n))) {
-      feats_free(&f);
-      return pk_fail(PK_ECANCEL, "tangent kernel: %s", pk_stop_word(why));
+      st = pk_fail(PK_ECANCEL, "tangent kernel: %s", pk_stop_word(why));
+      break;
     }
   }
   feats_free(&f);
-  return PK_OK;
+  free(v);
+  return st;
 }
 
 static pk_status tangent_diag(const pk_kernel *k, const pk_matrix *X, const pk_call_opts *o,
@@ -429,7 +381,7 @@ pk_status pk_kernel_tangent(pk_kernel **out, const pk_network *net)
     free(s);
     return st;
   }
-  (*out)->input_dim = net->d[0];
-  (*out)->nout = net->d[net->L];
+  (*out)->input_dim = PK_NET_IN(net);
+  (*out)->nout = PK_NET_OUT(net);
   return PK_OK;
 }

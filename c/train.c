@@ -64,7 +64,7 @@ pk_status pk_train_check(const pk_network *net, const pk_matrix *X, const pk_mat
   if (!pk_all_finite(X->data, X->rows * X->cols))
     return pk_fail(PK_EINVAL, "train: X holds a NaN or infinite value");
   if ((unsigned)o->loss > PK_LOSS_SOFTMAX) return pk_fail(PK_EINVAL, "train: unknown loss");
-  if ((st = pk_loss_check(o->loss, Y, X->rows, net->d[net->L]))) return st;
+  if ((st = pk_loss_check(o->loss, Y, X->rows, PK_NET_OUT(net)))) return st;
   if ((unsigned)o->optimizer >= PK_OPT_COUNT) return pk_fail(PK_EINVAL, "train: unknown optimizer");
   if ((st = pk_opt_check(o->optimizer, &o->hyper))) return st;
   if (o->steps == 0) return pk_fail(PK_EINVAL, "train: steps must be positive");
@@ -104,7 +104,7 @@ static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix
                             const pk_train_opts *o, pk_train_hooks *hk, double *losses,
                             size_t *done)
 {
-  size_t m = X->rows, d0 = net->d[0], P = net->P, b, s, nb;
+  size_t m = X->rows, d0 = PK_NET_IN(net), P = net->P, b, s, nb;
   batcher bt;
   pk_acts w;
   pk_optstate os;

@@ -470,11 +470,14 @@ pk_status pk_trajectory_write_payload(pk_writer *w, const pk_trajectory *t, int 
     pk_matrix_write_payload(w, t->X);
     pk_matrix_write_payload(w, t->Y);
   }
-  if (t->lw) {
-    /* version 2: the loss weights, one per training row */
+  if (t->lw || w->version >= 2) {
+    /* version 2: the loss weights, one per training row; a count of 0
+     * when the file is version 2 for another reason (its network's layer
+     * records) and the run had none. The network came first, so both
+     * passes see the same version here. */
     pk_writer_need(w, 2);
-    pk_put_u64(w, t->X->rows);
-    pk_put_f64s(w, t->lw, t->X->rows);
+    pk_put_u64(w, t->lw ? t->X->rows : 0);
+    if (t->lw) pk_put_f64s(w, t->lw, t->X->rows);
   }
   return PK_OK;
 }
@@ -627,8 +630,8 @@ static pk_status read_checkpoints(pk_reader *rd, const char *path, pk_trajectory
 /* does this data fit the recorded network and loss? */
 static int data_fits(const pk_trajectory *t, const pk_matrix *X, const pk_matrix *Y)
 {
-  return X->rows != 0 && X->cols == t->net->d[0] &&
-         !pk_loss_check(t->lossfn, Y, X->rows, t->net->d[t->net->L]);
+  return X->rows != 0 && X->cols == PK_NET_IN(t->net) &&
+         !pk_loss_check(t->lossfn, Y, X->rows, PK_NET_OUT(t->net));
 }
 
 /* the hash of the recorded data, and the data itself when the file holds it */

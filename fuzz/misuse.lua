@@ -60,6 +60,9 @@ M.samples = {
   -- networks, trained or not, one and several outputs
   network = function() return tiny(1) end,
   network_wide = function() return pk.network{ sizes = { 2, 4, 4, 3 }, activation = "relu", seed = 2 } end,
+  network_leaky = function()
+    return pk.network{ sizes = { 2, 3, 2 }, activation = "leaky_relu", slope = 0.3, seed = 6 }
+  end,
   network_released = function()
     local net = tiny(3)
     net:release()
@@ -386,6 +389,7 @@ local function zoo()
     { sep = "" }, { sep = "ab" }, { sep = "\n" }, { sep = ";" }, { nout = -1 }, { nout = 2^40 },
     { outputs = "trace" }, { outputs = 1 }, { memory = -1 }, { memory = 1 }, { seed = "x" },
     { seed = 1.5 }, { input_dim = 1 }, { fail_at = 1 }, { sizes = { 2, 0, 1 } }, { steps = -1 },
+    { sizes = { 2, 3, 1 }, activation = "leaky_relu", slope = 0 / 0 }, { sizes = { 2, 3, 1 }, slope = { 1, 2 } },
     { steps = 2^40 }, { lr = 0 / 0 }, { [1] = "positional" }, { unknown_option = true },
     -- pk.split, A:std, pk.hstack / vstack (lists of pool objects)
     { test = 0.2 }, { test = 3 }, { test = 1.0 }, { test = 2^40 }, { shuffle = false, test = 1 },

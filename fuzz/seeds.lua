@@ -67,6 +67,9 @@ function seeds.network(put)
   put("deep", saved_obj(pk.network{ sizes = { 2, 2, 2, 2, 3 }, activation = { "relu", "sin", "gelu" },
     parameterization = "standard", sigma_w = 1.5, sigma_b = 0, seed = 3 }))
   put("one-layer", saved_obj(pk.network{ sizes = { 1, 1 }, seed = 4 }))
+  -- format version 2: the layer records of a leaky_relu network
+  put("leaky", saved_obj(pk.network{ sizes = { 2, 3, 2, 1 }, activation = { "leaky_relu", "tanh" },
+    slope = 0.2, seed = 5 }))
 end
 
 -- runs of a few steps for every optimizer family and both ways of recording

@@ -34,9 +34,10 @@ build = {
       sources = {
         "c/analysis.c", "c/analytic.c", "c/classic.c", "c/container.c", "c/core.c",
         "c/csv.c", "c/decomp.c", "c/fastmath.c", "c/kernel.c", "c/kspec.c",
-        "c/linalg.c", "c/loss.c", "c/machine.c", "c/matrix.c", "c/matrix_ops.c",
-        "c/network.c", "c/npy.c", "c/optim.c", "c/parallel.c", "c/pathkernel.c",
-        "c/regress.c", "c/rng.c", "c/tangent.c", "c/train.c", "c/trajectory.c",
+        "c/layer_dense.c", "c/linalg.c", "c/loss.c", "c/machine.c", "c/matrix.c",
+        "c/matrix_ops.c", "c/network.c", "c/npy.c", "c/optim.c", "c/parallel.c",
+        "c/pathkernel.c", "c/regress.c", "c/rng.c", "c/tangent.c", "c/train.c",
+        "c/trajectory.c",
         "c/lua_analysis.c", "c/lua_core.c", "c/lua_kernel.c", "c/lua_kernels.c",
         "c/lua_matrix.c", "c/lua_network.c", "c/lua_regressor.c",
         "c/lua_trajectory.c",

@@ -4,7 +4,7 @@
 local H = require "helpers"
 local pk = H.pk
 
-local ACTS = { "identity", "relu", "tanh", "sigmoid", "softplus", "gelu", "erf", "sin" }
+local ACTS = { "identity", "relu", "tanh", "sigmoid", "softplus", "gelu", "erf", "sin", "leaky_relu" }
 
 -- phi in plain Lua, for the independent forward pass
 local function erf(x)
@@ -28,6 +28,7 @@ local PHI = {
   gelu = function(z) return 0.5 * z * (1 + erf(z / math.sqrt(2))) end,
   erf = erf,
   sin = math.sin,
+  leaky_relu = function(z) return z > 0 and z or 0.01 * z end,
 }
 
 -- forward pass from the documented layout: W_l row-major then b_l
@@ -165,6 +166,92 @@ describe("pk.network", function()
   end)
 end)
 
+describe("leaky_relu", function()
+  it("takes a slope per hidden layer, or one for all (0.01 by default)", function()
+    local net = pk.network{ sizes = {3, 4, 5, 2}, activation = {"leaky_relu", "leaky_relu"},
+                            slope = {0.2, -0.5}, parameterization = "standard", seed = 9 }
+    assert.are.same({"leaky_relu", "leaky_relu"}, net:activations())
+    assert.truthy(tostring(net):find("3 -> 4 leaky_relu(0.2) -> 5 leaky_relu(-0.5) -> 2", 1, true))
+    local X = pk.randn(6, 3, 2)
+    local theta, F = column(net:params()), net:forward(X)
+    for i = 1, 6 do
+      -- the standard parameterization: z = W a + b, by hand
+      local a, off, slopes = X:totable()[i], 0, {0.2, -0.5}
+      for l, d in ipairs{ {3, 4}, {4, 5}, {5, 2} } do
+        local z = {}
+        for r = 1, d[2] do
+          local s = theta[off + d[1] * d[2] + r]
+          for c = 1, d[1] do s = s + theta[off + (r - 1) * d[1] + c] * a[c] end
+          z[r] = (l == 3 or s > 0) and s or slopes[l] * s
+        end
+        off, a = off + d[1] * d[2] + d[2], z
+      end
+      for k = 1, 2 do assert.is_true(math.abs(a[k] - F:get(i, k)) < 1e-14) end
+    end
+    local one = pk.network{ sizes = {2, 3, 3, 1}, activation = {"leaky_relu", "tanh"}, slope = 0.3 }
+    assert.truthy(tostring(one):find("2 -> 3 leaky_relu(0.3) -> 3 tanh -> 1", 1, true))
+    assert.truthy(tostring(pk.network{ sizes = {2, 3, 1}, activation = "leaky_relu" }):find("leaky_relu(0.01)", 1, true))
+    -- a slope for a layer of another activation changes nothing
+    local a = pk.network{ sizes = {2, 3, 1}, activation = "tanh", slope = 0.7, seed = 1 }
+    local b = pk.network{ sizes = {2, 3, 1}, activation = "tanh", seed = 1 }
+    assert.are.equal(tostring(a), tostring(b))
+    H.raises("network: 'slope' lists 1 numbers, the network has 2 hidden layers", pk.network,
+      { sizes = {2, 3, 3, 1}, slope = {0.1} })
+    H.raises("network: slope 2 must be a number", pk.network, { sizes = {2, 3, 3, 1}, slope = {0.1, "x"} })
+    H.raises("network: 'slope' must be a number or a list of numbers", pk.network, { sizes = {2, 1}, slope = "x" })
+    H.raises("network: the slope of hidden layer 1 must be finite", pk.network,
+      { sizes = {2, 3, 1}, activation = "leaky_relu", slope = 0 / 0 })
+  end)
+
+  it("has derivative slope at 0 (relu: 0), as training takes it", function()
+    -- x = 0 and b = 0 put every first-layer unit exactly at its kink
+    for _, c in ipairs{ { "relu", 0 }, { "leaky_relu", 0.25 } } do
+      local net = pk.network{ sizes = {2, 3, 1}, activation = c[1], slope = 0.25,
+                              parameterization = "standard", sigma_b = 0, seed = 3 }
+      local J = net:jacobian(pk.zeros(1, 2))
+      local theta = column(net:params())
+      -- d f / d b1_j = W2_j phi'(0); W2 starts at 6 + 3 + 1
+      for j = 1, 3 do assert.are.equal(c[2] * theta[9 + j], J:get(1, 6 + j)) end
+      local before = net:params()
+      net:train{ X = pk.zeros(1, 2), Y = pk.ones(1, 1), lr = 1, steps = 1 }
+      local moved = (before - net:params()):slice(7, 9)
+      if c[2] == 0 then assert.are.equal(0, moved:max_abs()) else assert.is_true(moved:max_abs() > 0) end
+    end
+  end)
+end)
+
+describe("network files", function()
+  it("read version 1 files of earlier builds; dense networks are still written in that version", function()
+    -- written by the build before layers (sizes {3, 5, 4, 2}, gelu, relu, standard)
+    local old = pk.load("spec/data/network-v1.pk")
+    local net = pk.network{ sizes = {3, 5, 4, 2}, activation = {"gelu", "relu"}, parameterization = "standard",
+                            sigma_w = 1.5, sigma_b = 0.3, seed = 4 }
+    assert.are.equal(tostring(net), tostring(old))
+    assert.are.equal(0, (old:params() - net:params()):max_abs())
+    local p = H.tmpname(".pk")
+    assert.is_true(net:save(p))
+    assert.are.equal(H.read_bytes("spec/data/network-v1.pk"), H.read_bytes(p))
+    os.remove(p)
+  end)
+
+  it("store slopes in version 2, round trip, and refuse what they do not know", function()
+    local net = pk.network{ sizes = {3, 4, 4, 2}, activation = {"leaky_relu", "tanh"}, slope = 0.125, seed = 2 }
+    local p = H.tmpname(".pk")
+    assert.is_true(net:save(p))
+    local bytes = H.read_bytes(p)
+    assert.are.equal(2, string.unpack("<I4", bytes, 9))
+    local back = pk.load(p)
+    assert.are.equal(tostring(net), tostring(back))
+    local X = pk.randn(5, 3, 1)
+    assert.are.equal(0, (back:forward(X) - net:forward(X)):max_abs())
+    assert.are.equal(0, (back:params() - net:params()):max_abs())
+    -- a later format version is refused by version
+    H.write_bytes(p, bytes:sub(1, 8) .. string.pack("<I4", 3) .. bytes:sub(13))
+    H.raises("version check failed: format version 3, this build reads 1 to 2", pk.load, p)
+    os.remove(p)
+  end)
+end)
+
 describe("net:jacobian", function()
   -- Central differences: truncation h^2 |f'''| / 6 ~ 1e-11 at h = 1e-5 and
   -- rounding ~ 1e-16 |f| / h ~ 1e-11; 1e-7 leaves room for O(1) third
@@ -206,7 +293,7 @@ describe("losses and their gradients", function()
     { loss = "softmax", K = 3, Y = pk.matrix{{1, 0, 0}, {0, 0, 1}, {0, 1, 0}, {0, 1, 0}, {1, 0, 0}, {0, 0, 1}, {0.5, 0, 0.5}} },
   }
   for ci, c in ipairs(cases) do
-    for _, act in ipairs{ "tanh", "softplus", "sin" } do
+    for _, act in ipairs{ "tanh", "softplus", "sin", "leaky_relu" } do
       it(("one GD step moves by lr x the finite-difference gradient (%s #%d, %s)"):format(c.loss, ci, act), function()
         local net = pk.network{ sizes = {3, 6, c.K}, activation = act, seed = 30 + ci }
         local theta0 = net:params()
@@ -384,7 +471,7 @@ describe("bad input to networks", function()
     H.raises("label 1.5 in row 1", c3.train, c3, { X = X, Y = pk.matrix{1.5, 2, 1, 1, 2}, loss = "softmax" })
     local c1 = pk.network{ sizes = {3, 4, 1}, seed = 1 }
     H.raises("target 2 in row 3 is not 0 or 1", c1.train, c1, { X = X, Y = pk.matrix{0, 1, 2, 0, 1}, loss = "logistic" })
-    H.raises("unknown activation 'swish' (valid: identity, relu, tanh, sigmoid, softplus, gelu, erf, sin)",
+    H.raises("unknown activation 'swish' (valid: identity, relu, tanh, sigmoid, softplus, gelu, erf, sin, leaky_relu)",
       pk.network, { sizes = {2, 2, 1}, activation = "swish" })
     H.raises("unknown loss 'hinge' (valid: mse, logistic, softmax)", net.train, net, { X = X, Y = Y, loss = "hinge" })
     H.raises("unknown optimizer 'lbfgs'", net.train, net, { X = X, Y = Y, optimizer = "lbfgs" })

@@ -6,7 +6,7 @@
 local H = require "helpers"
 local pk = H.pk
 
-local ACTS = { "identity", "relu", "tanh", "sigmoid", "softplus", "gelu", "erf", "sin" }
+local ACTS = { "identity", "relu", "tanh", "sigmoid", "softplus", "gelu", "erf", "sin", "leaky_relu" }
 
 -- the reference: J1 J2^T reduced to the requested output mode
 local function reference(net, X1, X2, mode)

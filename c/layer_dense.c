@@ -124,6 +124,18 @@ static void dense_gram(const pk_layer *ly, const pk_side *s1, const pk_side *s2,
   double *C = work, *M = work + n1 * n2;
   if (n1 == 0 || n2 == 0) return;
   if (mode == PK_OUTPUTS_DIAGONAL) sym = 0;
+  if (s1->unit && s2->unit && !vprod && (p1 == 1 || mode == PK_OUTPUTS_TRACE)) {
+    /* the output layer seen by its own single output (or the trace): the
+     * product goes straight into out, the constant after it */
+    double mult = mode == PK_OUTPUTS_TRACE ? (double)p1 : 1.0;
+    prod(s1->V, n1, s2->V, n2, din, din, mult * c, 1.0, out, ldo, sym);
+    if (b != 0)
+      for (i = 0; i < n1; i++) {
+        double *o = out + i * ldo;
+        for (j = sym ? i : 0; j < n2; j++) o[j] += mult * b;
+      }
+    return;
+  }
   if (vprod) {
     for (i = 0; i < n1 * n2; i++) C[i] = c * vprod[i];
   } else {
@@ -132,35 +144,39 @@ static void dense_gram(const pk_layer *ly, const pk_side *s1, const pk_side *s2,
   if (s1->unit && s2->unit) {
     /* the output layer seen by the outputs: M is the identity */
     for (i = 0; i < n1; i++)
-      for (j = sym ? i : 0; j < n2; j++) {
-        double v = C[i * n2 + j] + b;
-        if (mode == PK_OUTPUTS_TRACE) out[i * ldo + j] += (double)p1 * v;
-        else
-          for (k = 0; k < p1; k++) {
-            if (mode == PK_OUTPUTS_BLOCK) out[(i * p1 + k) * ldo + j * p2 + k] += v;
-            else out[(i * p1 + k) * ldo + j] += v;
-          }
+      for (k = 0; k < p1; k++) {
+        double *o = out + (i * p1 + k) * ldo + (mode == PK_OUTPUTS_BLOCK ? k : 0);
+        size_t step = mode == PK_OUTPUTS_BLOCK ? p2 : 1;
+        for (j = sym ? i : 0; j < n2; j++) o[j * step] += C[i * n2 + j] + b;
       }
     return;
   }
   if (s1->unit || s2->unit) {
     /* one side's rows are unit vectors: M is the other side's U, read
-     * transposed (the decomposition's queries at the output layer) */
-    const double *U = s1->unit ? s2->U : s1->U;
-    int one = s1->unit;
+     * transposed (the decomposition's queries at the output layer):
+     * M[(i,k), (j,k2)] = U2[(j,k2), k] or U1[(i,k), k2] */
     for (i = 0; i < n1; i++)
-      for (j = 0; j < n2; j++) {
-        double v = C[i * n2 + j] + b;
-        for (k = 0; k < p1; k++) {
-          double *o = mode == PK_OUTPUTS_TRACE ? out + i * ldo + j
-                      : mode == PK_OUTPUTS_BLOCK ? out + (i * p1 + k) * ldo + j * p2
-                      : out + (i * p1 + k) * ldo + j;
-          if (mode == PK_OUTPUTS_BLOCK) {
-            for (k2 = 0; k2 < p2; k2++)
-              o[k2] += (one ? U[(j * p2 + k2) * dout + k] : U[(i * p1 + k) * dout + k2]) * v;
-          } else {
-            o[0] += (one ? U[(j * p2 + k) * dout + k] : U[(i * p1 + k) * dout + k]) * v;
-          }
+      for (k = 0; k < p1; k++) {
+        const double *cr = C + i * n2, *u1 = s1->U + (i * p1 + k) * dout;
+        double *o = out + (mode == PK_OUTPUTS_TRACE ? i : i * p1 + k) * ldo;
+        if (mode == PK_OUTPUTS_BLOCK) {
+          if (s1->unit)
+            for (j = 0; j < n2; j++) {
+              double v = cr[j] + b;
+              const double *u2 = s2->U + j * p2 * dout + k;
+              for (k2 = 0; k2 < p2; k2++) o[j * p2 + k2] += u2[k2 * dout] * v;
+            }
+          else
+            for (j = 0; j < n2; j++) {
+              double v = cr[j] + b;
+              for (k2 = 0; k2 < p2; k2++) o[j * p2 + k2] += u1[k2] * v;
+            }
+        } else {
+          /* the same k on both sides */
+          if (s1->unit)
+            for (j = 0; j < n2; j++) o[j] += s2->U[(j * p2 + k) * dout + k] * (cr[j] + b);
+          else
+            for (j = 0; j < n2; j++) o[j] += u1[k] * (cr[j] + b);
         }
       }
     return;

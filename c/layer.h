@@ -34,8 +34,9 @@
  * - gram: out += alpha sum_params g_r(side 1) . g_r'(side 2), laid out by
  *   mode: BLOCK out[(i per1 + k) ldo + j per2 + k2]; DIAGONAL (per1 =
  *   per2) out[(i per + k) ldo + j], the same k on both sides; TRACE
- *   out[i ldo + j], summed over k. sym: side 1 is side 2 and only the
- *   upper triangle (j > i, or j == i and k2 >= k) must be right. vprod,
+ *   out[i ldo + j], summed over k. sym: side 1's rows are the first n1
+ *   rows of side 2 (one block against itself), and only the upper
+ *   triangle (j > i, or j == i and k2 >= k) must be right. vprod,
  *   when not NULL, is V1 V2^T (n1 x n2) that the caller already holds (the
  *   decomposition's first layer, whose inputs never move); a layer may
  *   ignore it.
@@ -51,10 +52,21 @@
  * patches, explicit gradient rows) for the products above: feat_size
  * doubles per example, filled by feat() after V and U are set; example i's
  * start at feat + i * feat_size(ly, per), so a run of rows of a side is a
- * side too. The callers size scratch by work / gram_work / dot_work and
- * pass it; nothing here allocates, fails or keeps state.
- * Parameterless layers add nothing in gram, sqnorm, dot_params, grad_rows
- * and backward_params (nw = nb = 0). */
+ * side too. The callers size scratch by work (forward and both backward
+ * functions on n rows) / gram_work / dot_work and pass it; nothing here
+ * allocates, fails or keeps state. Parameterless layers (nw = nb = 0)
+ * have nothing to add in gram, sqnorm, dot_params, grad_rows and
+ * backward_params: the callers skip them.
+ *
+ * WHAT A CONSUMER CALLS (network.c, pk_internal.h): pk_net_forward_ws
+ * (layer by layer, activations between), pk_net_backward (loss gradients
+ * G and the parameter gradient), pk_net_deltas (the sensitivities of every
+ * output, unit rows at the last layer), then per layer l a side from
+ * pk_net_side(A = inputs, U = deltas or loss gradients, rows r0 .. r0+n)
+ * and the layer's own function: ly->vt->gram(ly, &s1, &s2, ...). Layer
+ * features, when a layer has any, come from pk_lfeats_init/compute. New
+ * kinds of layers add a table (layer_<kind>.c) and a case in network.c's
+ * construction and files; no consumer changes. */
 #ifndef PK_LAYER_H
 #define PK_LAYER_H
 
@@ -119,8 +131,9 @@ struct pk_layer {
 
 extern const pk_layer_vt pk_dense_vt;
 
-/* g[i] *= phi'(z[i]) and a = phi(z), with a = phi(z) giving the cheap
- * forms; slope is leaky_relu's (relu'(0) = 0, leaky'(0) = slope) */
+/* a = phi(z), and g[i] *= phi'(z[i]) (given a = phi(z) too, for the
+ * cheap forms); slope is leaky_relu's (relu'(0) = 0, leaky'(0) = slope).
+ * The walkers apply them between layers, never the layers. */
 void pk_act_apply(pk_activation act, double slope, const double *z, double *a, size_t n);
 void pk_act_mul_deriv(pk_activation act, double slope, const double *z, const double *a,
                       double *g, size_t n);

@@ -685,10 +685,12 @@ pk_status pk_network_write_payload(pk_writer *wr, const void *obj)
 
 #define BAD(...) do { st = pk_fail(PK_EFORMAT, __VA_ARGS__); goto done; } while (0)
 
-/* An activation code read from a file, for layer l of L (the last has none). */
-static pk_status read_act(uint32_t a, size_t l, size_t L, pk_activation *out)
+/* An activation code read from a file, for layer l of L (the last has
+ * none); layout 1 knows the codes below leaky_relu's. */
+static pk_status read_act(uint32_t a, size_t l, size_t L, int layered, pk_activation *out)
 {
-  if (a >= PK_ACT_COUNT) return pk_fail(PK_EFORMAT, "value check failed: unknown activation %u", a);
+  if (a >= (layered ? PK_ACT_COUNT : PK_ACT_LEAKY_RELU))
+    return pk_fail(PK_EFORMAT, "value check failed: unknown activation %u", a);
   /* the output layer has none: a file that says otherwise is not ours */
   if (l + 1 == L && a != PK_ACT_IDENTITY)
     return pk_fail(PK_EFORMAT, "value check failed: the output layer has activation %u", a);
@@ -727,7 +729,7 @@ pk_status pk_network_read_payload(pk_reader *r, pk_network **out)
       recs[l].out = (size_t)pk_get_u64(r);
     }
     for (l = 0; l < L && !r->err; l++)
-      if ((st = read_act(pk_get_u32(r), l, L, &recs[l].act))) goto done;
+      if ((st = read_act(pk_get_u32(r), l, L, 0, &recs[l].act))) goto done;
   } else {
     size_t c = (size_t)pk_get_u64(r), h = (size_t)pk_get_u64(r), w = (size_t)pk_get_u64(r);
     if (h != 1 || w != 1) BAD("value check failed: an input of %zu x %zu x %zu values (a network "
@@ -751,8 +753,9 @@ pk_status pk_network_read_payload(pk_reader *r, pk_network **out)
       recs[l].type = PK_LAYER_DENSE;
       if (g[0] || g[1] || g[2] || g[3] || g[4] || g[5])
         BAD("value check failed: dense layer %zu has a window, stride or padding", l + 1);
-      if ((st = read_act(a, l, L, &recs[l].act))) goto done;
-      if (recs[l].act == PK_ACT_LEAKY_RELU ? !isfinite(recs[l].slope) : recs[l].slope != 0)
+      if ((st = read_act(a, l, L, 1, &recs[l].act))) goto done;
+      if (recs[l].act == PK_ACT_LEAKY_RELU ? !isfinite(recs[l].slope)
+                                           : recs[l].slope != 0 || signbit(recs[l].slope))
         BAD("value check failed: layer %zu has slope %g", l + 1, recs[l].slope);
     }
   if (r->err) BAD("file is truncated (reading the network)");
@@ -771,6 +774,12 @@ pk_status pk_network_read_payload(pk_reader *r, pk_network **out)
   if ((st = pk_get_count(r, 8, &P, "parameter count"))) goto done;
   if (P != need) BAD("size check failed: %zu parameters for sizes that need %zu", P, need);
   if ((st = build(out, in, recs, L, param, sigma_w, sigma_b, seed))) goto done;
+  /* one encoding per network: layout 2 only where layout 1 cannot say it */
+  if (layered && !needs_layers(*out)) {
+    pk_network_free(*out);
+    *out = NULL;
+    BAD("value check failed: layer records for a network that layout 1 describes");
+  }
   pk_get_f64s(r, (*out)->theta, P);
   if (r->err) {
     pk_network_free(*out);

@@ -656,7 +656,8 @@ static pk_status read_data(pk_reader *rd, const char *path, pk_trajectory *t)
   return PK_OK;
 }
 
-/* format version 2: the per-example loss weights (*nw of them) */
+/* format version 2: the per-example loss weights (*nw of them; 0 when
+ * the file is version 2 for its network's layer records alone) */
 static pk_status read_loss_weights(pk_reader *rd, const char *path, pk_trajectory *t, size_t *nw)
 {
   size_t i;
@@ -664,6 +665,7 @@ static pk_status read_loss_weights(pk_reader *rd, const char *path, pk_trajector
   *nw = 0;
   if (rd->version < 2) return PK_OK;
   if ((st = pk_get_count(rd, 8, nw, "loss weight count"))) return st;
+  if (*nw == 0) return PK_OK;
   if ((st = pk_alloc((void **)&t->lw, *nw ? *nw : 1, sizeof(double),
                      "the trajectory's loss weights")))
     return st;

@@ -58,7 +58,7 @@
  * have nothing to add in gram, sqnorm, dot_params, grad_rows and
  * backward_params: the callers skip them.
  *
- * WHAT A CONSUMER CALLS (network.c, pk_internal.h): pk_net_forward_ws
+ * WHAT A CONSUMER CALLS (network.c, pk_net.h): pk_net_forward_ws
  * (layer by layer, activations between), pk_net_backward (loss gradients
  * G and the parameter gradient), pk_net_deltas (the sensitivities of every
  * output, unit rows at the last layer), then per layer l a side from

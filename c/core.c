@@ -15,6 +15,9 @@
  * process, read and written atomically (relaxed: it orders nothing else). */
 static __thread char errbuf[512];
 static size_t memlimit;    /* 0 until first asked: then the default */
+/* bytes handed out by the checked allocators in this thread since the
+ * host last asked (pk_memory_take_allocated) */
+static __thread size_t allocated;
 
 pk_status pk_fail(pk_status s, const char *fmt, ...)
 {
@@ -125,8 +128,18 @@ static pk_status checked(void **out, size_t n, size_t size, const char *what, co
     fmt_bytes(need, sizeof need, (double)n * (double)size);
     return pk_fail(PK_ENOMEM, "%s: allocating %s failed", what, need);
   }
+  allocated += n * size;
   return PK_OK;
 }
+
+size_t pk_memory_take_allocated(void)
+{
+  size_t n = allocated;
+  allocated = 0;
+  return n;
+}
+
+void pk_call_opts_init(pk_call_opts *o) { memset(o, 0, sizeof *o); }
 
 pk_status pk_alloc_hint(void **out, size_t n, size_t size, const char *what, const char *hint)
 {

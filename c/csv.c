@@ -290,6 +290,12 @@ pk_status pk_matrix_parse_csv(pk_matrix **out, const char *name, const char *tex
   return st;
 }
 
+void pk_csv_opts_init(pk_csv_opts *o)
+{
+  o->header = 0;
+  o->sep = ',';
+}
+
 pk_status pk_matrix_read_csv(pk_matrix **out, const char *path, const pk_csv_opts *opts,
                              char **header)
 {

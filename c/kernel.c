@@ -111,3 +111,5 @@ void pk_kernel_free(pk_kernel *k)
 
 void pk_kernel_set_memory(pk_kernel *k, size_t bytes) { k->memory = bytes; }
 void pk_kernel_set_outputs(pk_kernel *k, pk_outputs mode) { k->mode = mode; }
+size_t pk_kernel_memory(const pk_kernel *k) { return k->memory; }
+pk_outputs pk_kernel_mode(const pk_kernel *k) { return k->mode; }

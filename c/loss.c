@@ -15,6 +15,7 @@ int pk_loss_from_name(const char *name)
 }
 
 const char *pk_loss_name(pk_loss l) { return (unsigned)l < 3 ? loss_names[l] : "unknown"; }
+const char *pk_loss_names(void) { return "mse, logistic, softmax"; }
 
 pk_status pk_loss_check(pk_loss loss, const pk_matrix *Y, size_t n, size_t K)
 {

@@ -419,7 +419,7 @@ static int n_train(lua_State *L)
   pk_network *net = idle(L, 1, "trained");
   nbox *box = lua_touserdata(L, 1);
   pk_train_opts o;
-  pk_matrix *X, *Y, *Xq = NULL, *vX = NULL, *vY = NULL;
+  pk_matrix *X, *Y, *Xq = NULL;
   train_ctx c;
   double *losses;
   size_t done = 0, i, every = 0;
@@ -470,8 +470,8 @@ static int n_train(lua_State *L)
   ix = lua_gettop(L) + 1;
   pk_lua_optfield(L, 2, "X");                                  /* ix */
   pk_lua_optfield(L, 2, "Y");                                  /* ix + 1 */
-  X = vX = pk_lua_pinmatrix(L, ix);                            /* ix + 2 */
-  Y = vY = pk_lua_pinmatrix(L, ix + 1);                        /* ix + 3 */
+  X = pk_lua_pinmatrix(L, ix);                                 /* ix + 2 */
+  Y = pk_lua_pinmatrix(L, ix + 1);                             /* ix + 3 */
   if (o.weights) {
     /* the weights too (a trajectory copies them) */
     pk_lua_optfield(L, 2, "weights");
@@ -497,12 +497,7 @@ static int n_train(lua_State *L)
     return pk_lua_error(L, st);
   }
   if (traj) {
-    /* hand the views to the trajectory */
-    pk_lua_pushtrajectory(L, traj, 1, ix, ix + 1);
-    traj->ownX = vX;
-    traj->ownY = vY;
-    *(pk_matrix **)lua_touserdata(L, ix + 2) = NULL;
-    *(pk_matrix **)lua_touserdata(L, ix + 3) = NULL;
+    pk_lua_pushtrajectory(L, traj, 1, ix, ix + 1);    /* it holds its own views */
   } else {
     lua_createtable(L, (int)done, 0);
     for (i = 0; i < done; i++) {

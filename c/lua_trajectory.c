@@ -255,7 +255,7 @@ static int t_save(lua_State *L)
 
 int pk_lua_load_trajectory(lua_State *L, const char *path, int opts)
 {
-  pk_matrix *X = NULL, *Y = NULL, *vX = NULL, *vY = NULL;
+  pk_matrix *X = NULL, *Y = NULL;
   pk_trajectory **slot;
   pk_status st;
   if (pk_lua_optfield(L, opts, "X") != LUA_TNIL) X = pk_lua_checkoptmatrix(L, -1, "X");
@@ -266,18 +266,6 @@ int pk_lua_load_trajectory(lua_State *L, const char *path, int opts)
   st = pk_trajectory_load(slot, path, X, Y);
   if (st == PK_EIO) return pk_lua_fail(L, st);
   if (st) return pk_lua_error(L, st);
-  /* own views of the caller's data, so releasing them keeps it valid */
-  if (X) {
-    if ((st = pk_matrix_view_rows(&vX, X, 0, pk_matrix_rows(X))) ||
-        (st = pk_matrix_view_rows(&vY, Y, 0, pk_matrix_rows(Y)))) {
-      pk_matrix_free(vX);
-      return pk_lua_error(L, st);
-    }
-    (*slot)->ownX = vX;
-    (*slot)->ownY = vY;
-    (*slot)->X = vX;
-    (*slot)->Y = vY;
-  }
   lua_createtable(L, 0, 2);
   if (X) {
     lua_pushvalue(L, -4);

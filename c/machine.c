@@ -243,6 +243,99 @@ pk_status pk_machine_slice(pk_machine *km, const pk_matrix *Xq, size_t k, int ke
   return PK_OK;
 }
 
+pk_status pk_machine_regularization(pk_machine *km, const pk_matrix *Xq, const pk_call_opts *o,
+                                    pk_matrix **out)
+{
+  pk_status st;
+  size_t x, k, K = km->K;
+  *out = NULL;
+  if ((st = pk_machine_compute(km, Xq, 0, o))) return st;
+  if ((st = pk_matrix_new(out, km->nreq, K))) return st;
+  for (x = 0; x < km->nreq; x++)
+    for (k = 0; k < K; k++) (*out)->data[x * K + k] = km->reg[km->map[x] * K + k];
+  return PK_OK;
+}
+
+pk_status pk_machine_coefficients(pk_machine *km, const pk_matrix *Xq, size_t k,
+                                  const pk_call_opts *o, pk_matrix **a, pk_matrix **kp)
+{
+  pk_status st;
+  size_t e, n;
+  *a = *kp = NULL;
+  if ((st = pk_machine_slice(km, Xq, k, 1, o, kp))) return st;
+  if ((st = pk_machine_slice(km, Xq, k, 0, NULL, a))) {
+    pk_matrix_free(*kp);
+    *kp = NULL;
+    return st;
+  }
+  /* where Kp is 0 no coefficient reproduces the contribution: NaN says so
+   * (never a division that pretends) */
+  n = (*a)->rows * (*a)->cols;
+  for (e = 0; e < n; e++) {
+    double v = (*kp)->data[e];
+    (*a)->data[e] = v == 0 ? NAN : (*a)->data[e] / v;
+  }
+  return PK_OK;
+}
+
+typedef struct ranked { size_t i; double a; } ranked;
+
+/* decreasing |contribution|, NaN first (an output that overflowed is the
+ * thing to see), ties by index: a total order, as qsort needs */
+static int by_abs(const void *pa, const void *pb)
+{
+  const ranked *a = pa, *b = pb;
+  int na = isnan(a->a), nb = isnan(b->a);
+  if (na != nb) return na ? -1 : 1;
+  if (!na && a->a != b->a) return a->a < b->a ? 1 : -1;
+  return a->i < b->i ? -1 : (a->i > b->i);
+}
+
+pk_status pk_machine_explain(pk_machine *km, const pk_matrix *xq, const pk_call_opts *o,
+                             pk_explanation *ex)
+{
+  size_t K = km->K, m = km->m, i, r0, out;
+  const double *c, *pred;
+  ranked *r;
+  double sum = 0;
+  pk_status st;
+  if (xq->rows != 1)
+    return pk_fail(PK_EINVAL, "explain: xq must be one query (a 1 x d matrix), got %zu rows",
+                   xq->rows);
+  if (ex->output != SIZE_MAX && ex->output >= K)
+    return pk_fail(PK_EINVAL, "explain: output %zu out of range 1..%zu", ex->output + 1, K);
+  if ((st = pk_machine_compute(km, xq, 1, o))) return st;
+  pred = km->final + km->map[0] * K;
+  out = ex->output;
+  if (out == SIZE_MAX) {        /* the predicted class for several outputs */
+    out = 0;
+    for (i = 1; i < K; i++) if (pred[i] > pred[out]) out = i;
+  }
+  r0 = (km->map[0] * K + out) * m;
+  c = km->contrib + r0;
+  if ((st = pk_alloc((void **)&r, m ? m : 1, sizeof *r, "explain: the ranking"))) return st;
+  for (i = 0; i < m; i++) {
+    r[i].i = i;
+    r[i].a = fabs(c[i]);
+    sum += c[i];
+  }
+  qsort(r, m, sizeof *r, by_abs);
+  ex->n = ex->top < m ? ex->top : m;
+  for (i = 0; i < ex->n; i++) {
+    ex->index[i] = r[i].i;
+    ex->contribution[i] = c[r[i].i];
+    ex->kernel[i] = km->kp[r0 + r[i].i];
+  }
+  free(r);
+  ex->output = out;
+  ex->sum = sum;
+  ex->bias = km->bias[km->map[0] * K + out];
+  ex->regularization = km->reg[km->map[0] * K + out];
+  ex->prediction = ex->bias + sum + ex->regularization;
+  ex->network = pred[out];
+  return PK_OK;
+}
+
 /* entry i = x*K + k of the requested queries, through the row map */
 double pk_machine_final(const pk_machine *km, size_t i)
 {
@@ -495,3 +588,5 @@ pk_status pk_machine_load(pk_machine **out, const char *path)
 int pk_machine_is_online(const pk_machine *km) { return km->traj == NULL; }
 size_t pk_machine_outputs(const pk_machine *km) { return km->K; }
 size_t pk_machine_examples(const pk_machine *km) { return km->m; }
+pk_rule pk_machine_rule(const pk_machine *km) { return km->rule; }
+int pk_machine_nodes(const pk_machine *km) { return km->nodes; }

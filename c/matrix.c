@@ -279,3 +279,34 @@ pk_status pk_matrix_div_scalar(pk_matrix **out, const pk_matrix *a, double s)
   for (i = 0; i < n; i++) (*out)->data[i] = a->data[i] / s;
   return PK_OK;
 }
+
+pk_status pk_matrix_columns(pk_matrix **out, const pk_matrix *a, size_t j0, size_t j1)
+{
+  size_t i, w;
+  pk_status st;
+  *out = NULL;
+  if (j0 > j1 || j1 > a->cols)
+    return pk_fail(PK_EINVAL, "columns %zu..%zu out of range for %zu columns", j0 + 1, j1,
+                   a->cols);
+  w = j1 - j0;
+  if ((st = pk_matrix_new(out, a->rows, w))) return st;
+  for (i = 0; i < a->rows && w; i++)
+    memcpy((*out)->data + i * w, a->data + i * a->cols + j0, w * sizeof(double));
+  return PK_OK;
+}
+
+pk_status pk_matrix_gather(pk_matrix **out, const pk_matrix *a, const size_t *rows, size_t n)
+{
+  size_t k;
+  pk_status st;
+  *out = NULL;
+  for (k = 0; k < n; k++)
+    if (rows[k] >= a->rows)
+      return pk_fail(PK_EINVAL, "gather: row %zu out of range 1..%zu", rows[k] + 1, a->rows);
+  if ((st = pk_matrix_new(out, n, a->cols))) return st;
+  for (k = 0; k < n && a->cols; k++)
+    memcpy((*out)->data + k * a->cols, a->data + rows[k] * a->cols, a->cols * sizeof(double));
+  return PK_OK;
+}
+
+int pk_matrix_all_finite(const pk_matrix *a) { return pk_all_finite(a->data, a->rows * a->cols); }

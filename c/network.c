@@ -235,6 +235,16 @@ pk_status pk_network_new(pk_network **out, const pk_network_spec *s)
   return st;
 }
 
+void pk_network_spec_init(pk_network_spec *s)
+{
+  memset(s, 0, sizeof *s);
+  s->act = PK_ACT_TANH;
+  s->slope = PK_LEAKY_SLOPE;
+  s->param = PK_PARAM_NTK;
+  s->sigma_w = 1.0;
+  s->sigma_b = 0.1;
+}
+
 pk_status pk_network_clone(pk_network **out, const pk_network *src)
 {
   pk_network *n = calloc(1, sizeof *n);
@@ -301,6 +311,18 @@ pk_status pk_network_set_params(pk_network *n, const double *theta, size_t len)
   memcpy(n->theta, theta, len * sizeof(double));
   n->version++;
   return PK_OK;
+}
+
+pk_status pk_network_loss(const pk_network *n, const pk_matrix *X, const pk_matrix *Y,
+                          pk_loss loss, double *value)
+{
+  pk_matrix *F;
+  pk_status st;
+  if ((st = pk_network_forward(n, X, &F))) return st;
+  if (!(st = pk_loss_check(loss, Y, X->rows, PK_NET_OUT(n))))
+    st = pk_loss_eval(loss, F->data, X->rows, F->cols, Y, NULL, value, NULL);
+  pk_matrix_free(F);
+  return st;
 }
 
 pk_status pk_check_input(const pk_network *n, const pk_matrix *X, const char *what)

@@ -41,6 +41,20 @@ PK_API const char *pk_status_name(pk_status s);
  * the whole process, set and read atomically from any thread. */
 PK_API void pk_set_memory_limit(size_t bytes);
 PK_API size_t pk_memory_limit(void);
+/* Would n * size bytes be allowed? Checks only (allocates nothing); the
+ * refusal's message names `what`. For a host that allocates by data size
+ * itself (a scripting binding building tables of a matrix's entries). */
+PK_API pk_status pk_check_bytes(size_t n, size_t size, const char *what);
+/* The same with a hint of how to ask for less: the refusal then reads
+ * "<what> needs N, above the memory limit of M (pk.set_memory_limit raises
+ * it; or <hint>)". */
+PK_API pk_status pk_check_bytes_hint(size_t n, size_t size, const char *what, const char *hint);
+/* bytes in the unit that reads best: "812 bytes", "17.4 KiB", "191.3 MiB" */
+PK_API void pk_format_bytes(char *buf, size_t len, double bytes);
+/* Bytes the library allocated in the calling thread since the last call
+ * (and resets the count): lets a host with a garbage collector tell it how
+ * much memory its objects hold beyond what the collector sees. */
+PK_API size_t pk_memory_take_allocated(void);
 
 /* Progress callback for long work: done of total units; return nonzero to
  * cancel (the call then fails with PK_ECANCEL, "... cancelled"). */
@@ -66,6 +80,9 @@ typedef struct pk_call_opts {
   const volatile sig_atomic_t *cancel;   /* may be NULL */
 } pk_call_opts;
 
+/* No progress, no cancellation. */
+PK_API void pk_call_opts_init(pk_call_opts *o);
+
 /* ---- random numbers -------------------------------------------------- */
 
 /* xoshiro256** seeded through splitmix64; normals by Marsaglia's polar
@@ -84,9 +101,12 @@ PK_API uint64_t pk_rng_below(pk_rng *r, uint64_t n); /* [0, n), unbiased */
 
 /* ---- matrices -------------------------------------------------------- */
 
-/* Dense, row-major, double precision. A view shares its parent's storage;
- * the parent must outlive it. */
+/* Dense, row-major, double precision. A view shares its parent's storage,
+ * which is reference counted: freeing the parent first leaves the view
+ * working. Dimensions are at most PK_MAX_DIM (BLAS takes int). */
 typedef struct pk_matrix pk_matrix;
+
+#define PK_MAX_DIM 2147483647
 
 PK_API pk_status pk_matrix_new(pk_matrix **out, size_t rows, size_t cols);
 PK_API pk_status pk_matrix_zeros(pk_matrix **out, size_t rows, size_t cols);
@@ -114,6 +134,15 @@ PK_API pk_status pk_matrix_scale(pk_matrix **out, double s, const pk_matrix *a);
 PK_API pk_status pk_matrix_hadamard(pk_matrix **out, const pk_matrix *a, const pk_matrix *b);
 PK_API pk_status pk_matrix_mul(pk_matrix **out, const pk_matrix *a, const pk_matrix *b);
 PK_API pk_status pk_matrix_transpose(pk_matrix **out, const pk_matrix *a);
+/* out = a / s elementwise (not a * (1/s): the same rounding as a division) */
+PK_API pk_status pk_matrix_div_scalar(pk_matrix **out, const pk_matrix *a, double s);
+/* a copy of columns [j0, j1) (0-based) */
+PK_API pk_status pk_matrix_columns(pk_matrix **out, const pk_matrix *a, size_t j0, size_t j1);
+/* a copy of the n rows rows[0..n) (0-based, any order, repeats allowed) */
+PK_API pk_status pk_matrix_gather(pk_matrix **out, const pk_matrix *a, const size_t *rows,
+                                  size_t n);
+/* 1 when no entry is NaN or infinite */
+PK_API int pk_matrix_all_finite(const pk_matrix *a);
 PK_API double pk_matrix_sum(const pk_matrix *a);
 PK_API double pk_matrix_norm(const pk_matrix *a);      /* Frobenius */
 PK_API double pk_matrix_max_abs(const pk_matrix *a);
@@ -182,6 +211,9 @@ typedef struct pk_csv_opts {
   char sep;         /* field separator, ',' by default */
 } pk_csv_opts;
 
+/* no header, ',' */
+PK_API void pk_csv_opts_init(pk_csv_opts *o);
+
 /* On success *header (if requested and present) is a malloc'd copy of the
  * first line; release it with free(). A gzip-compressed file (known by its
  * content, 1f 8b, not its name) is inflated first, all its members, within
@@ -240,6 +272,10 @@ typedef struct pk_network_spec {
   uint64_t seed;
 } pk_network_spec;
 
+/* No sizes yet; tanh (leaky_relu's slope PK_LEAKY_SLOPE), ntk, sigma_w = 1,
+ * sigma_b = 0.1, seed 0: the Lua module's defaults. */
+PK_API void pk_network_spec_init(pk_network_spec *s);
+
 /* A fully connected network: z_l = s_w W_l a_{l-1} + s_b b_l, a_l = phi(z_l)
  * for hidden layers, f = z_L. ntk: W, b ~ N(0, 1), s_w = sigma_w/sqrt(d_{l-1}),
  * s_b = sigma_b; standard: W ~ N(0, sigma_w^2/d_{l-1}), b ~ N(0, sigma_b^2),
@@ -271,6 +307,7 @@ PK_API pk_status pk_network_load(pk_network **out, const char *path);
 typedef enum { PK_LOSS_MSE = 0, PK_LOSS_LOGISTIC, PK_LOSS_SOFTMAX } pk_loss;
 PK_API int pk_loss_from_name(const char *name);
 PK_API const char *pk_loss_name(pk_loss l);
+PK_API const char *pk_loss_names(void);     /* comma separated */
 
 /* Check targets Y (n x c) for a loss on K outputs: mse needs c = K; logistic
  * K = 1 and targets 0/1; softmax integer labels 1..K (c = 1) or rows of
@@ -281,6 +318,9 @@ PK_API pk_status pk_loss_check(pk_loss loss, const pk_matrix *Y, size_t n, size_
 PK_API pk_status pk_loss_eval(pk_loss loss, const double *F, size_t n, size_t K,
                               const pk_matrix *Y, const size_t *rows, double *value,
                               double *dF);
+/* The mean loss of the network's outputs on X against Y. */
+PK_API pk_status pk_network_loss(const pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                                 pk_loss loss, double *value);
 
 /* ---- training ---------------------------------------------------------- */
 
@@ -351,9 +391,9 @@ typedef enum { PK_RULE_LEFT = 0, PK_RULE_GAUSS } pk_rule;
 
 /* The record of a training run: w_0, every step's learning rate, batch and
  * loss, and the weights at checkpoints (every step, or every k-th with the
- * steps between regenerated by deterministic replay). The training data is
- * borrowed: it must outlive the trajectory, and a change to it is detected
- * by a hash and refused. */
+ * steps between regenerated by deterministic replay). The trajectory holds
+ * views of the training data (the caller may free its matrices first); a
+ * change to the data's entries is detected by a hash and refused. */
 typedef struct pk_trajectory pk_trajectory;
 
 /* Train net like pk_train and record the run into *out (every >= 1). */
@@ -368,6 +408,10 @@ PK_API double pk_trajectory_lr(const pk_trajectory *t, size_t s);   /* 0-based s
 PK_API double pk_trajectory_loss(const pk_trajectory *t, size_t s);
 /* w_s for s = 0..T into out (P values), replaying from a checkpoint if needed */
 PK_API pk_status pk_trajectory_weights(const pk_trajectory *t, size_t s, double *out);
+/* A new network (free it) with the architecture of the run and weights w_s. */
+PK_API pk_status pk_trajectory_network(const pk_trajectory *t, size_t s, pk_network **out);
+/* PK_EINVAL, saying so, if the training data changed since recording. */
+PK_API pk_status pk_trajectory_check_data(const pk_trajectory *t);
 /* The trained network must not change while a trajectory describes it:
  * this says whether it did (0: unchanged or not tracked). */
 PK_API int pk_trajectory_source_changed(const pk_trajectory *t);
@@ -375,7 +419,7 @@ PK_API void pk_trajectory_detach_source(pk_trajectory *t);
 /* with_data: also store X and Y; otherwise attach them on load */
 PK_API pk_status pk_trajectory_save(const pk_trajectory *t, const char *path, int with_data);
 /* X, Y may be NULL when the file holds the data; given, they must hash
- * like the recorded data, and are borrowed. */
+ * like the recorded data, and the trajectory holds views of them. */
 PK_API pk_status pk_trajectory_load(pk_trajectory **out, const char *path, const pk_matrix *X,
                                     const pk_matrix *Y);
 PK_API const pk_matrix *pk_trajectory_X(const pk_trajectory *t);
@@ -415,6 +459,13 @@ PK_API pk_status pk_train_explain(pk_network *net, const pk_matrix *X, const pk_
                                   const pk_train_opts *o, const pk_matrix *Xq, pk_rule rule,
                                   int nodes, int want_kernel, pk_machine **out, double *losses,
                                   size_t *done);
+/* Both in one run, or either: record when every >= 1 (into *traj), explain
+ * when Xq is not NULL (into *out). On_step stopping the run still hands out
+ * the objects (with PK_ECANCEL); any other failure hands out none. */
+PK_API pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                               const pk_train_opts *o, size_t every, pk_trajectory **traj,
+                               const pk_matrix *Xq, pk_rule rule, int nodes, int want_kernel,
+                               pk_machine **out, double *losses, size_t *done);
 PK_API void pk_machine_free(pk_machine *km);
 /* nq x K: b(x) + sum_i contribution_i(x) */
 PK_API pk_status pk_machine_predict(pk_machine *km, const pk_matrix *Xq, const pk_call_opts *o,
@@ -428,8 +479,39 @@ PK_API pk_status pk_machine_load(pk_machine **out, const char *path);
 PK_API int pk_machine_is_online(const pk_machine *km);
 PK_API size_t pk_machine_outputs(const pk_machine *km);
 PK_API size_t pk_machine_examples(const pk_machine *km);
+PK_API pk_rule pk_machine_rule(const pk_machine *km);
+PK_API int pk_machine_nodes(const pk_machine *km);
 PK_API pk_status pk_machine_verify(pk_machine *km, const pk_matrix *Xq, const pk_call_opts *o,
                                    double *maxabs, double *maxrel);
+/* nq x K: the weight-decay term of each query's output (0 without decay) */
+PK_API pk_status pk_machine_regularization(pk_machine *km, const pk_matrix *Xq,
+                                           const pk_call_opts *o, pk_matrix **out);
+/* The paper's coefficients for output k (0-based), nq x m: *a holds
+ * a_i(x) = contribution_i(x) / Kp(x, x_i), NaN where Kp(x, x_i) = 0 (no
+ * coefficient exists there: *kp says where); *kp the path kernel values. */
+PK_API pk_status pk_machine_coefficients(pk_machine *km, const pk_matrix *Xq, size_t k,
+                                         const pk_call_opts *o, pk_matrix **a, pk_matrix **kp);
+
+/* One query's explanation: the training examples that moved its output
+ * most. The caller provides the arrays (room for `top` entries each). */
+typedef struct pk_explanation {
+  size_t top;               /* in: how many examples to rank */
+  size_t *index;            /* out: 0-based examples, |contribution| decreasing, NaN first */
+  double *contribution;     /* out: their contributions */
+  double *kernel;           /* out: their path kernel values Kp(x, x_i) */
+  size_t n;                 /* out: entries filled, min(top, m) */
+  size_t output;            /* in: 0-based output, or SIZE_MAX for the largest one;
+                             * out: the output explained */
+  double sum;               /* out: the sum of all m contributions */
+  double bias;              /* out: f(x; w_0) */
+  double regularization;    /* out: the weight-decay term */
+  double prediction;        /* out: bias + sum + regularization */
+  double network;           /* out: f(x; w_T), what the prediction reproduces */
+} pk_explanation;
+
+/* xq: one query (1 x d). */
+PK_API pk_status pk_machine_explain(pk_machine *km, const pk_matrix *xq, const pk_call_opts *o,
+                                    pk_explanation *ex);
 
 /* ---- kernels ---------------------------------------------------------- */
 
@@ -457,6 +539,8 @@ PK_API void pk_kernel_free(pk_kernel *k);
  * layout for networks with several outputs. */
 PK_API void pk_kernel_set_memory(pk_kernel *k, size_t bytes);
 PK_API void pk_kernel_set_outputs(pk_kernel *k, pk_outputs mode);
+PK_API size_t pk_kernel_memory(const pk_kernel *k);
+PK_API pk_outputs pk_kernel_mode(const pk_kernel *k);
 
 /* The path kernel of a recorded run (holding a reference to it, as a
  * kernel machine does). */

@@ -12,9 +12,6 @@
 #define PK_PI 3.14159265358979323846
 #define PK_SQRT1_2 0.70710678118654752440
 
-/* BLAS and LAPACK take int dimensions */
-#define PK_MAX_DIM 2147483647
-
 /* Storage is reference counted: a view holds a reference on the matrix
  * that owns the data, so freeing the owner first never frees data a view
  * still reads. */
@@ -42,19 +39,11 @@ pk_status pk_fail(pk_status s, const char *fmt, ...) PK_PRINTF(2, 3);
  * names the object in that message. */
 pk_status pk_alloc(void **out, size_t n, size_t size, const char *what);
 pk_status pk_calloc(void **out, size_t n, size_t size, const char *what);
-/* Would n * size bytes be allowed? (checks only, allocates nothing) */
-pk_status pk_check_bytes(size_t n, size_t size, const char *what);
-/* The same with a hint that says how to ask for less ("record = { every =
- * k } keeps fewer checkpoints"); the refusal then reads "<what> needs N,
- * above the memory limit of M (pk.set_memory_limit raises it; or <hint>)". */
-pk_status pk_check_bytes_hint(size_t n, size_t size, const char *what, const char *hint);
 pk_status pk_alloc_hint(void **out, size_t n, size_t size, const char *what, const char *hint);
 pk_status pk_calloc_hint(void **out, size_t n, size_t size, const char *what, const char *hint);
 /* Prefix the last error's message with name (a file) unless it already
  * starts with "name:"; returns s. */
 pk_status pk_fail_in(pk_status s, const char *name);
-/* bytes in the unit that reads best: "812 bytes", "17.4 KiB", "191.3 MiB" */
-void pk_format_bytes(char *buf, size_t len, double bytes);
 /* a x b without overflow, else an error naming `what` */
 pk_status pk_mul_size(size_t *out, size_t a, size_t b, const char *what);
 
@@ -66,9 +55,6 @@ pk_status pk_matrix_alloc(pk_matrix **out, size_t rows, size_t cols, const char 
 pk_status pk_matrix_alloc_hint(pk_matrix **out, size_t rows, size_t cols, const char *what,
                                const char *hint);
 pk_status pk_check_same_shape(const pk_matrix *a, const pk_matrix *b, const char *op);
-
-/* out = a / s elementwise (not a * (1/s)) */
-pk_status pk_matrix_div_scalar(pk_matrix **out, const pk_matrix *a, double s);
 
 /* ---- long calls: progress, stops, threads (core.c, parallel.c) ---------- */
 

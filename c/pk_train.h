@@ -65,12 +65,4 @@ pk_status pk_check_loss_weights(const double *wts, size_t m, const char *who);
 pk_status pk_train_check(const pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                          const pk_train_opts *o);
 
-/* Train with any of: recording (every > 0, into *traj), the online
- * decomposition for the queries Xq (into *out). On_step stopping the run
- * still hands out both (with PK_ECANCEL); any other failure none. */
-pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
-                        const pk_train_opts *o, size_t every, pk_trajectory **traj,
-                        const pk_matrix *Xq, pk_rule rule, int nodes, int want_kp,
-                        pk_machine **out, double *losses, size_t *done);
-
 #endif

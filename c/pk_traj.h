@@ -43,8 +43,6 @@ void pk_trajectory_retain(const pk_trajectory *t);
 /* FNV-1a over the shapes and bytes of X and Y: what a trajectory keeps to
  * know its data again (and a machine its queries) */
 uint64_t pk_data_hash(const pk_matrix *X, const pk_matrix *Y);
-/* PK_EINVAL, saying so, if the training data changed since recording */
-pk_status pk_trajectory_check_data(const pk_trajectory *t);
 
 /* Walks a trajectory step by step, replaying between checkpoints: after
  * pk_cursor_seek(c, s), theta = w_s, next = w_{s+1}, w holds the batch of step s

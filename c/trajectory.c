@@ -115,6 +115,38 @@ int pk_trajectory_source_changed(const pk_trajectory *t)
 
 void pk_trajectory_detach_source(pk_trajectory *t) { t->source = NULL; }
 
+/* The trajectory's own views of the training data, so that the caller may
+ * free its matrices first (a garbage collector may). */
+static pk_status hold_data(pk_trajectory *t, const pk_matrix *X, const pk_matrix *Y)
+{
+  pk_matrix *vX, *vY;
+  pk_status st;
+  /* a view changes the owner's reference count, never the data */
+  if ((st = pk_matrix_view_rows(&vX, (pk_matrix *)X, 0, X->rows))) return st;
+  if ((st = pk_matrix_view_rows(&vY, (pk_matrix *)Y, 0, Y->rows))) {
+    pk_matrix_free(vX);
+    return st;
+  }
+  pk_matrix_free(t->ownX);
+  pk_matrix_free(t->ownY);
+  t->X = t->ownX = vX;
+  t->Y = t->ownY = vY;
+  return PK_OK;
+}
+
+pk_status pk_trajectory_network(const pk_trajectory *t, size_t s, pk_network **out)
+{
+  pk_status st;
+  *out = NULL;
+  if (s > t->T) return pk_fail(PK_EINVAL, "step %zu out of range 0..%zu", s, t->T);
+  if ((st = pk_network_clone(out, t->net))) return st;
+  if ((st = pk_trajectory_weights(t, s, (*out)->theta))) {
+    pk_network_free(*out);
+    *out = NULL;
+  }
+  return st;
+}
+
 /* ---- recording --------------------------------------------------------------- */
 
 static pk_status new_traj(pk_trajectory **out, const pk_network *net, size_t steps, size_t every,
@@ -241,8 +273,10 @@ pk_status pk_recorder_begin(pk_network *net, const pk_matrix *X, const pk_matrix
     }
     memcpy(t->lw, o->weights, X->rows * sizeof(double));
   }
-  t->X = X;
-  t->Y = Y;
+  if ((st = hold_data(t, X, Y))) {
+    pk_trajectory_free(t);
+    return st;
+  }
   t->hash = pk_data_hash(X, Y);
   add_check(t, 0, net->theta, NULL);
   hk->ud = t;
@@ -684,13 +718,11 @@ static pk_status use_data(const char *path, pk_trajectory *t, const pk_matrix *X
                           const pk_matrix *Y, size_t nw)
 {
   size_t i;
+  pk_status st;
   if (X || Y) {
     if (!X || !Y) return pk_fail(PK_EINVAL, "load: give both X and Y");
-    pk_matrix_free(t->ownX);
-    pk_matrix_free(t->ownY);
-    t->ownX = t->ownY = NULL;
-    t->X = X;
-    t->Y = Y;
+    /* the caller's data replaces the stored copy, as the run's own views */
+    if ((st = hold_data(t, X, Y))) return st;
     if (!data_fits(t, X, Y))
       return pk_fail(PK_EINVAL, "%s: the training data does not fit the network", path);
     if (pk_data_hash(X, Y) != t->hash)

@@ -35,9 +35,9 @@ EMBED_CFLAGS = $(WARN) $(CFLAGS) -Ic
 
 # ---- sources and what is built from them ----------------------------------
 
-SRC      = $(wildcard c/*.c)
-HDR      = $(wildcard c/*.h)
-CORE_SRC = $(filter-out c/lua_%.c,$(SRC))
+SRC      = $(wildcard c/*.c c/lua/*.c)
+HDR      = $(wildcard c/*.h c/lua/*.h)
+CORE_SRC = $(filter-out c/lua_%.c c/lua/%.c,$(SRC))
 
 BUILD    = build
 MODULE   = $(BUILD)/pathkernel/core.so

@@ -43,7 +43,7 @@ describe("the rockspec", function()
     local srcs = {}
     for _, s in ipairs(env.build.modules["pathkernel.core"].sources) do srcs[#srcs + 1] = s end
     table.sort(srcs)
-    assert.are.same(ls("ls c/*.c"), srcs)
+    assert.are.same(ls("ls c/*.c c/lua/*.c"), srcs)
   end)
 
   it("maps every Lua file of lua/ to its module name", function()
@@ -122,6 +122,39 @@ describe("the C headers", function()
       local p = assert(io.popen(cmd:format(h:match("[^/]+$"))))
       local out = p:read("a")
       assert.is_true(p:close(), h .. ": " .. out)
+    end
+  end)
+end)
+
+describe("the Lua binding (c/lua/)", function()
+  local function read(f)
+    local h = assert(io.open(f))
+    local s = h:read("a")
+    h:close()
+    return s
+  end
+
+  it("includes no header of the library but pk.h and its own aux.h", function()
+    local files = ls("ls c/lua/*.c c/lua/*.h")
+    assert.is_true(#files > 0)
+    for _, f in ipairs(files) do
+      for inc in read(f):gmatch('#%s*include%s*"([^"]+)"') do
+        assert.is_true(inc == "pk.h" or inc == "aux.h", f .. " includes " .. inc)
+      end
+    end
+  end)
+
+  it("has one floor per type: no type file calls another, aux.c calls none", function()
+    for _, f in ipairs(ls("ls c/lua/*.c")) do
+      if f ~= "c/lua/init.c" then
+        local s, own = read(f), f:match("c/lua/(%w+)%.c")
+        for name in s:gmatch("pkL_(open_[%w_]+)") do
+          assert.are.equal("open_" .. own, name, f .. " names pkL_" .. name)
+        end
+        for name in s:gmatch("pkL_(load_[%w_]+)") do
+          assert.are.equal("load_" .. own, name, f .. " names pkL_" .. name)
+        end
+      end
     end
   end)
 end)

@@ -333,23 +333,15 @@ static int guard_close(lua_State *L)
   return 0;
 }
 
-static const char INTKEY = 'I';
-
 /* pk.handle_interrupts(on): this state's setting, true by default */
-static int interrupts_on(lua_State *L)
-{
-  int on = lua_rawgetp(L, LUA_REGISTRYINDEX, &INTKEY) == LUA_TNIL || lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return on;
-}
+static int interrupts_on(lua_State *L) { return pkL_interrupts(L); }
 
 static int l_handle_interrupts(lua_State *L)
 {
   int old = interrupts_on(L);
   if (!lua_isnone(L, 1)) {
     pk_lua_checktype(L, 1, LUA_TBOOLEAN);
-    lua_pushboolean(L, lua_toboolean(L, 1));
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &INTKEY);
+    pkL_setinterrupts(L, lua_toboolean(L, 1));
   }
   lua_pushboolean(L, old);
   return 1;
@@ -552,6 +544,6 @@ int luaopen_pathkernel_core(lua_State *L)
   lua_setfield(L, -2, "version");
   pk_lua_open_kernels(L);
   pk_lua_open_regressor(L);
-  pk_lua_open_analysis(L);
+  pkL_open_analysis(L);
   return 1;
 }

@@ -8,6 +8,7 @@
 #include "pk_traj.h"
 #include "pk_machine.h"
 #include "pk_kern.h"
+#include "lua/aux.h"     /* the new binding's floor, while the files move there */
 
 #define PK_MATRIX_MT "pathkernel.Matrix"
 
@@ -166,7 +167,5 @@ void pk_lua_open_kernels(lua_State *L);
 #define PK_REGRESSOR_MT "pathkernel.Regressor"
 void pk_lua_open_regressor(lua_State *L);
 int pk_lua_load_regressor(lua_State *L, const char *path);
-/* pk.eigh, pk.alignment, pk.cka */
-void pk_lua_open_analysis(lua_State *L);
 
 #endif

@@ -38,7 +38,7 @@ build = {
         "c/matrix_ops.c", "c/network.c", "c/npy.c", "c/optim.c", "c/parallel.c",
         "c/pathkernel.c", "c/regress.c", "c/rng.c", "c/tangent.c", "c/train.c",
         "c/trajectory.c",
-        "c/lua/aux.c", "c/lua_analysis.c", "c/lua_core.c", "c/lua_kernel.c",
+        "c/lua/analysis.c", "c/lua/aux.c", "c/lua_core.c", "c/lua_kernel.c",
         "c/lua_kernels.c", "c/lua_matrix.c", "c/lua_network.c",
         "c/lua_regressor.c", "c/lua_trajectory.c",
       },

@@ -542,7 +542,7 @@ int luaopen_pathkernel_core(lua_State *L)
   pk_lua_open_trajectory(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
-  pk_lua_open_kernels(L);
+  pkL_open_kernels(L);
   pk_lua_open_regressor(L);
   pkL_open_analysis(L);
   return 1;

@@ -161,8 +161,6 @@ void pk_lua_train_opts(lua_State *L, int idx, pk_network *net, pk_train_opts *o,
 
 /* ---- kernels by parameters, regressors, analysis (issue 7) ------------ */
 
-/* pk.kernel.linear, rbf, laplacian, poly, ntk, nngp, precomputed */
-void pk_lua_open_kernels(lua_State *L);
 /* the pathkernel.Regressor userdata and pk.machine.ridge, gp, gradient_flow */
 #define PK_REGRESSOR_MT "pathkernel.Regressor"
 void pk_lua_open_regressor(lua_State *L);

@@ -486,7 +486,7 @@ static int l_load(lua_State *L)
   case PK_TAG_NETWORK: return pk_lua_load_network(L, path);
   case PK_TAG_TRAJECTORY: return pk_lua_load_trajectory(L, path, 2);
   case PK_TAG_MACHINE: return pk_lua_load_machine(L, path);
-  case PK_TAG_REGRESSOR: return pk_lua_load_regressor(L, path);
+  case PK_TAG_REGRESSOR: return pkL_load_regressor(L, path);
   default: break;
   }
   return luaL_error(L, "%s: this build cannot load objects with tag %d", path, (int)tag);
@@ -543,7 +543,7 @@ int luaopen_pathkernel_core(lua_State *L)
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   pkL_open_kernels(L);
-  pk_lua_open_regressor(L);
+  pkL_open_regressor(L);
   pkL_open_analysis(L);
   return 1;
 }

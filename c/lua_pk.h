@@ -159,11 +159,4 @@ void pk_lua_pushnetwork(lua_State *L, pk_network *net);
 void pk_lua_train_opts(lua_State *L, int idx, pk_network *net, pk_train_opts *o,
                        pk_matrix **X, pk_matrix **Y);
 
-/* ---- kernels by parameters, regressors, analysis (issue 7) ------------ */
-
-/* the pathkernel.Regressor userdata and pk.machine.ridge, gp, gradient_flow */
-#define PK_REGRESSOR_MT "pathkernel.Regressor"
-void pk_lua_open_regressor(lua_State *L);
-int pk_lua_load_regressor(lua_State *L, const char *path);
-
 #endif

@@ -537,7 +537,7 @@ int luaopen_pathkernel_core(lua_State *L)
   lua_newtable(L);
   pk_lua_setfuncs(L, fns, "");
   pk_lua_open_matrix(L);
-  pk_lua_open_kernel(L);
+  pkL_open_kernel(L);
   pk_lua_open_network(L);
   pk_lua_open_trajectory(L);
   lua_pushliteral(L, "0.1.0");

@@ -566,21 +566,6 @@ static int n_tostring(lua_State *L)
   return 1;
 }
 
-/* pk.kernel.tangent(net [, { outputs, memory }]) */
-static int l_tangent(lua_State *L)
-{
-  static const char *const keys[] = { "outputs", "memory", NULL };
-  pk_network *net = pk_lua_checknetwork(L, 1);
-  pk_kernel *k;
-  pk_status st;
-  if (!lua_isnoneornil(L, 2)) pk_lua_checktype(L, 2, LUA_TTABLE);
-  pk_lua_checkkeys(L, 2, "tangent", keys);
-  if ((st = pk_kernel_tangent(&k, net))) return pk_lua_error(L, st);
-  pk_lua_pushkernel(L, k, 0);
-  pk_lua_kernel_opts(L, 2, k);
-  return 1;
-}
-
 void pk_lua_open_network(lua_State *L)
 {
   static const luaL_Reg meta[] = {
@@ -602,9 +587,4 @@ void pk_lua_open_network(lua_State *L)
   lua_pushcfunction(L, l_network);
   lua_setfield(L, -2, "network");
   pk_lua_setname(L, l_network, "network");
-  lua_getfield(L, -1, "kernel");
-  lua_pushcfunction(L, l_tangent);
-  lua_setfield(L, -2, "tangent");
-  pk_lua_setname(L, l_tangent, "kernel.tangent");
-  lua_pop(L, 1);
 }

@@ -110,22 +110,9 @@ void pk_lua_progress_done(pk_lua_progress *p);
 int pk_lua_progress_cb(void *ud, double done, double total);
 double pk_lua_now(void);
 
-/* kernels */
-#define PK_KERNEL_MT "pathkernel.Kernel"
-pk_kernel *pk_lua_checkkernel(lua_State *L, int idx);
-/* Mark the Kernel at idx in use (+1) or no longer (-1) around C work that
- * runs Lua callbacks: meanwhile releasing it raises instead of freeing it. */
-void pk_lua_kernel_busy(lua_State *L, int idx, int delta);
-/* Push k as a Kernel (taking ownership); the value at keep (0: none) is
- * kept alive as the kernel's user value. */
-void pk_lua_pushkernel(lua_State *L, pk_kernel *k, int keep);
-/* Common kernel options: memory (bytes), outputs ("block"/"trace"/"diagonal"). */
-void pk_lua_kernel_opts(lua_State *L, int idx, pk_kernel *k);
-
 /* Per-type open functions: each sets up its metatable and adds its
  * functions to the module table on top of the stack. */
 void pk_lua_open_matrix(lua_State *L);
-void pk_lua_open_kernel(lua_State *L);
 void pk_lua_open_network(lua_State *L);
 void pk_lua_open_trajectory(lua_State *L);
 

@@ -359,40 +359,6 @@ static int l_from_trajectory(lua_State *L)
   return 1;
 }
 
-/* pk.kernel.path(traj [, { rule, nodes, outputs, memory }]) */
-static int l_path(lua_State *L)
-{
-  static const char *const keys[] = { "rule", "nodes", "outputs", "memory", NULL };
-  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
-  pk_kernel *k;
-  pk_rule rule;
-  int nodes;
-  pk_status st;
-  if (!lua_isnoneornil(L, 2)) pk_lua_checktype(L, 2, LUA_TTABLE);
-  pk_lua_checkkeys(L, 2, "path", keys);
-  parse_rule(L, 2, &rule, &nodes);
-  if ((st = pk_kernel_path(&k, t, rule, nodes))) return pk_lua_error(L, st);
-  pk_lua_pushkernel(L, k, 1);
-  pk_lua_kernel_opts(L, 2, k);
-  return 1;
-}
-
-/* pk.kernel.preconditioned(traj, s [, { outputs, memory }]) */
-static int l_preconditioned(lua_State *L)
-{
-  static const char *const keys[] = { "outputs", "memory", NULL };
-  pk_trajectory *t = pk_lua_checktrajectory(L, 1);
-  lua_Integer s = pk_lua_checkint(L, 2, 0, "step");
-  pk_kernel *k;
-  pk_status st;
-  if (!lua_isnoneornil(L, 3)) pk_lua_checktype(L, 3, LUA_TTABLE);
-  pk_lua_checkkeys(L, 3, "preconditioned", keys);
-  if ((st = pk_kernel_preconditioned(&k, t, (size_t)s))) return pk_lua_error(L, st);
-  pk_lua_pushkernel(L, k, 0);
-  pk_lua_kernel_opts(L, 3, k);
-  return 1;
-}
-
 /* the options table of a machine method at idx: { progress = } */
 static void call_opts(lua_State *L, int idx, pk_lua_progress *p, pk_call_opts *o, const char *label)
 {
@@ -758,13 +724,5 @@ void pk_lua_open_trajectory(lua_State *L)
   lua_pushcfunction(L, l_from_trajectory);
   lua_setfield(L, -2, "from_trajectory");
   pk_lua_setname(L, l_from_trajectory, "machine.from_trajectory");
-  lua_pop(L, 1);
-  lua_getfield(L, -1, "kernel");
-  lua_pushcfunction(L, l_path);
-  lua_setfield(L, -2, "path");
-  pk_lua_setname(L, l_path, "kernel.path");
-  lua_pushcfunction(L, l_preconditioned);
-  lua_setfield(L, -2, "preconditioned");
-  pk_lua_setname(L, l_preconditioned, "kernel.preconditioned");
   lua_pop(L, 1);
 }

@@ -485,7 +485,7 @@ static int l_load(lua_State *L)
   case PK_TAG_MATRIX: return pk_lua_load_matrix(L, path);
   case PK_TAG_NETWORK: return pk_lua_load_network(L, path);
   case PK_TAG_TRAJECTORY: return pk_lua_load_trajectory(L, path, 2);
-  case PK_TAG_MACHINE: return pk_lua_load_machine(L, path);
+  case PK_TAG_MACHINE: return pkL_load_machine(L, path);
   case PK_TAG_REGRESSOR: return pkL_load_regressor(L, path);
   default: break;
   }
@@ -540,6 +540,7 @@ int luaopen_pathkernel_core(lua_State *L)
   pkL_open_kernel(L);
   pk_lua_open_network(L);
   pk_lua_open_trajectory(L);
+  pkL_open_machine(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");
   pkL_open_kernels(L);

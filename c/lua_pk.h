@@ -122,7 +122,6 @@ int pk_lua_load_matrix(lua_State *L, const char *path);
 int pk_lua_load_network(lua_State *L, const char *path);
 /* opts: stack index of pk.load's option table ({ X =, Y = }), or 0 */
 int pk_lua_load_trajectory(lua_State *L, const char *path, int opts);
-int pk_lua_load_machine(lua_State *L, const char *path);
 
 /* trajectories and kernel machines */
 #define PK_TRAJECTORY_MT "pathkernel.Trajectory"
@@ -131,7 +130,6 @@ int pk_lua_load_machine(lua_State *L, const char *path);
 pk_trajectory *pk_lua_checktrajectory(lua_State *L, int idx);
 /* push t; keeps net (to detect later changes), X and Y alive */
 void pk_lua_pushtrajectory(lua_State *L, pk_trajectory *t, int net, int X, int Y);
-pk_machine *pk_lua_checkmachine(lua_State *L, int idx);
 void pk_lua_pushmachine(lua_State *L, pk_machine *km, int keep);
 /* rule = "gauss" | "left", nodes = n from an option table */
 void pk_lua_rule_opts(lua_State *L, int idx, pk_rule *rule, int *nodes);

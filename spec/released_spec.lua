@@ -53,7 +53,7 @@ describe("objects that callbacks release or reuse", function()
     local km = pk.machine.from_trajectory(traj)
     H.raises("kernel machine is in use: it cannot be released from its own progress callback",
       km.predict, km, X, { progress = function() km:release() end })
-    H.raises("its own progress callback cannot use it", km.contributions, km, X,
+    H.raises("kernel machine is in use: it cannot be used from its own progress callback", km.contributions, km, X,
       { progress = function() km:predict(X:slice(1, 1)) end })
     H.raises("kernel machine is in use", km.explain, km, X:row(1), 2,
       { progress = function() getmetatable(km).__gc(km) end })

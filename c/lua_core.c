@@ -484,7 +484,13 @@ static int l_load(lua_State *L)
   switch (tag) {
   case PK_TAG_MATRIX: return pk_lua_load_matrix(L, path);
   case PK_TAG_NETWORK: return pk_lua_load_network(L, path);
-  case PK_TAG_TRAJECTORY: return pk_lua_load_trajectory(L, path, 2);
+  case PK_TAG_TRAJECTORY: {
+    pk_matrix *X = NULL, *Y = NULL;
+    if (pk_lua_optfield(L, 2, "X") != LUA_TNIL) X = pk_lua_checkoptmatrix(L, -1, "X");
+    if (pk_lua_optfield(L, 2, "Y") != LUA_TNIL) Y = pk_lua_checkoptmatrix(L, -1, "Y");
+    if ((X != NULL) != (Y != NULL)) return luaL_error(L, "load: give both X and Y, or neither");
+    return pkL_load_trajectory(L, path, X, Y);
+  }
   case PK_TAG_MACHINE: return pkL_load_machine(L, path);
   case PK_TAG_REGRESSOR: return pkL_load_regressor(L, path);
   default: break;
@@ -539,7 +545,7 @@ int luaopen_pathkernel_core(lua_State *L)
   pk_lua_open_matrix(L);
   pkL_open_kernel(L);
   pk_lua_open_network(L);
-  pk_lua_open_trajectory(L);
+  pkL_open_trajectory(L);
   pkL_open_machine(L);
   lua_pushliteral(L, "0.1.0");
   lua_setfield(L, -2, "version");

@@ -114,20 +114,17 @@ double pk_lua_now(void);
  * functions to the module table on top of the stack. */
 void pk_lua_open_matrix(lua_State *L);
 void pk_lua_open_network(lua_State *L);
-void pk_lua_open_trajectory(lua_State *L);
 
 /* Loaders for pk.load, by tag: push the object and return 1, or push
  * nil, message and return 2. */
 int pk_lua_load_matrix(lua_State *L, const char *path);
 int pk_lua_load_network(lua_State *L, const char *path);
 /* opts: stack index of pk.load's option table ({ X =, Y = }), or 0 */
-int pk_lua_load_trajectory(lua_State *L, const char *path, int opts);
 
 /* trajectories and kernel machines */
 #define PK_TRAJECTORY_MT "pathkernel.Trajectory"
 #define PK_MACHINE_MT "pathkernel.KernelMachine"
 #define PK_DEFAULT_NODES 4
-pk_trajectory *pk_lua_checktrajectory(lua_State *L, int idx);
 /* push t; keeps net (to detect later changes), X and Y alive */
 void pk_lua_pushtrajectory(lua_State *L, pk_trajectory *t, int net, int X, int Y);
 void pk_lua_pushmachine(lua_State *L, pk_machine *km, int keep);

@@ -435,24 +435,8 @@ void pk_lua_progress_done(pk_lua_progress *p)
 
 /* ---- the default seed stream ----------------------------------------- */
 
-static const char SEEDKEY = 'S';
-
-static pk_rng *seedstream(lua_State *L)
-{
-  pk_rng *r;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SEEDKEY) == LUA_TUSERDATA) {
-    r = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    return r;
-  }
-  lua_pop(L, 1);
-  r = lua_newuserdatauv(L, sizeof *r, 0);
-  pk_rng_seed(r, 0);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &SEEDKEY);
-  return r;
-}
-
-uint64_t pk_lua_nextseed(lua_State *L) { return pk_rng_next(seedstream(L)); }
+/* the state's one stream, the aux layer's, while the files move there */
+uint64_t pk_lua_nextseed(lua_State *L) { return pkL_nextseed(L); }
 
 uint64_t pk_lua_optseed(lua_State *L, int idx)
 {
@@ -462,7 +446,7 @@ uint64_t pk_lua_optseed(lua_State *L, int idx)
 
 static int l_manual_seed(lua_State *L)
 {
-  pk_rng_seed(seedstream(L), (uint64_t)pk_lua_checkint(L, 1, LUA_MININTEGER, "seed"));
+  pkL_setseed(L, (uint64_t)pk_lua_checkint(L, 1, LUA_MININTEGER, "seed"));
   return 0;
 }
 
@@ -483,7 +467,7 @@ static int l_load(lua_State *L)
   if (st) return pk_lua_error(L, st);
   switch (tag) {
   case PK_TAG_MATRIX: return pk_lua_load_matrix(L, path);
-  case PK_TAG_NETWORK: return pk_lua_load_network(L, path);
+  case PK_TAG_NETWORK: return pkL_load_network(L, path);
   case PK_TAG_TRAJECTORY: {
     pk_matrix *X = NULL, *Y = NULL;
     if (pk_lua_optfield(L, 2, "X") != LUA_TNIL) X = pk_lua_checkoptmatrix(L, -1, "X");
@@ -544,7 +528,7 @@ int luaopen_pathkernel_core(lua_State *L)
   pk_lua_setfuncs(L, fns, "");
   pk_lua_open_matrix(L);
   pkL_open_kernel(L);
-  pk_lua_open_network(L);
+  pkL_open_network(L);
   pkL_open_trajectory(L);
   pkL_open_machine(L);
   lua_pushliteral(L, "0.1.0");

@@ -110,35 +110,8 @@ void pk_lua_progress_done(pk_lua_progress *p);
 int pk_lua_progress_cb(void *ud, double done, double total);
 double pk_lua_now(void);
 
-/* Per-type open functions: each sets up its metatable and adds its
- * functions to the module table on top of the stack. */
+/* The one type still opened here, and its loader for pk.load. */
 void pk_lua_open_matrix(lua_State *L);
-void pk_lua_open_network(lua_State *L);
-
-/* Loaders for pk.load, by tag: push the object and return 1, or push
- * nil, message and return 2. */
 int pk_lua_load_matrix(lua_State *L, const char *path);
-int pk_lua_load_network(lua_State *L, const char *path);
-/* opts: stack index of pk.load's option table ({ X =, Y = }), or 0 */
-
-/* trajectories and kernel machines */
-#define PK_TRAJECTORY_MT "pathkernel.Trajectory"
-#define PK_MACHINE_MT "pathkernel.KernelMachine"
-#define PK_DEFAULT_NODES 4
-/* push t; keeps net (to detect later changes), X and Y alive */
-void pk_lua_pushtrajectory(lua_State *L, pk_trajectory *t, int net, int X, int Y);
-void pk_lua_pushmachine(lua_State *L, pk_machine *km, int keep);
-/* rule = "gauss" | "left", nodes = n from an option table */
-void pk_lua_rule_opts(lua_State *L, int idx, pk_rule *rule, int *nodes);
-pk_network *pk_lua_testnetwork(lua_State *L, int idx);
-
-/* networks */
-#define PK_NETWORK_MT "pathkernel.Network"
-pk_network *pk_lua_checknetwork(lua_State *L, int idx);
-void pk_lua_pushnetwork(lua_State *L, pk_network *net);
-/* Read net:train's option table at idx into o (X and Y stay referenced by
- * the table). */
-void pk_lua_train_opts(lua_State *L, int idx, pk_network *net, pk_train_opts *o,
-                       pk_matrix **X, pk_matrix **Y);
 
 #endif

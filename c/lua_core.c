@@ -452,32 +452,32 @@ static int l_manual_seed(lua_State *L)
 
 /* ---- module functions ------------------------------------------------- */
 
+typedef struct load_args {
+  pk_matrix *X, *Y;
+} load_args;
+
 /* pk.load(path [, { X =, Y = }]): opens any saved object by its tag */
 static int l_load(lua_State *L)
 {
-  const char *path = pk_lua_checkpath(L, 1);
-  static const char *const keys[] = { "X", "Y", NULL };
+  static const pkL_option spec[] = {
+    { "X", PKL_MATRIX, .offset = offsetof(load_args, X) },
+    { "Y", PKL_MATRIX, .offset = offsetof(load_args, Y) },
+    { NULL, 0, .offset = 0 }
+  };
+  const char *path = pkL_checkpath(L, 1);
+  load_args a = { NULL, NULL };
   pk_tag tag;
   pk_status st;
-  if (!lua_isnoneornil(L, 2)) pk_lua_checktype(L, 2, LUA_TTABLE);
-  pk_lua_checkkeys(L, 2, "load", keys);
+  pkL_options(L, 2, "load", spec, &a);
+  if ((a.X != NULL) != (a.Y != NULL)) return luaL_error(L, "load: give both X and Y, or neither");
   lua_settop(L, 2);
-  st = pk_file_tag(path, &tag);
-  if (st == PK_EIO) return pk_lua_fail(L, st);
-  if (st) return pk_lua_error(L, st);
+  if ((st = pk_file_tag(path, &tag))) return pkL_ioresult(L, st, 0);
   switch (tag) {
-  case PK_TAG_MATRIX: return pk_lua_load_matrix(L, path);
+  case PK_TAG_MATRIX: return pkL_load_matrix(L, path);
   case PK_TAG_NETWORK: return pkL_load_network(L, path);
-  case PK_TAG_TRAJECTORY: {
-    pk_matrix *X = NULL, *Y = NULL;
-    if (pk_lua_optfield(L, 2, "X") != LUA_TNIL) X = pk_lua_checkoptmatrix(L, -1, "X");
-    if (pk_lua_optfield(L, 2, "Y") != LUA_TNIL) Y = pk_lua_checkoptmatrix(L, -1, "Y");
-    if ((X != NULL) != (Y != NULL)) return luaL_error(L, "load: give both X and Y, or neither");
-    return pkL_load_trajectory(L, path, X, Y);
-  }
+  case PK_TAG_TRAJECTORY: return pkL_load_trajectory(L, path, a.X, a.Y);
   case PK_TAG_MACHINE: return pkL_load_machine(L, path);
   case PK_TAG_REGRESSOR: return pkL_load_regressor(L, path);
-  default: break;
   }
   return luaL_error(L, "%s: this build cannot load objects with tag %d", path, (int)tag);
 }
@@ -526,7 +526,7 @@ int luaopen_pathkernel_core(lua_State *L)
   luaL_checkversion(L);
   lua_newtable(L);
   pk_lua_setfuncs(L, fns, "");
-  pk_lua_open_matrix(L);
+  pkL_open_matrix(L);
   pkL_open_kernel(L);
   pkL_open_network(L);
   pkL_open_trajectory(L);

@@ -10,7 +10,6 @@
 #include "pk_kern.h"
 #include "lua/aux.h"     /* the new binding's floor, while the files move there */
 
-#define PK_MATRIX_MT "pathkernel.Matrix"
 
 /* Raise the core's message as a Lua error (never returns). */
 int pk_lua_error(lua_State *L, pk_status st);
@@ -59,21 +58,6 @@ const char *pk_lua_optstring(lua_State *L, int idx, const char *key, const char 
  * (fn names the function in the message; NULL: the running function). */
 void pk_lua_checkkeys(lua_State *L, int idx, const char *fn, const char *const *valid);
 
-/* matrices */
-pk_matrix *pk_lua_checkmatrix(lua_State *L, int idx);
-pk_matrix *pk_lua_testmatrix(lua_State *L, int idx);
-/* the value at idx, the field `key` of an option table, as a matrix:
- * "fname: option 'key' must be a pathkernel.Matrix, got table" otherwise */
-pk_matrix *pk_lua_checkoptmatrix(lua_State *L, int idx, const char *key);
-/* Push an empty Matrix userdata (safe to collect) and return its slot. */
-pk_matrix **pk_lua_newmatrix(lua_State *L);
-/* Push m as a Matrix, taking ownership (frees m if pushing fails). */
-void pk_lua_pushmatrix(lua_State *L, pk_matrix *m);
-/* The matrix at idx, pinned for a call that runs Lua callbacks: pushes a
- * view of all of it and returns that view, whose storage stays alive even
- * if the callback releases the matrix at idx. */
-pk_matrix *pk_lua_pinmatrix(lua_State *L, int idx);
-
 /* The default random seed stream of this Lua state (pk.manual_seed). */
 uint64_t pk_lua_nextseed(lua_State *L);
 /* A seed argument or field: integer; absent -> the default stream */
@@ -109,9 +93,5 @@ void pk_lua_progress_init(lua_State *L, pk_lua_progress *p, int idx, const char 
 void pk_lua_progress_done(pk_lua_progress *p);
 int pk_lua_progress_cb(void *ud, double done, double total);
 double pk_lua_now(void);
-
-/* The one type still opened here, and its loader for pk.load. */
-void pk_lua_open_matrix(lua_State *L);
-int pk_lua_load_matrix(lua_State *L, const char *path);
 
 #endif

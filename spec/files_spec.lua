@@ -108,6 +108,47 @@ describe("saves", function()
     assert.are.same({ "m.pk", "m.pk.tmp1", "m.pk.tmpx", "other.pk.tmp" .. dead }, ls(dir))
   end)
 
+  it("follow one convention for every type: misuse raises, the system's refusal is nil, message", function()
+    local X, Y = pk.randn(6, 2, 1), pk.randn(6, 1, 2)
+    local net = pk.network{ sizes = { 2, 3, 1 }, seed = 1 }
+    local traj, online = net:clone():train{ X = X, Y = Y, steps = 2, lr = 0.1, record = true,
+      explain = X, progress = false }
+    local objects = { X, net, traj, pk.machine.from_trajectory(traj), online,
+      pk.machine.ridge(pk.kernel.rbf(), X, Y) }
+    local missing = dir .. "/no/such/folder/x"
+    for _, o in ipairs(objects) do
+      local name = getmetatable(o).__name
+      -- a number is no path (a regressor's save(123) wrote a file named 123)
+      H.raises("string (a path) expected, got number", o.save, o, 123)
+      -- the options argument is checked (traj:save(p, 42) was ignored)
+      H.raises("table of options expected, got number", o.save, o, dir .. "/x", 42)
+      H.raises("save: unknown option 'bogus'", o.save, o, dir .. "/x", { bogus = true })
+      local ok, msg = o:save(missing)
+      assert.is_nil(ok, name)
+      assert.truthy(msg:find(missing, 1, true), msg)
+      assert.is_true(o:save(dir .. "/ok"), name)
+      assert.are.equal(name, getmetatable(pk.load(dir .. "/ok")).__name)
+    end
+    for _, w in ipairs{ "write_csv", "write_npy" } do
+      H.raises("string (a path) expected, got number", X[w], X, 7)
+      H.raises("table of options expected, got number", X[w], X, dir .. "/x", 42)
+      local ok, msg = X[w](X, missing)
+      assert.is_nil(ok)
+      assert.truthy(msg:find(missing, 1, true), msg)
+    end
+    assert.are.same({ "ok" }, ls(dir))
+    -- loads: a missing file is nil, message; a corrupt one, or bad options, raise
+    for _, load in ipairs{ pk.load, pk.read_csv, pk.read_npy } do
+      local ok, msg = load(missing)
+      assert.is_nil(ok)
+      assert.truthy(msg:find(missing, 1, true), msg)
+    end
+    H.write_bytes(dir .. "/bad", "PATHKRNL and not much else")
+    H.raises("check failed", pk.load, dir .. "/bad")
+    H.raises("table of options expected, got number", pk.load, dir .. "/ok", 5)
+    H.raises("load: unknown option 'Z'", pk.load, dir .. "/ok", { Z = X })
+  end)
+
   it("reject paths with NUL bytes and empty paths instead of cutting them", function()
     H.raises("path contains a NUL byte", function() return pk.eye(2):save(dir .. "/a\0b") end)
     H.raises("path contains a NUL byte", function() return pk.eye(2):write_csv(dir .. "/a\0b") end)

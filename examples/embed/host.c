@@ -25,7 +25,7 @@
 #define PK_SOURCE_DIR "."
 #endif
 
-int luaopen_pathkernel_core(lua_State *L);   /* linked in from c/lua_core.c */
+int luaopen_pathkernel_core(lua_State *L);   /* linked in from c/lua/init.c */
 
 /* message handler: the error with a traceback */
 static int traceback(lua_State *L)

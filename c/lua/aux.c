@@ -3,6 +3,7 @@
  * result convention, long calls and the collector's accounting. It calls
  * the C library (pk.h) and Lua, never a file above it. */
 #define _POSIX_C_SOURCE 200809L
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -519,9 +520,41 @@ int pkL_ioresult(lua_State *L, pk_status st, int nres)
   return nres;
 }
 
-/* The collector's accounting of what the library allocates: nothing yet
- * (a call point for every new object and long call). */
-void pkL_account(lua_State *L) { (void)L; }
+/* KiB accounted since the collector last finished a cycle, per state */
+static const char DEBTKEY = 'D';
+/* at most this many KiB of C memory between two full collections, unless
+ * the Lua heap is larger */
+#define FULL_KIB (16 * 1024)
+
+/* Lua 5.4 has no call that adds outside bytes to the heap's size, but
+ * LUA_GCSTEP with n adds n KiB of debt and works it off as if Lua had
+ * allocated them: in incremental mode the collector then runs a cycle in
+ * proportion to what the C library allocates, and the finalizers of dead
+ * temporaries free them. In generational mode (lua.c's default) the step
+ * is a minor collection, and an object that lived through two of them
+ * (a temporary in an expression does) waits for a major one, which the
+ * debt never brings about (it moves no byte count): so when steps end no
+ * cycle, a full collection follows every FULL_KIB (or a Lua heap's worth)
+ * of C memory. */
+void pkL_account(lua_State *L)
+{
+  static __thread size_t carry;     /* bytes below a KiB, for the next time */
+  size_t b = pk_memory_take_allocated() + carry, kib = b / 1024, since, heap;
+  carry = b % 1024;
+  /* a collector the host stopped stays stopped (a step would run it) */
+  if (!kib || lua_gc(L, LUA_GCISRUNNING, 0) != 1) return;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &DEBTKEY);
+  since = (size_t)lua_tointeger(L, -1) + kib;
+  lua_pop(L, 1);
+  heap = (size_t)lua_gc(L, LUA_GCCOUNT, 0);
+  if (lua_gc(L, LUA_GCSTEP, kib > INT_MAX ? INT_MAX : (int)kib) == 1) since = 0;
+  else if (since > FULL_KIB && since > heap) {
+    lua_gc(L, LUA_GCCOLLECT, 0);
+    since = 0;
+  }
+  lua_pushinteger(L, (lua_Integer)since);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &DEBTKEY);
+}
 
 /* ---- matrices ------------------------------------------------------------------- */
 

@@ -59,14 +59,27 @@ describe("the misuse fuzzer", function()
     -- stopped, a collection of this test run's whole heap (the loss
     -- history of a million steps is 8 MB) cannot spend it (under valgrind
     -- that took most of the 0.25 s)
+    -- (CI's valgrind run once stopped this at step 1 on the time cap: the
+    -- step count is checked with a time cap no machine reaches, the time
+    -- cap on its own below)
     collectgarbage("stop")
     local t0 = os.clock()
     local losses = net:train{ X = X, Y = Y, steps = 1000000, lr = 0.01, progress = false,
-      on_step = M.guarded(function() calls = calls + 1 end) }
+      on_step = M.guarded(function() calls = calls + 1 end, 3600) }
     collectgarbage("restart")
     assert.are.equal(M.STEP_CAP + 1, #losses)
     assert.are.equal(M.STEP_CAP, calls)
     assert.is_true(os.clock() - t0 < 1)
+    -- the time cap alone: a step that outlasts it ends the run after it
+    calls = 0
+    losses = net:train{ X = X, Y = Y, steps = 1000000, lr = 0.01, progress = false,
+      on_step = M.guarded(function()
+        calls = calls + 1
+        local t = os.clock()
+        while os.clock() - t < M.TIME_CAP do end
+      end) }
+    assert.are.equal(1, calls)
+    assert.are.equal(2, #losses)
   end)
 
   it("runs in this process too, restoring the memory limit and writing nothing here", function()

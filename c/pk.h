@@ -83,6 +83,27 @@ typedef struct pk_call_opts {
 /* No progress, no cancellation. */
 PK_API void pk_call_opts_init(pk_call_opts *o);
 
+/* ---- communication between processes (data-parallel runs) ------------- */
+
+/* A run spread over several processes (ranks) reaches the others only
+ * through this hook, so the library itself never links a message-passing
+ * library: the pathkernel.mpi module fills one over MPI, a host may fill
+ * one over anything else. A NULL hook means one process.
+ *
+ * allreduce combines buf[0..n) elementwise over all ranks, in place: the
+ * sum or the maximum. It is collective (every rank calls it, in the same
+ * order, with the same n and op) and every rank must receive the same
+ * bits, so that ranks taking the same step keep identical weights. It
+ * returns 0, or nonzero when communication failed; then error(ctx) (may
+ * be NULL) says why. */
+typedef enum { PK_COMM_SUM = 0, PK_COMM_MAX } pk_comm_op;
+typedef struct pk_comm {
+  int rank, size;          /* this process, 0..size-1, and how many there are */
+  int (*allreduce)(void *ctx, double *buf, size_t n, pk_comm_op op);
+  const char *(*error)(void *ctx);
+  void *ctx;
+} pk_comm;
+
 /* ---- random numbers -------------------------------------------------- */
 
 /* xoshiro256** seeded through splitmix64; normals by Marsaglia's polar
@@ -367,6 +388,14 @@ typedef struct pk_train_opts {
    * row still takes its place in its batch and contributes nothing. The
    * caller keeps the array alive during the call; a recording copies it. */
   const double *weights;
+  /* optional: data-parallel training (NULL: one process). X and Y are
+   * this rank's shard, the ranks' shards in rank order the training set;
+   * the batches are drawn over that whole set from the same seed on every
+   * rank, each rank computes its members' weighted gradient sum, and the
+   * allreduced sum over the global batch size is every rank's step. The
+   * ranks must agree on the network, options and columns (checked: a
+   * disagreement fails on every rank, none waits). */
+  const pk_comm *comm;
 } pk_train_opts;
 
 PK_API void pk_train_opts_init(pk_train_opts *o);

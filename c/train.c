@@ -7,6 +7,7 @@
 #include <math.h>
 #include "pk_traj.h"
 #include "pk_machine.h"
+#include "pk_comm.h"
 
 void pk_train_opts_init(pk_train_opts *o)
 {
@@ -60,7 +61,8 @@ pk_status pk_train_check(const pk_network *net, const pk_matrix *X, const pk_mat
 {
   pk_status st;
   if ((st = pk_check_input(net, X, "X"))) return st;
-  if (X->rows == 0) return pk_fail(PK_EINVAL, "train: no training data (X has 0 rows)");
+  /* a rank of a data-parallel run may hold no rows (the ranks' total is checked) */
+  if (X->rows == 0 && !o->comm) return pk_fail(PK_EINVAL, "train: no training data (X has 0 rows)");
   if (!pk_all_finite(X->data, X->rows * X->cols))
     return pk_fail(PK_EINVAL, "train: X holds a NaN or infinite value");
   if ((unsigned)o->loss > PK_LOSS_SOFTMAX) return pk_fail(PK_EINVAL, "train: unknown loss");
@@ -98,23 +100,110 @@ static pk_status interrupted(size_t s, const pk_train_opts *o)
                  "weights of step %zu)", s, o->steps, s);
 }
 
+/* ---- data-parallel runs ---------------------------------------------------- */
+
+/* Before a data-parallel run: every rank's own checks, then the ranks'
+ * agreement on what must be the same everywhere (so a rank that refuses
+ * stops all of them), then where this rank's shard sits among all rows. */
+static pk_status comm_check(const pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                            const pk_train_opts *o, size_t *offset, size_t *total)
+{
+  static const char *const what[] = {
+    "the columns of X", "the columns of Y", "the network's weights (build it from the same seed "
+    "on every rank)", "the network's parameter count", "steps", "the optimizer", "the loss",
+    "lr", "batch_size", "seed", "seed", "the hyperparameters", "whether loss weights are given",
+    "whether lr is a function"
+  };
+  const pk_comm *c = o->comm;
+  double v[14];
+  pk_status st;
+  if (c->size < 1 || c->rank < 0 || c->rank >= c->size || !c->allreduce)
+    return pk_fail(PK_EINVAL, "train: the communicator is not initialised (rank %d of %d)",
+                   c->rank, c->size);
+  st = pk_train_check(net, X, Y, o);
+  memset(v, 0, sizeof v);
+  if (!st) {
+    v[0] = (double)X->cols;
+    v[1] = (double)Y->cols;
+    v[2] = pk_comm_hash(net->theta, net->P);
+    v[3] = (double)net->P;
+    v[4] = (double)o->steps;
+    v[5] = (double)o->optimizer;
+    v[6] = (double)o->loss;
+    v[7] = o->lr_fn ? 0 : o->lr;
+    v[8] = (double)o->batch_size;
+    v[9] = (double)(o->seed >> 32);
+    v[10] = (double)(o->seed & 0xffffffffu);
+    v[11] = pk_comm_hash(&o->hyper.momentum, sizeof o->hyper / sizeof(double));
+    v[12] = o->weights != NULL;
+    v[13] = o->lr_fn != NULL;
+  }
+  if ((st = pk_comm_agree(c, "train", st, v, what, sizeof v / sizeof v[0]))) return st;
+  if ((st = pk_comm_offsets(c, X->rows, offset, total, "train"))) return st;
+  if (*total == 0) return pk_fail(PK_EINVAL, "train: no training data (X has 0 rows on every rank)");
+  return PK_OK;
+}
+
+/* What a rank that stops tells the others (summed over the ranks): its
+ * on_step ended the run, or anything else stopped it. */
+#define STOP_ON_STEP 1.0
+#define STOP_FAILED 1048576.0
+
+/* A step's share of this rank: its members of the global batch (their
+ * global rows in [off, off + mine)) as local rows, in the batch's order. */
+static size_t local_members(const size_t *rows, size_t nb, size_t off, size_t mine, size_t *out)
+{
+  size_t i, n = 0;
+  for (i = 0; i < nb; i++)
+    if (rows[i] >= off && rows[i] - off < mine) out[n++] = rows[i] - off;
+  return n;
+}
+
+/* This rank's part of a global batch of nb rows: buf[0..P) the weighted
+ * gradient sum over its nl members divided by nb, buf[P] their loss sum;
+ * the allreduce of buf over the ranks is then the batch's mean gradient
+ * and nb times its loss, the same on every rank. */
+static void comm_grad(const pk_network *net, const double *xb, const pk_matrix *Y, pk_loss loss,
+                      const size_t *lrows, size_t nl, size_t nb, const double *wts, pk_acts *w,
+                      double *buf)
+{
+  size_t P = net->P;
+  double value = 0;
+  if (nl == 0) {
+    memset(buf, 0, (P + 1) * sizeof(double));
+    return;
+  }
+  pk_net_forward_ws(net, net->theta, xb, nl, w);
+  pk_loss_eval_weighted(loss, w->Z[net->L - 1], nl, PK_NET_OUT(net), Y, lrows, wts, &value,
+                        w->G[net->L - 1]);
+  pk_net_backward(net, net->theta, w, nl, 1.0 / (double)nb, buf);
+  buf[P] = value * (double)nl;
+}
+
 /* The loop itself: hk (may be NULL) sees every step after its update is
  * computed and before it is applied (see pk_train_hooks). */
 static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                             const pk_train_opts *o, pk_train_hooks *hk, double *losses,
                             size_t *done)
 {
-  size_t m = X->rows, d0 = PK_NET_IN(net), P = net->P, b, s, nb;
+  size_t m = X->rows, d0 = PK_NET_IN(net), P = net->P, b, s, nb, nl, off = 0, mine = m;
   batcher bt;
   pk_acts w;
   pk_optstate os;
   double *xb = NULL, *grad = NULL, *next = NULL;
+  size_t *lrows = NULL;
   const size_t *rows;
+  const pk_comm *comm = o->comm;
   pk_status st;
-  int why;
+  int why, hk_stopped = 0;
   if (done) *done = 0;
   if (hk) hk->stopped = 0;
-  if ((st = pk_train_check(net, X, Y, o))) return st;
+  if (comm) {
+    /* the batches are drawn over every rank's rows */
+    if ((st = comm_check(net, X, Y, o, &off, &m))) return st;
+  } else if ((st = pk_train_check(net, X, Y, o))) {
+    return st;
+  }
   b = o->optimizer != PK_OPT_GD && o->batch_size ? o->batch_size : m;
   if (b > m) b = m;
   memset(&bt, 0, sizeof bt);
@@ -125,29 +214,52 @@ static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix
   bt.shuffle = o->optimizer == PK_OPT_SGD || (o->optimizer != PK_OPT_GD && b < m);
   pk_rng_seed(&bt.rng, o->seed);
   memset(&w, 0, sizeof w);
-  if ((st = pk_opt_init(&os, o->optimizer, P))) return st;
-  if ((st = pk_alloc((void **)&bt.perm, m, sizeof(size_t), "the batch order")) ||
-      (st = pk_alloc((void **)&xb, b * d0, sizeof(double), "the batch")) ||
-      (st = pk_alloc((void **)&grad, P, sizeof(double), "the gradient")) ||
-      (st = pk_alloc((void **)&next, P, sizeof(double), "the next weights")) ||
-      (st = pk_acts_init(&w, net, b, 1)))
-    goto out;
+  memset(&os, 0, sizeof os);
+  if (!(st = pk_opt_init(&os, o->optimizer, P)) &&
+      !(st = pk_alloc((void **)&bt.perm, m, sizeof(size_t), "the batch order")) &&
+      !(st = pk_alloc((void **)&xb, b * d0, sizeof(double), "the batch")) &&
+      !(st = pk_alloc((void **)&grad, P + 2, sizeof(double), "the gradient")) &&
+      !(st = pk_alloc((void **)&next, P, sizeof(double), "the next weights")) &&
+      !(comm && (st = pk_alloc((void **)&lrows, b, sizeof(size_t), "the batch's local rows"))))
+    st = pk_acts_init(&w, net, b, 1);
+  /* a rank short of memory stops every rank, none waits for it */
+  if (comm) st = pk_comm_agree(comm, "train", st, NULL, NULL, 0);
+  if (st) goto out;
   /* the update is applied only after every check and hook of its step:
    * whatever stops the run, the network holds a complete step's weights */
   for (s = 0; s < o->steps; s++) {
     double lr = o->lr, loss;
     if (pk_cancelled(&o->call)) {
       st = interrupted(s, o);
-      goto out;
+      goto stop;
     }
-    if (o->lr_fn && (st = o->lr_fn(o->lr_ud, s + 1, &lr))) goto out;
+    if (o->lr_fn && (st = o->lr_fn(o->lr_ud, s + 1, &lr))) goto stop;
     if (!(lr > 0 && isfinite(lr))) {
       st = pk_fail(PK_EINVAL, "train: the learning rate of step %zu is %g; it must be positive and finite", s + 1, lr);
-      goto out;
+      goto stop;
     }
     nb = next_batch(&bt, &rows);
-    pk_gather_rows(X, rows, nb, xb);
-    pk_grad_step(net, net->theta, xb, Y, o->loss, rows, nb, o->weights, &w, grad, &loss);
+    if (comm) {
+      nl = local_members(rows, nb, off, mine, lrows);
+      pk_gather_rows(X, lrows, nl, xb);
+      comm_grad(net, xb, Y, o->loss, lrows, nl, nb, o->weights, &w, grad);
+      /* a stop on any rank (its on_step at the previous step, or its
+       * interrupt, progress or lr function) stops every rank here, at the
+       * same weights: after on_step's, as on_step's own stop does (the
+       * steps taken are the result); after any other, with an error */
+      grad[P + 1] = 0;
+      if ((st = pk_comm_reduce(comm, grad, P + 2, PK_COMM_SUM, "train"))) goto out;
+      if (grad[P + 1] >= STOP_FAILED) {
+        st = pk_fail(PK_ECANCEL, "train: another rank stopped (interrupted, cancelled or failed) "
+                     "after step %zu; the network keeps the weights of step %zu", s, s);
+        goto out;
+      }
+      if (grad[P + 1] > 0) goto out;
+      loss = grad[P] / (double)nb;
+    } else {
+      pk_gather_rows(X, rows, nb, xb);
+      pk_grad_step(net, net->theta, xb, Y, o->loss, rows, nb, o->weights, &w, grad, &loss);
+    }
     pk_opt_update(o->optimizer, &o->hyper, &os, net->theta, grad, lr, next);
     if (!isfinite(loss)) {
       st = pk_fail(PK_ENUMERIC, "train: diverged at step %zu: the loss is %g (the network keeps the weights of step %zu)", s + 1, loss, s);
@@ -170,13 +282,28 @@ static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix
     if (o->on_step && o->on_step(o->on_step_ud, s + 1, loss)) {
       st = pk_fail(PK_ECANCEL, "train: stopped by on_step at step %zu", s + 1);
       if (hk) hk->stopped = 1;
-      goto out;
+      hk_stopped = 1;
+      goto stop;
     }
     if ((why = pk_progress(&o->call, (double)(s + 1), (double)o->steps))) {
       st = why == PK_STOP_INTERRUPT ? interrupted(s + 1, o)
                                     : pk_fail(PK_ECANCEL, "train: stopped at step %zu", s + 1);
-      goto out;
+      goto stop;
     }
+  }
+  /* the closing exchange, where a rank that stops after the last step
+   * meets the others (a stop then changes nothing: every step is taken) */
+  if (comm) {
+    memset(grad, 0, (P + 2) * sizeof(double));
+    st = pk_comm_reduce(comm, grad, P + 2, PK_COMM_SUM, "train");
+  }
+  goto out;
+stop:
+  /* the others wait at their next exchange: tell them to stop there */
+  if (comm) {
+    memset(grad, 0, (P + 2) * sizeof(double));
+    grad[P + 1] = hk_stopped ? STOP_ON_STEP : STOP_FAILED;
+    (void)comm->allreduce(comm->ctx, grad, P + 2, PK_COMM_SUM);
   }
 out:
   pk_acts_free(&w);
@@ -184,6 +311,7 @@ out:
   free(bt.perm);
   free(xb);
   free(grad);
+  free(lrows);
   free(next);
   return st;
 }
@@ -227,7 +355,10 @@ pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
   if (out) *out = NULL;
   if (traj) *traj = NULL;
   memset(&h, 0, sizeof h);
-  if ((st = pk_train_check(net, X, Y, o))) return st;
+  if (o->comm && (every || Xq))
+    return pk_fail(PK_EINVAL, "train: record and explain are not available with comm (train "
+                   "without them, or on one process)");
+  if (!o->comm && (st = pk_train_check(net, X, Y, o))) return st;
   if (Xq && (st = pk_explainer_begin(net, X, o, Xq, rule, nodes, want_kp, &ex, &h.explain)))
     return st;
   if (every && (st = pk_recorder_begin(net, X, Y, o, every, &t, &h.rec))) goto done;

@@ -32,7 +32,7 @@ build = {
   modules = {
     ["pathkernel.core"] = {
       sources = {
-        "c/analysis.c", "c/analytic.c", "c/classic.c", "c/container.c", "c/core.c",
+        "c/analysis.c", "c/analytic.c", "c/classic.c", "c/comm.c", "c/container.c", "c/core.c",
         "c/csv.c", "c/decomp.c", "c/fastmath.c", "c/kernel.c", "c/kspec.c",
         "c/layer_dense.c", "c/linalg.c", "c/loss.c", "c/machine.c", "c/matrix.c",
         "c/matrix_ops.c", "c/network.c", "c/npy.c", "c/optim.c", "c/parallel.c",

@@ -474,6 +474,30 @@ void pkL_setrule(lua_State *L, int value, void *out, const pkL_option *o, const 
   else luaL_error(L, "%s: unknown rule '%s' (valid: gauss, left)", fname, r);
 }
 
+const pk_comm *pkL_tocomm(lua_State *L, int idx, const char *fname, const char *key)
+{
+  const pk_comm *c;
+  idx = lua_absindex(L, idx);
+  if (lua_isnil(L, idx)) return NULL;
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    lua_getfield(L, idx, "comm");
+    c = luaL_testudata(L, -1, PKL_COMM);
+    lua_pop(L, 1);   /* the table keeps it alive */
+  } else {
+    c = luaL_testudata(L, idx, PKL_COMM);
+  }
+  if (!c)
+    pkL_opterror(L, idx, fname, key, "a communicator (the module of require \"pathkernel.mpi\")");
+  if (c->size < 1 || c->rank < 0 || c->rank >= c->size)
+    luaL_error(L, "%s: option '%s': the communicator is not initialised", fname, key);
+  return c;
+}
+
+void pkL_setcomm(lua_State *L, int value, void *out, const pkL_option *o, const char *fname)
+{
+  *(const pk_comm **)((char *)out + o->offset) = pkL_tocomm(L, value, fname, o->key);
+}
+
 int pkL_rulenodes(lua_State *L, const char *fname, pk_rule rule, lua_Integer nodes)
 {
   if (nodes == 0) return rule == PK_RULE_LEFT ? 1 : DEFAULT_NODES;

@@ -183,6 +183,19 @@ int pkL_opterror(lua_State *L, int value, const char *fname, const char *key,
 void pkL_setrule(lua_State *L, int value, void *out, const pkL_option *o, const char *fname);
 int pkL_rulenodes(lua_State *L, const char *fname, pk_rule rule, lua_Integer nodes);
 
+/* ---- communicators (data-parallel runs) -------------------------------- */
+
+/* The metatable name of a userdata whose block starts with a pk_comm: the
+ * pathkernel.mpi module (built apart, linked with MPI) makes one as
+ * mpi.comm, so this module accepts `comm = mpi` without linking MPI. */
+#define PKL_COMM "pathkernel.Comm"
+/* The communicator at idx: such a userdata, or a table holding one as its
+ * field comm (the mpi module itself); NULL for nil; else an error naming
+ * fname and the option. */
+const pk_comm *pkL_tocomm(lua_State *L, int idx, const char *fname, const char *key);
+/* A PKL_CUSTOM setter for a `const pk_comm *` field. */
+void pkL_setcomm(lua_State *L, int value, void *out, const pkL_option *o, const char *fname);
+
 /* ---- module tables ---------------------------------------------------- */
 
 /* t[key] = v for the table on top (results that are tables of numbers) */

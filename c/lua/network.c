@@ -304,6 +304,7 @@ static const pkL_option train_spec[] = {
   { "eps", PKL_CUSTOM, TA(o.hyper.eps), .set = set_hyper },
   { "weight_decay", PKL_CUSTOM, TA(o.hyper.weight_decay), .set = set_hyper },
   { "weights", PKL_MATRIX, TA(W) },
+  { "comm", PKL_CUSTOM, TA(o.comm), .set = pkL_setcomm },
   { NULL, 0, .offset = 0 }
 };
 #undef TA
@@ -412,6 +413,8 @@ static int n_train(lua_State *L)
   pk_train_opts_init(&a.o);
   a.rule = PK_RULE_GAUSS;
   pkL_options(L, 2, "train", train_spec, &a);
+  if (a.o.comm && a.epochs)   /* an epoch counts every rank's rows, unknown here */
+    return luaL_error(L, "train: give steps, not epochs, with comm");
   a.o.steps = train_steps(L, &a);
   train_lr(L, &a);
   every = train_every(L, a.record);

@@ -9,6 +9,8 @@ BUSTED   ?= /usr/bin/busted
 CC       ?= cc
 PKGCONF  ?= pkg-config
 FUZZ_CC  ?= clang
+MPICC    ?= mpicc
+MPIRUN   ?= mpirun
 
 # LuaRocks passes these; the defaults suit a Debian checkout
 LUA_INCDIR  ?= $(patsubst -I%,%,$(firstword $(shell $(PKGCONF) --cflags-only-I lua5.4 2>/dev/null) -I/usr/include/lua5.4))
@@ -35,7 +37,9 @@ EMBED_CFLAGS = $(WARN) $(CFLAGS) -Ic
 
 # ---- sources and what is built from them ----------------------------------
 
-SRC      = $(wildcard c/*.c c/lua/*.c)
+# the MPI module's sources build only with `make mpi` (mpicc)
+MPI_SRC  = $(wildcard c/lua/mpi*.c)
+SRC      = $(filter-out $(MPI_SRC),$(wildcard c/*.c c/lua/*.c))
 HDR      = $(wildcard c/*.h c/lua/*.h)
 CORE_SRC = $(filter-out c/lua_%.c c/lua/%.c,$(SRC))
 
@@ -51,6 +55,8 @@ FUZZ_DIR = build-fuzz
 FUZZERS  = $(patsubst fuzz/fuzz_%.c,%,$(wildcard fuzz/fuzz_*.c))
 FUZZ_BINS = $(patsubst %,$(FUZZ_DIR)/fuzz_%,$(FUZZERS))
 FUZZ_OBJ = $(patsubst c/%.c,$(FUZZ_DIR)/obj/%.o,$(CORE_SRC))
+MPI_MOD  = $(BUILD)/pathkernel/mpi.so
+MPI_OBJ  = $(patsubst c/%.c,$(BUILD)/obj/%.o,$(MPI_SRC))
 EMBEDS   = $(BUILD)/embed_capi $(BUILD)/embed_host $(BUILD)/embed_threads
 
 # ---- the environments things run in ---------------------------------------
@@ -66,7 +72,7 @@ ASAN_ENV = LD_PRELOAD="$$($(CC) -print-file-name=libasan.so)" \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
 .PHONY: all env deps test check demo bench install uninstall clean help \
-	fuzz fuzz-build fuzz-corpus misuse valgrind lib embed
+	fuzz fuzz-build fuzz-corpus misuse valgrind lib embed mpi test-mpi
 
 # ---- building --------------------------------------------------------------
 
@@ -96,6 +102,25 @@ $(LIB): $(CORE_OBJ)
 	rm -f $@
 	ar rcs $@ $(CORE_OBJ)
 
+# The optional MPI module, pathkernel.mpi: its own sources compiled by
+# mpicc, with a copy of the core and the binding's ground floor (the plain
+# module never links MPI), ScaLAPACK for the distributed solver.
+MPI_LIBS = -lscalapack-openmpi
+
+MPI_DEPS = openmpi-bin libopenmpi-dev libscalapack-openmpi-dev
+
+mpi: deps all
+	@sh .ci/deps $(MPI_DEPS)
+	@$(MAKE) --no-print-directory $(MPI_MOD)
+
+$(MPI_MOD): $(MPI_OBJ) $(CORE_OBJ) $(BUILD)/obj/lua/aux.o
+	@mkdir -p $(dir $@)
+	$(MPICC) $(LIBFLAG) -o $@ $^ $(MPI_LIBS) $(LIBS)
+
+$(MPI_OBJ): $(BUILD)/obj/lua/%.o: c/lua/%.c $(HDR)
+	@mkdir -p $(dir $@)
+	$(MPICC) $(ALL_CFLAGS) -c -o $@ $<
+
 # ---- running ---------------------------------------------------------------
 
 # eval "$(make -s env)" points lua5.4 at this checkout
@@ -109,6 +134,16 @@ deps:
 test: deps
 	@$(MAKE) --no-print-directory all
 	$(LUA) $(BUSTED) $(BUSTED_ARGS)
+
+# The MPI specs (spec/mpi/*_mpi.lua) under 2 ranks and under 3 on this
+# machine's 2 cores; root needs Open MPI's two consent variables.
+MPI_RANKS ?= 2 3
+test-mpi: mpi
+	@for n in $(MPI_RANKS); do \
+	  echo "== mpirun -np $$n"; \
+	  env OPENBLAS_NUM_THREADS=1 $$( [ "$$(id -u)" = 0 ] && echo OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 ) \
+	    $(MPIRUN) -np $$n --oversubscribe sh spec/mpi/rank.sh $(BUILD) || exit 1; \
+	done
 
 # The specs again with the module under AddressSanitizer and UBSan.
 check: deps $(ASAN_MOD)
@@ -233,3 +268,5 @@ help:
 	@echo "  valgrind     the specs under valgrind memcheck"
 	@echo "  lib          the C core as a static library, $(LIB)"
 	@echo "  embed        build and run the host programs of examples/embed"
+	@echo "  mpi          the optional MPI module, $(MPI_MOD) (mpicc, ScaLAPACK)"
+	@echo "  test-mpi     the MPI specs under mpirun -np 2 and -np 3 (MPI_RANKS)"

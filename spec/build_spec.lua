@@ -39,11 +39,11 @@ describe("the rockspec", function()
     assert.truthy(env.test.command:find("make --no-print-directory all", 1, true))
   end)
 
-  it("compiles every C source of the checkout", function()
+  it("compiles every C source of the checkout but the optional MPI module's", function()
     local srcs = {}
     for _, s in ipairs(env.build.modules["pathkernel.core"].sources) do srcs[#srcs + 1] = s end
     table.sort(srcs)
-    assert.are.same(ls("ls c/*.c c/lua/*.c"), srcs)
+    assert.are.same(ls("ls c/*.c c/lua/*.c | grep -v '^c/lua/mpi'"), srcs)
   end)
 
   it("maps every Lua file of lua/ to its module name", function()

@@ -397,7 +397,8 @@ static void traces_update(pk_decomp *dc, double lr, const double *theta, const s
       for (i = 0; i < nb; i++) {
         pk_side s;
         pk_net_side(&s, net, l, w->A, w->G, NULL, i, 1, 1, 0);
-        ly->vt->grad_rows(ly, &s, keep / (double)nb, dc->tr + rows[i] * P, P);
+        ly->vt->grad_rows(ly, &s, keep / (double)(dc->batch_total ? dc->batch_total : nb),
+                          dc->tr + rows[i] * P, P);
       }
     }
   }
@@ -446,7 +447,7 @@ pk_status pk_decomp_step(pk_decomp *dc, double lr, const double *theta, const do
   const pk_network *net = dc->net;
   size_t K = dc->K, P = net->P, L = net->L, q0, qn, b0, bn, i, x, k, l, bc = dc->bc;
   int q;
-  double coef = -lr / (double)nb;
+  double coef = -lr / (double)(dc->batch_total ? dc->batch_total : nb);
   double *A[PK_MAX_LAYERS], *G[PK_MAX_LAYERS];
   /* the plain gradient step's terms come from the structured engine:
    * everything for gd and sgd, the current-gradient part for nesterov */

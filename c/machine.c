@@ -7,6 +7,7 @@
 #include <string.h>
 #include <math.h>
 #include "pk_machine.h"
+#include "pk_comm.h"
 #include "pk_traj.h"
 #include "pk_decomp.h"
 
@@ -143,10 +144,46 @@ pk_status pk_machine_from_trajectory(pk_machine **out, const pk_trajectory *t, p
     return pk_fail(PK_EINVAL, "kernel machine: the network was changed (trained again or set_params) "
                    "after this trajectory was recorded; the trajectory no longer ends at its weights");
   if ((st = pk_trajectory_check_data(t))) return st;
+  if (t->global_rows)
+    return pk_fail(PK_EINVAL, "kernel machine: the trajectory is one rank's shard of a "
+                   "data-parallel run; give the communicator (comm) to combine the ranks");
   if ((st = shell(out, t->net, t->W, t->W + (t->ncheck - 1) * t->net->P, t->X->rows, rule, nodes)))
     return st;
   pk_trajectory_retain(t);
   (*out)->traj = t;
+  return PK_OK;
+}
+
+pk_status pk_machine_from_shard(pk_machine **out, const pk_trajectory *t, pk_rule rule,
+                                int nodes, const pk_comm *comm)
+{
+  static const char *const what[] = { "the steps", "the parameters", "the training rows",
+                                      "the quadrature" };
+  double v[4];
+  pk_status st = PK_OK;
+  *out = NULL;
+  if (!comm || comm->size < 1 || comm->rank < 0 || comm->rank >= comm->size || !comm->allreduce)
+    return pk_fail(PK_EINVAL, "kernel machine: the communicator is not initialised");
+  if (!t->global_rows)
+    st = pk_fail(PK_EINVAL, "kernel machine: the trajectory was not recorded with comm (a "
+                 "one-process run needs no communicator)");
+  else if (t->T == 0)
+    st = pk_fail(PK_EINVAL, "kernel machine: the trajectory has no steps");
+  else if (pk_trajectory_source_changed(t))
+    st = pk_fail(PK_EINVAL, "kernel machine: the network was changed after this trajectory was "
+                 "recorded");
+  else
+    st = pk_trajectory_check_data(t);
+  v[0] = (double)t->T;
+  v[1] = (double)t->net->P;
+  v[2] = (double)t->global_rows;
+  v[3] = (double)rule * 100 + nodes;
+  if ((st = pk_comm_agree(comm, "kernel machine", st, v, what, 4))) return st;
+  if ((st = shell(out, t->net, t->W, t->W + (t->ncheck - 1) * t->net->P, t->X->rows, rule, nodes)))
+    return st;
+  pk_trajectory_retain(t);
+  (*out)->traj = t;
+  (*out)->comm = comm;
   return PK_OK;
 }
 
@@ -191,6 +228,7 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
   for (s = 0; s < t->T; s++) {
     int why;
     if ((st = pk_cursor_seek(&c, s))) break;
+    dc.batch_total = pk_trajectory_batch_total(t, s);
     if ((st = pk_decomp_step(&dc, c.lr, c.theta, c.next, c.rows, c.nb, &c.w, t->X, &c.os))) {
       if (st == PK_ECANCEL) st = pk_fail(PK_ECANCEL, "decomposition: interrupted at step %zu", s + 1);
       break;
@@ -212,16 +250,38 @@ pk_status pk_machine_predict(pk_machine *km, const pk_matrix *Xq, const pk_call_
 {
   pk_status st;
   size_t x, k, i, K = km->K, m = km->m;
+  double *sum;
   *out = NULL;
-  if ((st = pk_machine_compute(km, Xq, 0, o))) return st;
+  st = pk_machine_compute(km, Xq, 0, o);
+  if (km->comm) {
+    /* every rank goes on to the sum, or every rank stops here */
+    double v[2];
+    static const char *const what[] = { "the queries' rows", "the outputs" };
+    v[0] = st ? 0 : (double)km->nreq;
+    v[1] = (double)K;
+    st = pk_comm_agree(km->comm, "predict", st, v, what, 2);
+  }
+  if (st) return st;
   if ((st = pk_matrix_new(out, km->nreq, K))) return st;
+  /* the contributions' sums first (over the ranks, for a shard), then
+   * the rest of the prediction */
+  sum = (*out)->data;
+  for (x = 0; x < km->nreq; x++)
+    for (k = 0; k < K; k++) {
+      const double *c = km->contrib + (km->map[x] * K + k) * m;
+      double s = 0;
+      for (i = 0; i < m; i++) s += c[i];
+      sum[x * K + k] = s;
+    }
+  if (km->comm && (st = pk_comm_reduce(km->comm, sum, km->nreq * K, PK_COMM_SUM, "predict"))) {
+    pk_matrix_free(*out);
+    *out = NULL;
+    return st;
+  }
   for (x = 0; x < km->nreq; x++)
     for (k = 0; k < K; k++) {
       size_t r = km->map[x] * K + k;
-      const double *c = km->contrib + r * m;
-      double s = 0;
-      for (i = 0; i < m; i++) s += c[i];
-      (*out)->data[x * K + k] = km->bias[r] + s + km->reg[r];
+      sum[x * K + k] = km->bias[r] + sum[x * K + k] + km->reg[r];
     }
   return PK_OK;
 }
@@ -299,6 +359,9 @@ pk_status pk_machine_explain(pk_machine *km, const pk_matrix *xq, const pk_call_
   ranked *r;
   double sum = 0;
   pk_status st;
+  if (km->comm)
+    return pk_fail(PK_EINVAL, "explain: a shard's machine holds this rank's examples only (rank "
+                   "them from km:contributions gathered with mpi.allgather)");
   if (xq->rows != 1)
     return pk_fail(PK_EINVAL, "explain: xq must be one query (a 1 x d matrix), got %zu rows",
                    xq->rows);
@@ -469,6 +532,9 @@ pk_status pk_machine_save(const pk_machine *km, const char *path)
 {
   if (km->traj && !km->traj->X)
     return pk_fail(PK_EINVAL, "save: the trajectory has no training data");
+  if (km->comm)
+    return pk_fail(PK_EINVAL, "save: a shard's machine cannot be saved (it holds one rank's "
+                   "examples)");
   return pk_save_object(path, PK_TAG_MACHINE, pk_machine_write_payload, km);
 }
 

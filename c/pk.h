@@ -495,6 +495,16 @@ PK_API pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_mat
                                const pk_train_opts *o, size_t every, pk_trajectory **traj,
                                const pk_matrix *Xq, pk_rule rule, int nodes, int want_kernel,
                                pk_machine **out, double *losses, size_t *done);
+/* The machine of one rank's shard of a data-parallel run (a trajectory
+ * recorded with pk_train_opts.comm, holding this rank's rows): each rank
+ * computes its own examples' contributions for the same queries, with no
+ * communication; pk_machine_predict and pk_machine_verify then add the
+ * contributions over the ranks through comm (collective: every rank calls
+ * them with the same queries), pk_machine_slice and coefficients give
+ * this rank's columns; explain and save are refused. comm must outlive
+ * the machine. Collective (the ranks agree on the run). */
+PK_API pk_status pk_machine_from_shard(pk_machine **out, const pk_trajectory *t, pk_rule rule,
+                                       int nodes, const pk_comm *comm);
 PK_API void pk_machine_free(pk_machine *km);
 /* nq x K: b(x) + sum_i contribution_i(x) */
 PK_API pk_status pk_machine_predict(pk_machine *km, const pk_matrix *Xq, const pk_call_opts *o,

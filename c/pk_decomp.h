@@ -41,6 +41,10 @@ typedef struct pk_decomp {
   /* the caller's cancel flag (set after pk_decomp_init), checked between
    * tiles of a step: a step over many queries can take long */
   const volatile sig_atomic_t *cancel;
+  /* a shard of a data-parallel run (set before each step): the global
+   * batch's size, which divides the step where nb counts this rank's
+   * members only; 0: nb */
+  size_t batch_total;
 } pk_decomp;
 
 /* 1 + the index of the first row of Xq with a NaN or infinite value, or 0 */

@@ -19,6 +19,7 @@ struct pk_machine {
   double *contrib, *kp;        /* (nq K) x m */
   double *bias, *final, *reg;  /* nq x K */
   size_t *map, nreq;           /* the last requested queries: their rows here */
+  const pk_comm *comm;         /* a shard's machine: predict sums over the ranks */
 };
 
 /* f(x; w_T) of entry i = x*K + k of the last requested queries */

@@ -33,7 +33,17 @@ struct pk_trajectory {
   const pk_network *source;  /* the trained network, borrowed; may be NULL */
   uint64_t source_version;
   size_t refs;             /* holders: its owner plus machines and path kernels */
+  /* one rank's shard of a data-parallel run (pk_train_opts.comm): the rows
+   * of every rank (0: not sharded). X, Y and the batches are this rank's;
+   * every step's weights and optimizer state are stored (no replay, which
+   * would need the other ranks' gradients). */
+  size_t global_rows;
 };
+
+/* The global batch size of step s of a sharded trajectory (the divisor of
+ * its mean gradient), from the batcher's rule: epochs of global_rows rows
+ * in batches of batch_size, the last one shorter; 0 when not sharded. */
+size_t pk_trajectory_batch_total(const pk_trajectory *t, size_t s);
 
 /* Another holder of t (a kernel machine, a path kernel): pk_trajectory_free
  * frees t when the last holder lets go, so freeing the trajectory first

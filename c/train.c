@@ -184,7 +184,7 @@ static void comm_grad(const pk_network *net, const double *xb, const pk_matrix *
  * computed and before it is applied (see pk_train_hooks). */
 static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                             const pk_train_opts *o, pk_train_hooks *hk, double *losses,
-                            size_t *done)
+                            size_t *done, size_t *total)
 {
   size_t m = X->rows, d0 = PK_NET_IN(net), P = net->P, b, s, nb, nl, off = 0, mine = m;
   batcher bt;
@@ -201,6 +201,7 @@ static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix
   if (comm) {
     /* the batches are drawn over every rank's rows */
     if ((st = comm_check(net, X, Y, o, &off, &m))) return st;
+    if (total) *total = m;
   } else if ((st = pk_train_check(net, X, Y, o))) {
     return st;
   }
@@ -269,7 +270,9 @@ static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix
       st = pk_fail(PK_ENUMERIC, "train: diverged at step %zu: a weight became infinite or NaN (loss %g; the network keeps the weights of step %zu)", s + 1, loss, s);
       goto out;
     }
-    if (hk && (st = hk->step(hk->ud, s, lr, rows, nb, &w, net->theta, next, loss, &os))) {
+    /* a data-parallel run's hooks see this rank's members of the batch */
+    if (hk && (st = hk->step(hk->ud, s, lr, comm ? lrows : rows, comm ? nl : nb, &w, net->theta,
+                             next, loss, &os))) {
       /* a hook stops only when interrupted (an online decomposition checks
        * the flag inside a long step) */
       if (st == PK_ECANCEL) st = interrupted(s, o);
@@ -321,7 +324,7 @@ out:
 pk_status pk_train(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                    const pk_train_opts *o, double *losses, size_t *done)
 {
-  return train_loop(net, X, Y, o, NULL, losses, done);
+  return train_loop(net, X, Y, o, NULL, losses, done, NULL);
 }
 
 /* both hooks of one run, in order: the recorder's, then the decomposition's */
@@ -349,22 +352,32 @@ pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
 {
   hook_pair h;
   pk_train_hooks hk;
+  size_t total = 0;
   pk_trajectory *t = NULL;
   pk_explainer *ex = NULL;
   pk_status st, st2;
   if (out) *out = NULL;
   if (traj) *traj = NULL;
   memset(&h, 0, sizeof h);
-  if (o->comm && (every || Xq))
-    return pk_fail(PK_EINVAL, "train: record and explain are not available with comm (train "
-                   "without them, or on one process)");
+  if (o->comm && Xq)
+    return pk_fail(PK_EINVAL, "train: explain is not available with comm (record the run and "
+                   "use pk.machine.from_trajectory(traj, { comm = })");
+  /* a shard's steps cannot be replayed alone: every step is stored */
+  if (o->comm && every > 1)
+    return pk_fail(PK_EINVAL, "train: with comm, record = true (every step) only");
   if (!o->comm && (st = pk_train_check(net, X, Y, o))) return st;
   if (Xq && (st = pk_explainer_begin(net, X, o, Xq, rule, nodes, want_kp, &ex, &h.explain)))
     return st;
   if (every && (st = pk_recorder_begin(net, X, Y, o, every, &t, &h.rec))) goto done;
   hk.ud = &h;
   hk.step = both_steps;
-  st = train_loop(net, X, Y, o, &hk, losses, done);
+  st = train_loop(net, X, Y, o, &hk, losses, done, &total);
+  if (t && o->comm && total) {
+    /* the shard's record knows the global batches: their sizes divide */
+    t->global_rows = total;
+    t->batch_size = o->optimizer != PK_OPT_GD && o->batch_size && o->batch_size < total
+                    ? o->batch_size : total;
+  }
   /* stopped by on_step: the record and the machine of the steps taken;
    * cancelled or interrupted: nothing (a step may be recorded but not
    * applied) */

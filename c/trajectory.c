@@ -294,6 +294,16 @@ void pk_recorder_end(pk_trajectory *t, const pk_network *net)
   t->source_version = pk_network_version(net);
 }
 
+size_t pk_trajectory_batch_total(const pk_trajectory *t, size_t s)
+{
+  size_t M = t->global_rows, b = t->full_batch ? M : t->batch_size, per, j;
+  if (!M) return 0;
+  if (b == 0 || b > M) b = M;
+  per = (M + b - 1) / b;
+  j = s % per;
+  return j == per - 1 ? M - j * b : b;
+}
+
 /* ---- walking and replay -------------------------------------------------------- */
 
 /* what replaying a step needs beside the weights: the batch, its
@@ -394,12 +404,25 @@ static void run_step(pk_cursor *c, size_t s)
   }
   c->lr = t->lr[s];
   pk_gather_rows(t->X, c->rows, c->nb, c->xb);
-  pk_grad_step(t->net, c->theta, c->xb, t->Y, t->lossfn, c->rows, c->nb, t->lw, &c->w, c->grad,
-               &c->loss);
+  if (c->nb) {
+    pk_grad_step(t->net, c->theta, c->xb, t->Y, t->lossfn, c->rows, c->nb, t->lw, &c->w, c->grad,
+                 &c->loss);
+  } else {                             /* a shard with no member in this batch */
+    memset(c->grad, 0, P * sizeof(double));
+    c->loss = 0;
+  }
   pk_opt_update(t->optimizer, &t->hyper, &c->os, c->theta, c->grad, c->lr, c->next);
   k = check_before(t, s + 1);
-  if (t->check_step[k] == s + 1)       /* stored: the record is the truth */
+  if (t->check_step[k] == s + 1) {     /* stored: the record is the truth */
     memcpy(c->next, t->W + k * P, P * sizeof(double));
+    /* and so is its optimizer state, where it was stored with it: a
+     * shard's own gradient is not the step's */
+    if (t->global_rows && t->nstate && t->state_t[k] == c->os.t) {
+      const double *S = t->S + k * t->nstate * P;
+      memcpy(c->os.a, S, P * sizeof(double));
+      if (t->nstate > 1) memcpy(c->os.b, S + P, P * sizeof(double));
+    }
+  }
   c->s = s;
 }
 
@@ -525,6 +548,9 @@ static pk_status write_traj(pk_writer *w, const void *obj)
 pk_status pk_trajectory_save(const pk_trajectory *t, const char *path, int with_data)
 {
   save_ctx c;
+  if (t->global_rows)
+    return pk_fail(PK_EINVAL, "save: a rank's shard of a data-parallel run cannot be saved (the "
+                   "file format has no place for the other ranks' rows)");
   c.t = t;
   c.with_data = with_data;
   return pk_save_object(path, PK_TAG_TRAJECTORY, write_traj, &c);

@@ -8,10 +8,11 @@
 static pk_matrix *checkm(lua_State *L, int idx) { return pkL_check(L, idx, &pkL_Matrix); }
 static pk_matrix **newm(lua_State *L) { return &pkL_newbox(L, &pkL_Matrix)->u.matrix; }
 
-/* pk.machine.from_trajectory(traj [, { rule, nodes }]) */
+/* pk.machine.from_trajectory(traj [, { rule, nodes, comm }]) */
 typedef struct rule_args {
   pk_rule rule;
   lua_Integer nodes;
+  const pk_comm *comm;
 } rule_args;
 
 static int l_from_trajectory(lua_State *L)
@@ -19,16 +20,21 @@ static int l_from_trajectory(lua_State *L)
   static const pkL_option spec[] = {
     { "rule", PKL_CUSTOM, .offset = offsetof(rule_args, rule), .set = pkL_setrule },
     { "nodes", PKL_INTEGER, .offset = offsetof(rule_args, nodes), .lo = 1, .hi = 16 },
+    { "comm", PKL_CUSTOM, .offset = offsetof(rule_args, comm), .set = pkL_setcomm },
     { NULL, 0, .offset = 0 }
   };
   pk_trajectory *t = pkL_check(L, 1, &pkL_Trajectory);
-  rule_args a = { PK_RULE_GAUSS, 0 };
+  rule_args a = { PK_RULE_GAUSS, 0, NULL };
   pkL_box *b;
   pkL_options(L, 2, "from_trajectory", spec, &a);
   a.nodes = pkL_rulenodes(L, "from_trajectory", a.rule, a.nodes);
   pkL_checksource(L, 1);
   b = pkL_newbox(L, &pkL_Machine);
   pkL_keep(L, -1, 1);                   /* to check the trajectory's network later */
+  /* with comm: a rank's shard of a data-parallel run (the communicator
+   * lives in the registry as long as the state) */
+  if (a.comm)
+    return pkL_made(L, pk_machine_from_shard(&b->u.machine, t, a.rule, (int)a.nodes, a.comm));
   return pkL_made(L, pk_machine_from_trajectory(&b->u.machine, t, a.rule, (int)a.nodes));
 }
 

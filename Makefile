@@ -239,10 +239,11 @@ embed: $(EMBEDS)
 install: $(MODULE)
 	mkdir -p $(INST_LIBDIR) $(INST_LUADIR)/pathkernel
 	cp $(MODULE) $(INST_LIBDIR)/core.so
+	if [ -f $(MPI_MOD) ]; then cp $(MPI_MOD) $(INST_LIBDIR)/mpi.so; fi
 	cp lua/pathkernel/*.lua $(INST_LUADIR)/pathkernel/
 
 uninstall:
-	rm -f $(INST_LIBDIR)/core.so
+	rm -f $(INST_LIBDIR)/core.so $(INST_LIBDIR)/mpi.so
 	rm -rf $(INST_LUADIR)/pathkernel
 
 clean:

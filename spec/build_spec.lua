@@ -70,6 +70,11 @@ describe("the module", function()
     end
   end)
 
+  it("links no MPI: only the optional pathkernel.mpi does (make mpi)", function()
+    assert.are.same({}, ls("env -u LD_PRELOAD ldd build/pathkernel/core.so | grep -i 'libmpi\\|scalapack'"))
+    assert.are.same({}, ls("grep -l 'mpi\\.h' c/*.c c/*.h c/lua/*.h"))
+  end)
+
   it("has no Lua header in the C core", function()
     assert.are.same({}, ls("grep -l 'lua\\.h\\|lauxlib\\.h' c/*.c c/*.h | grep -v '^c/lua_'"))
   end)

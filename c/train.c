@@ -132,8 +132,12 @@ static pk_status comm_check(const pk_network *net, const pk_matrix *X, const pk_
     v[6] = (double)o->loss;
     v[7] = o->lr_fn ? 0 : o->lr;
     v[8] = (double)o->batch_size;
-    v[9] = (double)(o->seed >> 32);
-    v[10] = (double)(o->seed & 0xffffffffu);
+    /* the seed matters only where batches are shuffled: a gd run whose
+     * ranks drew different default seeds is still one run */
+    if (o->optimizer == PK_OPT_SGD || (o->optimizer != PK_OPT_GD && o->batch_size)) {
+      v[9] = (double)(o->seed >> 32);
+      v[10] = (double)(o->seed & 0xffffffffu);
+    }
     v[11] = pk_comm_hash(&o->hyper.momentum, sizeof o->hyper / sizeof(double));
     v[12] = o->weights != NULL;
     v[13] = o->lr_fn != NULL;

@@ -111,7 +111,7 @@ static int mpierror(lua_State *L, mpicomm *m, int rc, const char *what)
  * is bad or the values differ (what names them). */
 static void agree(lua_State *L, mpicomm *m, int bad, const double *v, const char *what, int n)
 {
-  double buf[8];
+  double buf[8];                /* n <= 3 */
   int i, rc;
   buf[0] = bad ? m->c.rank + 1 : 0;
   for (i = 0; i < n; i++) {

@@ -62,6 +62,7 @@ describe("net:train{ comm = mpi }", function()
     compare{ optimizer = "momentum", lr = 0.05, steps = 25, batch_size = 7, seed = 2, momentum = 0.8 }
     compare{ optimizer = "adam", lr = 0.01, steps = 25, batch_size = 5, seed = 3 }
     compare{ optimizer = "adamw", lr = 0.01, steps = 10, batch_size = 8, seed = 3 }
+    compare{ optimizer = "nesterov", lr = 0.05, steps = 10, seed = 5 }
   end)
 
   it("carries loss weights, weight decay and an lr function", function()
@@ -122,6 +123,19 @@ describe("net:train{ comm = mpi } with bad input", function()
     local ok, err = pcall(function() return net():train{ X = Xl, Y = Yb, steps = 2, comm = mpi } end)
     assert.is_false(ok)
     if rank ~= 0 then assert.truthy(err:find("train: rank 0 refused its arguments", 1, true), err) end
+    assert.are.equal(size, mpi.allreduce(pk.ones(1, 1)):get(1, 1))
+  end)
+
+  it("needs the same seed only where batches are shuffled", function()
+    -- gd shuffles nothing: seeds that differ change nothing
+    local a = net()
+    a:train{ X = Xl, Y = Yl, lr = 0.1, steps = 3, seed = 1 + rank, comm = mpi }
+    assert.is_true(same_everywhere(a:params()))
+    if size == 1 then return end
+    local ok, err = pcall(function()
+      return net():train{ X = Xl, Y = Yl, optimizer = "sgd", batch_size = 4, steps = 3, seed = 1 + rank, comm = mpi } end)
+    assert.is_false(ok)
+    assert.truthy(err:find("train: the ranks disagree on seed", 1, true), err)
     assert.are.equal(size, mpi.allreduce(pk.ones(1, 1)):get(1, 1))
   end)
 

@@ -25,7 +25,9 @@ static int run(lua_State *L, int gram, int oidx)
   pkL_options(L, oidx, NULL, spec, &progress);
   /* pinned: a callback that releases them cannot free their storage */
   X1 = pkL_pin(L, 2);
-  X2 = oidx == 4 ? pkL_pin(L, 3) : X1;
+  /* K:gram(X, X) is the symmetric Gram, as K:gram(X): the kernels see one
+   * pointer (the relu NTK's diagonal from two views lost ~1e-9 to a sqrt) */
+  X2 = oidx == 4 && !lua_rawequal(L, 2, 3) ? pkL_pin(L, 3) : X1;
   c = pkL_begin(L, gram ? "gram" : "diag", progress);
   pkL_hold(c, 1);
   out = &pkL_newbox(L, &pkL_Matrix)->u.matrix;

@@ -395,7 +395,13 @@ static size_t check_before(const pk_trajectory *t, size_t s)
 static void run_step(pk_cursor *c, size_t s)
 {
   const pk_trajectory *t = c->t;
-  size_t i, P = t->net->P, k;
+  size_t i, P = t->net->P, k = check_before(t, s + 1);
+  /* w_{s+1} stored with the optimizer's state after the update (or no
+   * state to keep): the record is the truth, and the mean gradient, its
+   * weight-gradient products and the update would only be overwritten.
+   * The batch's activations and loss gradients are what the caller
+   * reads; they are computed by the same code as in training. */
+  int stored = t->check_step[k] == s + 1 && (t->nstate == 0 || t->state_t[k] == s + 1);
   if (t->full_batch) {
     c->nb = t->X->rows;
   } else {
@@ -405,22 +411,31 @@ static void run_step(pk_cursor *c, size_t s)
   c->lr = t->lr[s];
   pk_gather_rows(t->X, c->rows, c->nb, c->xb);
   if (c->nb) {
-    pk_grad_step(t->net, c->theta, c->xb, t->Y, t->lossfn, c->rows, c->nb, t->lw, &c->w, c->grad,
-                 &c->loss);
+    pk_grad_step(t->net, c->theta, c->xb, t->Y, t->lossfn, c->rows, c->nb, t->lw, &c->w,
+                 stored ? NULL : c->grad, &c->loss);
   } else {                             /* a shard with no member in this batch */
-    memset(c->grad, 0, P * sizeof(double));
+    if (!stored) memset(c->grad, 0, P * sizeof(double));
     c->loss = 0;
   }
-  pk_opt_update(t->optimizer, &t->hyper, &c->os, c->theta, c->grad, c->lr, c->next);
-  k = check_before(t, s + 1);
-  if (t->check_step[k] == s + 1) {     /* stored: the record is the truth */
+  if (stored) {
     memcpy(c->next, t->W + k * P, P * sizeof(double));
-    /* and so is its optimizer state, where it was stored with it: a
-     * shard's own gradient is not the step's */
-    if (t->global_rows && t->nstate && t->state_t[k] == c->os.t) {
+    c->os.t = t->state_t[k];
+    if (t->nstate) {
       const double *S = t->S + k * t->nstate * P;
       memcpy(c->os.a, S, P * sizeof(double));
       if (t->nstate > 1) memcpy(c->os.b, S + P, P * sizeof(double));
+    }
+  } else {
+    pk_opt_update(t->optimizer, &t->hyper, &c->os, c->theta, c->grad, c->lr, c->next);
+    if (t->check_step[k] == s + 1) {   /* stored: the record is the truth */
+      memcpy(c->next, t->W + k * P, P * sizeof(double));
+      /* and so is its optimizer state, where it was stored with it: a
+       * shard's own gradient is not the step's */
+      if (t->global_rows && t->nstate && t->state_t[k] == c->os.t) {
+        const double *S = t->S + k * t->nstate * P;
+        memcpy(c->os.a, S, P * sizeof(double));
+        if (t->nstate > 1) memcpy(c->os.b, S + P, P * sizeof(double));
+      }
     }
   }
   c->s = s;

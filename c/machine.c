@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <float.h>
 #include "pk_machine.h"
 #include "pk_comm.h"
 #include "pk_traj.h"
@@ -20,6 +21,7 @@ void pk_machine_free(pk_machine *km)
   free(km->bias);
   free(km->final);
   free(km->reg);
+  free(km->cert);
   pk_network_free(km->net0);
   pk_network_free(km->netT);
   pk_trajectory_free((pk_trajectory *)km->traj);
@@ -56,25 +58,42 @@ static void drop_results(pk_machine *km)
   free(km->bias);
   free(km->final);
   free(km->reg);
+  free(km->cert);
   free(km->map);
   km->Xq = NULL;
-  km->contrib = km->kp = km->bias = km->final = km->reg = NULL;
+  km->contrib = km->kp = km->bias = km->final = km->reg = km->cert = NULL;
+  km->kp_one = 0;
   km->map = NULL;
   km->nq = km->nreq = 0;
 }
 
+/* the rule checked and completed: exact takes the default tolerance for 0 */
+static pk_status check_quad(const pk_quad *q, pk_quad *out)
+{
+  double t[PK_MAX_NODES], w[PK_MAX_NODES];
+  pk_status st;
+  *out = *q;
+  if (q->rule == PK_RULE_EXACT) {
+    if (!(q->tol >= 0) || !isfinite(q->tol))
+      return pk_fail(PK_EINVAL, "tol must be a finite number >= 0, got %g", q->tol);
+    if (q->tol == 0) out->tol = PK_DEFAULT_TOL;
+    out->nodes = 0;
+    return PK_OK;
+  }
+  if ((st = pk_quadrature(q->rule, q->nodes, t, w))) return st;
+  out->tol = 0;
+  return PK_OK;
+}
+
 /* a machine shell with w_0 and w_T networks */
 static pk_status shell(pk_machine **out, const pk_network *arch, const double *w0,
-                       const double *wT, size_t m, pk_rule rule, int nodes)
+                       const double *wT, size_t m, const pk_quad *q)
 {
   pk_machine *km = calloc(1, sizeof *km);
   pk_status st;
-  double t[PK_MAX_NODES], w[PK_MAX_NODES];
   *out = NULL;
   if (!km) return pk_fail(PK_ENOMEM, "kernel machine: out of memory");
-  if ((st = pk_quadrature(rule, nodes, t, w))) { free(km); return st; }
-  km->rule = rule;
-  km->nodes = nodes;
+  if ((st = check_quad(q, &km->quad))) { free(km); return st; }
   km->m = m;
   km->K = PK_NET_OUT(arch);
   if ((st = pk_network_clone(&km->net0, arch)) || (st = pk_network_clone(&km->netT, arch))) {
@@ -93,7 +112,7 @@ static pk_status shell(pk_machine **out, const pk_network *arch, const double *w
 static double results_bytes(const pk_network *net, const pk_matrix *Xq)
 {
   double nq = (double)Xq->rows, K = (double)PK_NET_OUT(net);
-  return sizeof(double) * nq * ((double)Xq->cols + 4 * K) + (double)pk_acts_bytes(net, 1, 0);
+  return sizeof(double) * nq * ((double)Xq->cols + 5 * K) + (double)pk_acts_bytes(net, 1, 0);
 }
 
 /* bias f(x; w_0) and final f(x; w_T) for the queries */
@@ -117,15 +136,20 @@ static pk_status ends(pk_machine *km, const pk_matrix *Xq)
 }
 
 /* The decomposition's results for the queries Xq (hash h) become the
- * machine's: contributions, kernel values, regularization, and the ends
- * f(x; w_0), f(x; w_T). On failure the machine holds part of them (the
- * caller drops them). */
+ * machine's: contributions, kernel values, regularization, certificate and
+ * the ends f(x; w_0), f(x; w_T). On failure the machine holds part of them
+ * (the caller drops them). */
 static pk_status take_results(pk_machine *km, pk_decomp *dc, const pk_matrix *Xq, uint64_t h)
 {
   pk_status st;
+  pk_decomp_finish(dc);
   km->contrib = dc->contrib;
   km->kp = dc->kp;
-  dc->contrib = dc->kp = NULL;
+  km->cert = dc->cert;
+  km->kp_one = dc->kp_one;
+  km->kp_k = dc->kp_k;
+  dc->contrib = dc->kp = dc->cert = NULL;
+  km->stats = dc->stats;
   km->nq = Xq->rows;
   km->xq_hash = h;
   if ((st = pk_matrix_copy(&km->Xq, Xq)) || (st = ends(km, Xq))) return st;
@@ -134,8 +158,7 @@ static pk_status take_results(pk_machine *km, pk_decomp *dc, const pk_matrix *Xq
   return PK_OK;
 }
 
-pk_status pk_machine_from_trajectory(pk_machine **out, const pk_trajectory *t, pk_rule rule,
-                                     int nodes)
+pk_status pk_machine_from_trajectory(pk_machine **out, const pk_trajectory *t, const pk_quad *q)
 {
   pk_status st;
   *out = NULL;
@@ -147,15 +170,15 @@ pk_status pk_machine_from_trajectory(pk_machine **out, const pk_trajectory *t, p
   if (t->global_rows)
     return pk_fail(PK_EINVAL, "kernel machine: the trajectory is one rank's shard of a "
                    "data-parallel run; give the communicator (comm) to combine the ranks");
-  if ((st = shell(out, t->net, t->W, t->W + (t->ncheck - 1) * t->net->P, t->X->rows, rule, nodes)))
+  if ((st = shell(out, t->net, t->W, t->W + (t->ncheck - 1) * t->net->P, t->X->rows, q)))
     return st;
   pk_trajectory_retain(t);
   (*out)->traj = t;
   return PK_OK;
 }
 
-pk_status pk_machine_from_shard(pk_machine **out, const pk_trajectory *t, pk_rule rule,
-                                int nodes, const pk_comm *comm)
+pk_status pk_machine_from_shard(pk_machine **out, const pk_trajectory *t, const pk_quad *q,
+                                const pk_comm *comm)
 {
   static const char *const what[] = { "the steps", "the parameters", "the training rows",
                                       "the quadrature" };
@@ -169,6 +192,12 @@ pk_status pk_machine_from_shard(pk_machine **out, const pk_trajectory *t, pk_rul
                  "one-process run needs no communicator)");
   else if (t->T == 0)
     st = pk_fail(PK_EINVAL, "kernel machine: the trajectory has no steps");
+  else if (q->rule == PK_RULE_EXACT)
+    /* its node counts and certificate come from each step's residual,
+     * f(w_{s+1}) - f(w_s) minus every example's contribution: a rank
+     * holds its own examples' only */
+    st = pk_fail(PK_EINVAL, "kernel machine: the exact rule needs every example's contributions "
+                 "at every step; a shard's machine takes rule = \"gauss\" or \"left\"");
   else if (pk_trajectory_source_changed(t))
     st = pk_fail(PK_EINVAL, "kernel machine: the network was changed after this trajectory was "
                  "recorded");
@@ -177,9 +206,9 @@ pk_status pk_machine_from_shard(pk_machine **out, const pk_trajectory *t, pk_rul
   v[0] = (double)t->T;
   v[1] = (double)t->net->P;
   v[2] = (double)t->global_rows;
-  v[3] = (double)rule * 100 + nodes;
+  v[3] = (double)q->rule * 100 + q->nodes;
   if ((st = pk_comm_agree(comm, "kernel machine", st, v, what, 4))) return st;
-  if ((st = shell(out, t->net, t->W, t->W + (t->ncheck - 1) * t->net->P, t->X->rows, rule, nodes)))
+  if ((st = shell(out, t->net, t->W, t->W + (t->ncheck - 1) * t->net->P, t->X->rows, q)))
     return st;
   pk_trajectory_retain(t);
   (*out)->traj = t;
@@ -192,6 +221,8 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
                              const pk_call_opts *o)
 {
   const pk_trajectory *t = km->traj;
+  const pk_matrix *req = Xq;
+  pk_matrix *all = NULL;
   pk_decomp dc;
   pk_cursor c;
   pk_status st;
@@ -204,27 +235,44 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
     return pk_fail(PK_EINVAL, "the queries hold a NaN or infinite value in row %zu (a kernel "
                    "machine explains finite inputs only)", s);
   h = pk_data_hash(Xq, Xq);
-  if (km->Xq && (km->kp || !want_kp)) {
+  /* want_kp: 0 no kernel values, 1 those of every output, 2 + k those of
+   * output k alone (a K-th of the work: what explain needs of a query) */
+  if (km->Xq && (!want_kp || (km->kp && (!km->kp_one || (size_t)want_kp == 2 + km->kp_k)))) {
     int same = km->xq_hash == h && km->Xq->rows == Xq->rows &&
                memcmp(km->Xq->data, Xq->data, Xq->rows * Xq->cols * sizeof(double)) == 0;
     if (set_map(km, Xq, same)) return PK_OK;
   }
   if (!t) {
     if (km->Xq && !km->kp && want_kp)
-      return pk_fail(PK_EINVAL, "this machine was accumulated online without kernel values");
+      return pk_fail(PK_EINVAL, "this machine was accumulated online without kernel values (train "
+                     "with explain = Xq and kernel = true keeps them)");
     return pk_fail(PK_EINVAL, "this machine was accumulated online for its own %zu queries; "
                    "other queries need a trajectory (train with record = true)", km->nq);
   }
   if (pk_trajectory_source_changed(t))
     return pk_fail(PK_EINVAL, "kernel machine: the network was changed after its trajectory was recorded");
+  /* Rows of the cached queries asked again with the kernel values (explain
+   * after predict or contributions, row by row): the whole cached set
+   * once, so that the rows after it find theirs in the cache. */
+  if (want_kp && km->Xq && set_map(km, Xq, 0)) {
+    if ((st = pk_matrix_copy(&all, km->Xq))) return st;
+    Xq = all;
+    want_kp = 1;
+  }
+  h = pk_data_hash(Xq, Xq);
   drop_results(km);
-  if ((st = pk_decomp_init(&dc, t->net, Xq, t->X->rows, km->rule, km->nodes, want_kp, t->optimizer,
-                           &t->hyper, "kernel machine",
+  if ((st = pk_decomp_init(&dc, t->net, Xq, t->X->rows, t->full_batch ? t->X->rows : t->batch_size,
+                           &km->quad, want_kp, t->optimizer, &t->hyper, "kernel machine",
                            pk_cursor_bytes(t) + results_bytes(t->net, Xq),
                            "the replay, the queries and their outputs")))
     return st;
   if ((st = pk_cursor_init(&c, t))) { pk_decomp_free(&dc); return st; }
   dc.cancel = o ? o->cancel : NULL;
+  dc.steps = t->T;
+  if (want_kp >= 2) {
+    dc.kp_one = 1;
+    dc.kp_k = (size_t)want_kp - 2;
+  }
   for (s = 0; s < t->T; s++) {
     int why;
     if ((st = pk_cursor_seek(&c, s))) break;
@@ -240,7 +288,9 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
   }
   pk_cursor_free(&c);
   if (!st) st = take_results(km, &dc, Xq, h);
+  if (!st && all && !set_map(km, req, 0)) st = pk_fail(PK_ENOMEM, "kernel machine: out of memory");
   pk_decomp_free(&dc);
+  pk_matrix_free(all);
   if (st) drop_results(km);
   return st;
 }
@@ -351,11 +401,15 @@ static int by_abs(const void *pa, const void *pb)
   return a->i < b->i ? -1 : (a->i > b->i);
 }
 
+/* The explained output (ex->output, or the predicted class: the largest
+ * output of the network at w_T) and the decomposition it needs: an
+ * uncached query gets the kernel values of that output alone (a K-th of
+ * the work); an online machine keeps kernel values only when trained to. */
 pk_status pk_machine_explain(pk_machine *km, const pk_matrix *xq, const pk_call_opts *o,
                              pk_explanation *ex)
 {
-  size_t K = km->K, m = km->m, i, r0, out;
-  const double *c, *pred;
+  size_t K = km->K, m = km->m, i, r0, out, k;
+  const double *c;
   ranked *r;
   double sum = 0;
   pk_status st;
@@ -367,13 +421,17 @@ pk_status pk_machine_explain(pk_machine *km, const pk_matrix *xq, const pk_call_
                    xq->rows);
   if (ex->output != SIZE_MAX && ex->output >= K)
     return pk_fail(PK_EINVAL, "explain: output %zu out of range 1..%zu", ex->output + 1, K);
-  if ((st = pk_machine_compute(km, xq, 1, o))) return st;
-  pred = km->final + km->map[0] * K;
   out = ex->output;
-  if (out == SIZE_MAX) {        /* the predicted class for several outputs */
+  if (out == SIZE_MAX && K == 1) out = 0;
+  else if (out == SIZE_MAX) {
+    pk_matrix *F;
+    if ((st = pk_network_forward(km->netT, xq, &F))) return st;
     out = 0;
-    for (i = 1; i < K; i++) if (pred[i] > pred[out]) out = i;
+    for (k = 1; k < K; k++)
+      if (F->data[k] > F->data[out]) out = k;
+    pk_matrix_free(F);
   }
+  if ((st = pk_machine_compute(km, xq, km->traj ? 2 + (int)out : km->kp != NULL, o))) return st;
   r0 = (km->map[0] * K + out) * m;
   c = km->contrib + r0;
   if ((st = pk_alloc((void **)&r, m ? m : 1, sizeof *r, "explain: the ranking"))) return st;
@@ -384,10 +442,11 @@ pk_status pk_machine_explain(pk_machine *km, const pk_matrix *xq, const pk_call_
   }
   qsort(r, m, sizeof *r, by_abs);
   ex->n = ex->top < m ? ex->top : m;
+  ex->has_kernel = km->kp != NULL;
   for (i = 0; i < ex->n; i++) {
     ex->index[i] = r[i].i;
     ex->contribution[i] = c[r[i].i];
-    ex->kernel[i] = km->kp[r0 + r[i].i];
+    ex->kernel[i] = km->kp ? km->kp[r0 + r[i].i] : NAN;
   }
   free(r);
   ex->output = out;
@@ -395,7 +454,7 @@ pk_status pk_machine_explain(pk_machine *km, const pk_matrix *xq, const pk_call_
   ex->bias = km->bias[km->map[0] * K + out];
   ex->regularization = km->reg[km->map[0] * K + out];
   ex->prediction = ex->bias + sum + ex->regularization;
-  ex->network = pred[out];
+  ex->network = km->final[km->map[0] * K + out];
   return PK_OK;
 }
 
@@ -404,6 +463,28 @@ double pk_machine_final(const pk_machine *km, size_t i)
 {
   return km->final[km->map[i / km->K] * km->K + i % km->K];
 }
+
+pk_status pk_machine_certificate(pk_machine *km, const pk_matrix *Xq, const pk_call_opts *o,
+                                 pk_matrix **out)
+{
+  pk_status st;
+  size_t x, k, K = km->K;
+  *out = NULL;
+  if (km->comm)
+    return pk_fail(PK_EINVAL, "certificate: a shard's machine holds this rank's contributions "
+                   "only, and the residuals need them all");
+  if ((st = pk_machine_compute(km, Xq, 0, o))) return st;
+  if (!km->cert)
+    return pk_fail(PK_EINVAL, "certificate: this machine was saved without one (a file of an "
+                   "earlier version); decompose again from its trajectory");
+  if ((st = pk_matrix_new(out, km->nreq, K))) return st;
+  for (x = 0; x < km->nreq; x++)
+    for (k = 0; k < K; k++) (*out)->data[x * K + k] = km->cert[km->map[x] * K + k];
+  return PK_OK;
+}
+
+void pk_machine_rule_stats(const pk_machine *km, pk_rule_stats *out) { *out = km->stats; }
+void pk_machine_quad(const pk_machine *km, pk_quad *out) { *out = km->quad; }
 
 pk_status pk_machine_verify(pk_machine *km, const pk_matrix *Xq, const pk_call_opts *o,
                             double *maxabs, double *maxrel)
@@ -439,8 +520,7 @@ struct pk_explainer {
   pk_decomp dc;
   const pk_matrix *X;
   pk_matrix *w0;          /* the weights before the first step */
-  pk_rule rule;
-  int nodes;
+  pk_quad quad;
 };
 
 static pk_status explain_step(void *ud, size_t s, double lr, const size_t *rows, size_t nb,
@@ -454,7 +534,7 @@ static pk_status explain_step(void *ud, size_t s, double lr, const size_t *rows,
 }
 
 pk_status pk_explainer_begin(const pk_network *net, const pk_matrix *X, const pk_train_opts *o,
-                             const pk_matrix *Xq, pk_rule rule, int nodes, int want_kp,
+                             const pk_matrix *Xq, const pk_quad *quad, int want_kp,
                              pk_explainer **out, pk_train_hooks *hk)
 {
   pk_explainer *e;
@@ -466,17 +546,18 @@ pk_status pk_explainer_begin(const pk_network *net, const pk_matrix *X, const pk
                    "kernel machine explains finite inputs only)", bad);
   if (!(e = calloc(1, sizeof *e))) return pk_fail(PK_ENOMEM, "kernel machine: out of memory");
   e->X = X;
-  e->rule = rule;
-  e->nodes = nodes;
+  e->quad = *quad;
   if ((st = pk_matrix_from_array(&e->w0, net->P, 1, net->theta)) ||
-      (st = pk_decomp_init(&e->dc, net, Xq, X->rows, rule, nodes, want_kp, o->optimizer,
-                           &o->hyper, "train: explain = Xq",
+      (st = pk_decomp_init(&e->dc, net, Xq, X->rows,
+                           o->optimizer != PK_OPT_GD && o->batch_size ? o->batch_size : X->rows,
+                           quad, want_kp, o->optimizer, &o->hyper, "train: explain = Xq",
                            (double)net->P * sizeof(double) + results_bytes(net, Xq),
                            "the queries and their outputs"))) {
     pk_explainer_free(e);
     return st;
   }
   e->dc.cancel = o->call.cancel;
+  e->dc.steps = o->steps;
   hk->ud = e;
   hk->step = explain_step;
   *out = e;
@@ -488,7 +569,7 @@ pk_status pk_explainer_end(pk_explainer *e, const pk_network *net, pk_machine **
   pk_machine *km;
   pk_status st;
   *out = NULL;
-  if ((st = shell(&km, net, e->w0->data, net->theta, e->X->rows, e->rule, e->nodes))) return st;
+  if ((st = shell(&km, net, e->w0->data, net->theta, e->X->rows, &e->quad))) return st;
   if ((st = take_results(km, &e->dc, e->dc.Xq, pk_data_hash(e->dc.Xq, e->dc.Xq)))) {
     pk_machine_free(km);
     return st;
@@ -512,8 +593,9 @@ pk_status pk_machine_write_payload(pk_writer *w, const void *obj)
   const pk_machine *km = obj;
   size_t n = km->nq * km->K;
   pk_put_u32(w, km->traj ? 0u : 1u);
-  pk_put_u32(w, (uint32_t)km->rule);
-  pk_put_u32(w, (uint32_t)km->nodes);
+  pk_put_u32(w, (uint32_t)km->quad.rule);
+  pk_put_u32(w, (uint32_t)km->quad.nodes);
+  if (km->quad.rule == PK_RULE_EXACT) pk_put_f64(w, km->quad.tol);
   if (km->traj) return pk_trajectory_write_payload(w, km->traj, 1);
   pk_network_write_payload(w, km->net0);
   pk_network_write_payload(w, km->netT);
@@ -525,6 +607,13 @@ pk_status pk_machine_write_payload(pk_writer *w, const void *obj)
   pk_put_f64s(w, km->bias, n);
   pk_put_f64s(w, km->final, n);
   pk_put_f64s(w, km->reg, n);
+  /* the exact rule's machines end with their certificate (a header with
+   * rule 2 is new to older builds, so machines of the other rules keep
+   * their old bytes) */
+  if (km->quad.rule == PK_RULE_EXACT) {
+    pk_put_u32(w, km->cert ? 1u : 0u);
+    if (km->cert) pk_put_f64s(w, km->cert, n);
+  }
   return PK_OK;
 }
 
@@ -542,7 +631,7 @@ pk_status pk_machine_save(const pk_machine *km, const char *path)
 
 /* an online machine: w_0 and w_T, the queries and their results; every
  * array is sized by counts that fit the bytes left */
-static pk_status read_online(pk_reader *r, const char *name, pk_rule rule, int nodes,
+static pk_status read_online(pk_reader *r, const char *name, const pk_quad *q,
                              pk_machine **out)
 {
   pk_network *n0 = NULL, *nT = NULL;
@@ -554,7 +643,7 @@ static pk_status read_online(pk_reader *r, const char *name, pk_rule rule, int n
   if ((st = pk_network_read_payload(r, &n0)) || (st = pk_network_read_payload(r, &nT))) goto done;
   if (!pk_network_same_arch(n0, nT))
     BAD("%s: value check failed: the two networks differ", name);
-  if ((st = shell(&km, n0, n0->theta, nT->theta, 0, rule, nodes))) goto done;
+  if ((st = shell(&km, n0, n0->theta, nT->theta, 0, q))) goto done;
   if ((st = pk_get_count(r, 0, &m, "training set size"))) goto done;
   if (m > UINT32_MAX) BAD("%s: value check failed: more than 2^32 training examples", name);
   km->m = m;
@@ -592,6 +681,15 @@ static pk_status read_online(pk_reader *r, const char *name, pk_rule rule, int n
   pk_get_f64s(r, km->bias, n);
   pk_get_f64s(r, km->final, n);
   pk_get_f64s(r, km->reg, n);
+  if (q->rule == PK_RULE_EXACT) {
+    uint32_t has = pk_get_u32(r);
+    if (has > 1) BAD("%s: value check failed: certificate flag", name);
+    if (has) {
+      if (n > (r->n - r->pos) / 8) BAD("%s: file is truncated", name);
+      if ((st = pk_alloc((void **)&km->cert, n, sizeof(double), "outputs"))) goto done;
+      pk_get_f64s(r, km->cert, n);
+    }
+  }
   km->xq_hash = pk_data_hash(km->Xq, km->Xq);
   if (!set_map(km, km->Xq, 1)) st = pk_fail(PK_ENOMEM, "kernel machine: out of memory");
 done:
@@ -609,21 +707,27 @@ pk_status pk_machine_load_mem(pk_machine **out, const char *name, const unsigned
   pk_status st;
   uint32_t kind, rule, nodes;
   pk_machine *km = NULL;
+  pk_quad q;
   *out = NULL;
   if ((st = pk_load_object_mem(name, buf, len, PK_TAG_MACHINE, &r))) return st;
   kind = pk_get_u32(&r);
   rule = pk_get_u32(&r);
   nodes = pk_get_u32(&r);
-  if (r.err || kind > 1 || rule > PK_RULE_GAUSS || nodes < 1 || nodes > PK_MAX_NODES ||
+  q.rule = (pk_rule)rule;
+  q.nodes = (int)nodes;
+  q.tol = rule == PK_RULE_EXACT ? pk_get_f64(&r) : 0;
+  if (r.err || kind > 1 || rule > PK_RULE_EXACT ||
+      (rule == PK_RULE_EXACT ? nodes != 0 || !(q.tol > 0 && q.tol <= DBL_MAX)
+                             : nodes < 1 || nodes > PK_MAX_NODES) ||
       (rule == PK_RULE_LEFT && nodes != 1))
     BAD("%s: value check failed: bad kernel machine header", name);
   if (kind == 0) {
     pk_trajectory *t;
     if ((st = pk_trajectory_read_payload(&r, name, &t, NULL, NULL))) goto done;
-    st = pk_machine_from_trajectory(&km, t, (pk_rule)rule, (int)nodes);
+    st = pk_machine_from_trajectory(&km, t, &q);
     pk_trajectory_free(t);          /* the machine holds it now */
     if (st) goto done;
-  } else if ((st = read_online(&r, name, (pk_rule)rule, (int)nodes, &km))) {
+  } else if ((st = read_online(&r, name, &q, &km))) {
     goto done;
   }
   if (r.err) BAD("%s: file is truncated", name);
@@ -654,5 +758,5 @@ pk_status pk_machine_load(pk_machine **out, const char *path)
 int pk_machine_is_online(const pk_machine *km) { return km->traj == NULL; }
 size_t pk_machine_outputs(const pk_machine *km) { return km->K; }
 size_t pk_machine_examples(const pk_machine *km) { return km->m; }
-pk_rule pk_machine_rule(const pk_machine *km) { return km->rule; }
-int pk_machine_nodes(const pk_machine *km) { return km->nodes; }
+pk_rule pk_machine_rule(const pk_machine *km) { return km->quad.rule; }
+int pk_machine_nodes(const pk_machine *km) { return km->quad.nodes; }

@@ -413,8 +413,26 @@ PK_API pk_status pk_train(pk_network *net, const pk_matrix *X, const pk_matrix *
 
 /* left: g at the start of each step (the paper's first-order sum);
  * gauss: n-point Gauss-Legendre on each step (exact to rounding for smooth
- * activations at a few nodes) */
-typedef enum { PK_RULE_LEFT = 0, PK_RULE_GAUSS } pk_rule;
+ * activations at a few nodes); exact: per step and query, the pieces
+ * between the kinks of piecewise-linear units (relu) with the nodes that
+ * are exact for their polynomial degree, and for smooth activations as
+ * many nodes as bring the step's residual r_s(x) = f(x; w_{s+1}) -
+ * f(x; w_s) - gbar_s(x) . D_s within tol */
+typedef enum { PK_RULE_LEFT = 0, PK_RULE_GAUSS, PK_RULE_EXACT } pk_rule;
+
+/* How the step integral is taken: the rule, its node count (gauss: 1..16;
+ * left: 1; exact: ignored) and, for exact, the tolerance (0: the default):
+ * each step's residual must be within tol / T of the query's output (T
+ * steps), or at the level of its rounding, so that the residuals add up to
+ * at most tol relative to the output. */
+typedef struct pk_quad {
+  pk_rule rule;
+  int nodes;
+  double tol;
+} pk_quad;
+#define PK_DEFAULT_TOL 1e-13
+/* rule exact, default tolerance */
+PK_API void pk_quad_init(pk_quad *q);
 
 /* ---- trajectories ------------------------------------------------------- */
 
@@ -482,18 +500,18 @@ typedef struct pk_machine pk_machine;
 /* The machine holds a reference to the trajectory: pk_trajectory_free may
  * come first (the trajectory goes when its last holder does). */
 PK_API pk_status pk_machine_from_trajectory(pk_machine **out, const pk_trajectory *t,
-                                            pk_rule rule, int nodes);
+                                            const pk_quad *q);
 /* Train and accumulate the machine for the queries Xq during training. */
 PK_API pk_status pk_train_explain(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
-                                  const pk_train_opts *o, const pk_matrix *Xq, pk_rule rule,
-                                  int nodes, int want_kernel, pk_machine **out, double *losses,
+                                  const pk_train_opts *o, const pk_matrix *Xq, const pk_quad *q,
+                                  int want_kernel, pk_machine **out, double *losses,
                                   size_t *done);
 /* Both in one run, or either: record when every >= 1 (into *traj), explain
  * when Xq is not NULL (into *out). On_step stopping the run still hands out
  * the objects (with PK_ECANCEL); any other failure hands out none. */
 PK_API pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                                const pk_train_opts *o, size_t every, pk_trajectory **traj,
-                               const pk_matrix *Xq, pk_rule rule, int nodes, int want_kernel,
+                               const pk_matrix *Xq, const pk_quad *quad, int want_kernel,
                                pk_machine **out, double *losses, size_t *done);
 /* The machine of one rank's shard of a data-parallel run (a trajectory
  * recorded with pk_train_opts.comm, holding this rank's rows): each rank
@@ -501,10 +519,11 @@ PK_API pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_mat
  * communication; pk_machine_predict and pk_machine_verify then add the
  * contributions over the ranks through comm (collective: every rank calls
  * them with the same queries), pk_machine_slice and coefficients give
- * this rank's columns; explain and save are refused. comm must outlive
- * the machine. Collective (the ranks agree on the run). */
-PK_API pk_status pk_machine_from_shard(pk_machine **out, const pk_trajectory *t, pk_rule rule,
-                                       int nodes, const pk_comm *comm);
+ * this rank's columns; explain, certificate and save are refused, and so
+ * is the exact rule (its residuals need every rank's contributions). comm
+ * must outlive the machine. Collective (the ranks agree on the run). */
+PK_API pk_status pk_machine_from_shard(pk_machine **out, const pk_trajectory *t, const pk_quad *q,
+                                       const pk_comm *comm);
 PK_API void pk_machine_free(pk_machine *km);
 /* nq x K: b(x) + sum_i contribution_i(x) */
 PK_API pk_status pk_machine_predict(pk_machine *km, const pk_matrix *Xq, const pk_call_opts *o,
@@ -537,7 +556,8 @@ typedef struct pk_explanation {
   size_t top;               /* in: how many examples to rank */
   size_t *index;            /* out: 0-based examples, |contribution| decreasing, NaN first */
   double *contribution;     /* out: their contributions */
-  double *kernel;           /* out: their path kernel values Kp(x, x_i) */
+  double *kernel;           /* out: their path kernel values Kp(x, x_i) (NaN without them) */
+  int has_kernel;           /* out: 0 for an online machine trained without kernel values */
   size_t n;                 /* out: entries filled, min(top, m) */
   size_t output;            /* in: 0-based output, or SIZE_MAX for the largest one;
                              * out: the output explained */
@@ -548,9 +568,29 @@ typedef struct pk_explanation {
   double network;           /* out: f(x; w_T), what the prediction reproduces */
 } pk_explanation;
 
-/* xq: one query (1 x d). */
+/* xq: one query (1 x d). A query the machine has not decomposed costs the
+ * contributions of every output and the kernel values of the explained
+ * output alone; a row of the cached queries decomposes the cached set
+ * once with the kernel values, so that its other rows read them. */
 PK_API pk_status pk_machine_explain(pk_machine *km, const pk_matrix *xq, const pk_call_opts *o,
                                     pk_explanation *ex);
+/* nq x K: what the machine vouches for without running the network, a
+ * bound on |predict - f(x; w_T)| per query and output: |sum_s r_s(x)|,
+ * r_s(x) = f(x; w_{s+1}) - f(x; w_s) - (the step's sum of contributions)
+ * computed from the network's own outputs at every step (their sum
+ * telescopes to the machine's error), plus the rounding of the sums. It
+ * bounds the prediction, not each example's contribution. */
+PK_API pk_status pk_machine_certificate(pk_machine *km, const pk_matrix *Xq,
+                                        const pk_call_opts *o, pk_matrix **out);
+/* How the last decomposition integrated its steps: (query, step) pairs,
+ * those split at kinks, those that needed more nodes than first tried,
+ * the node evaluations per pair, and the seconds spent on split pairs. */
+typedef struct pk_rule_stats {
+  size_t pairs, split, refined;
+  double nodes_per_pair, split_seconds;
+} pk_rule_stats;
+PK_API void pk_machine_rule_stats(const pk_machine *km, pk_rule_stats *out);
+PK_API void pk_machine_quad(const pk_machine *km, pk_quad *out);
 
 /* ---- kernels ---------------------------------------------------------- */
 

@@ -8,8 +8,7 @@
 
 struct pk_machine {
   const pk_trajectory *traj;   /* offline: a reference held; NULL for an online machine */
-  pk_rule rule;
-  int nodes;
+  pk_quad quad;
   size_t m, K;
   pk_network *net0, *netT;     /* w_0 and w_T */
   /* results for the queries Xq (cached for offline machines) */
@@ -17,7 +16,11 @@ struct pk_machine {
   uint64_t xq_hash;
   size_t nq;
   double *contrib, *kp;        /* (nq K) x m */
+  int kp_one;                  /* kp holds output kp_k only */
+  size_t kp_k;
   double *bias, *final, *reg;  /* nq x K */
+  double *cert;                /* nq x K: the certificate (NULL: not known, an old file) */
+  pk_rule_stats stats;         /* of the last decomposition */
   size_t *map, nreq;           /* the last requested queries: their rows here */
   const pk_comm *comm;         /* a shard's machine: predict sums over the ranks */
 };
@@ -37,7 +40,7 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
  * final weights); free at any time. */
 typedef struct pk_explainer pk_explainer;
 pk_status pk_explainer_begin(const pk_network *net, const pk_matrix *X, const pk_train_opts *o,
-                             const pk_matrix *Xq, pk_rule rule, int nodes, int want_kp,
+                             const pk_matrix *Xq, const pk_quad *quad, int want_kp,
                              pk_explainer **out, pk_train_hooks *hk);
 pk_status pk_explainer_end(pk_explainer *e, const pk_network *net, pk_machine **out);
 void pk_explainer_free(pk_explainer *e);

@@ -351,7 +351,7 @@ static pk_status both_steps(void *ud, size_t s, double lr, const size_t *rows, s
 
 pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                         const pk_train_opts *o, size_t every, pk_trajectory **traj,
-                        const pk_matrix *Xq, pk_rule rule, int nodes, int want_kp,
+                        const pk_matrix *Xq, const pk_quad *quad, int want_kp,
                         pk_machine **out, double *losses, size_t *done)
 {
   hook_pair h;
@@ -370,7 +370,7 @@ pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
   if (o->comm && every > 1)
     return pk_fail(PK_EINVAL, "train: with comm, record = true (every step) only");
   if (!o->comm && (st = pk_train_check(net, X, Y, o))) return st;
-  if (Xq && (st = pk_explainer_begin(net, X, o, Xq, rule, nodes, want_kp, &ex, &h.explain)))
+  if (Xq && (st = pk_explainer_begin(net, X, o, Xq, quad, want_kp, &ex, &h.explain)))
     return st;
   if (every && (st = pk_recorder_begin(net, X, Y, o, every, &t, &h.rec))) goto done;
   hk.ud = &h;
@@ -407,12 +407,12 @@ pk_status pk_train_record(pk_network *net, const pk_matrix *X, const pk_matrix *
 {
   *out = NULL;
   if (every == 0) return pk_fail(PK_EINVAL, "record: every must be >= 1");
-  return pk_train_full(net, X, Y, o, every, out, NULL, PK_RULE_LEFT, 1, 0, NULL, losses, done);
+  return pk_train_full(net, X, Y, o, every, out, NULL, NULL, 0, NULL, losses, done);
 }
 
 pk_status pk_train_explain(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
-                           const pk_train_opts *o, const pk_matrix *Xq, pk_rule rule, int nodes,
+                           const pk_train_opts *o, const pk_matrix *Xq, const pk_quad *q,
                            int want_kp, pk_machine **out, double *losses, size_t *done)
 {
-  return pk_train_full(net, X, Y, o, 0, NULL, Xq, rule, nodes, want_kp, out, losses, done);
+  return pk_train_full(net, X, Y, o, 0, NULL, Xq, q, want_kp, out, losses, done);
 }

@@ -39,7 +39,10 @@ static void use(const pk_trajectory *t)
   if (T > 0) pk_fuzz_check_use(pk_trajectory_weights(t, T - 1, w));
   free(w);
   if (T == 0) return;
-  pk_fuzz_check_use(st = pk_machine_from_trajectory(&km, t, PK_RULE_LEFT, 1));
+  {
+    pk_quad quad = { PK_RULE_LEFT, 1, 0 };
+    pk_fuzz_check_use(st = pk_machine_from_trajectory(&km, t, &quad));
+  }
   if (st) return;
   pk_fuzz_check_use(st = pk_matrix_view_rows(&q, (pk_matrix *)pk_trajectory_X(t), 0, 1));
   if (!st) pk_fuzz_check_use(pk_machine_predict(km, q, NULL, &F));

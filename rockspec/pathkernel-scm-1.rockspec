@@ -33,7 +33,7 @@ build = {
     ["pathkernel.core"] = {
       sources = {
         "c/analysis.c", "c/analytic.c", "c/classic.c", "c/comm.c", "c/container.c", "c/core.c",
-        "c/csv.c", "c/decomp.c", "c/fastmath.c", "c/kernel.c", "c/kspec.c",
+        "c/csv.c", "c/decomp.c", "c/fastmath.c", "c/kernel.c", "c/kinks.c", "c/kspec.c",
         "c/layer_dense.c", "c/linalg.c", "c/loss.c", "c/machine.c", "c/matrix.c",
         "c/matrix_ops.c", "c/network.c", "c/npy.c", "c/optim.c", "c/parallel.c",
         "c/pathkernel.c", "c/regress.c", "c/rng.c", "c/tangent.c", "c/train.c",

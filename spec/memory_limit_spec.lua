@@ -309,7 +309,7 @@ describe("a decomposition's memory is checked before it starts", function()
       pk.set_memory_limit(400000)
       local err = H.raises("train: explain = Xq: the decomposition of 2000 queries x 1 outputs over 20 "
         .. "training examples needs", net.train, net, { X = X, Y = Y, optimizer = opt, steps = 3,
-          explain = Q, progress = false, on_step = function() steps = steps + 1 end })
+          explain = Q, kernel = true, progress = false, on_step = function() steps = steps + 1 end })
       pk.set_memory_limit(lim0)
       assert.are.equal(0, steps)
       assert.are.equal(0, (net:params() - w0):max_abs())

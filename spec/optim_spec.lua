@@ -111,7 +111,7 @@ describe("optimizers", function()
           end end
           if h.weight_decay > 0 then assert.is_true(R:max_abs() > 0) else assert.are.equal(0, R:max_abs()) end
           local _, rel = km:verify(Xq)
-          assert.is_true(rel <= 1e-9)
+          assert.is_true(rel <= 1e-12, label .. ": " .. rel)
           assert.is_true(H.max_rel(online:predict(Xq), km:predict(Xq)) <= 1e-12)
           assert.is_true((online:regularization(Xq) - R):max_abs() <= 1e-12)
         end

@@ -4,6 +4,7 @@
  * the C library (pk.h) and Lua, never a file above it. */
 #define _POSIX_C_SOURCE 200809L
 #include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -504,6 +505,54 @@ int pkL_rulenodes(lua_State *L, const char *fname, pk_rule rule, lua_Integer nod
   if (rule == PK_RULE_LEFT && nodes != 1)
     luaL_error(L, "%s: the left rule has exactly 1 node", fname);
   return (int)nodes;
+}
+
+void pkL_quadargs_init(pkL_quadargs *a)
+{
+  a->rule = -1;
+  a->nodes = 0;
+  a->tol = 0;
+}
+
+void pkL_setquadrule(lua_State *L, int value, void *out, const pkL_option *o, const char *fname)
+{
+  int *field = (int *)((char *)out + o->offset);
+  const char *r;
+  if (lua_type(L, value) != LUA_TSTRING) pkL_opterror(L, value, fname, o->key, "a string");
+  r = lua_tostring(L, value);
+  if (strcmp(r, "exact") == 0) *field = PK_RULE_EXACT;
+  else if (strcmp(r, "gauss") == 0) *field = PK_RULE_GAUSS;
+  else if (strcmp(r, "left") == 0) *field = PK_RULE_LEFT;
+  else luaL_error(L, "%s: unknown rule '%s' (valid: exact, gauss, left)", fname, r);
+}
+
+void pkL_settol(lua_State *L, int value, void *out, const pkL_option *o, const char *fname)
+{
+  double tol;
+  if (lua_type(L, value) != LUA_TNUMBER) pkL_opterror(L, value, fname, o->key, "a number");
+  tol = lua_tonumber(L, value);
+  if (!(tol > 0) || !isfinite(tol))
+    luaL_error(L, "%s: tol must be a positive finite number, got %f", fname, (lua_Number)tol);
+  *(double *)((char *)out + o->offset) = tol;
+}
+
+void pkL_quad(lua_State *L, const char *fname, const pkL_quadargs *a, pk_quad *q)
+{
+  pk_quad_init(q);
+  q->rule = a->rule >= 0 ? (pk_rule)a->rule : a->nodes ? PK_RULE_GAUSS : PK_RULE_EXACT;
+  if (q->rule == PK_RULE_EXACT) {
+    if (a->nodes)
+      luaL_error(L, "%s: nodes is an option of the gauss rule; the exact rule chooses its nodes "
+                 "per step (its option is tol)", fname);
+    q->nodes = 0;
+    q->tol = a->tol ? a->tol : PK_DEFAULT_TOL;
+    return;
+  }
+  if (a->tol)
+    luaL_error(L, "%s: tol is an option of the exact rule, not of the %s rule", fname,
+               q->rule == PK_RULE_GAUSS ? "gauss" : "left");
+  q->nodes = pkL_rulenodes(L, fname, q->rule, a->nodes);
+  q->tol = 0;
 }
 
 /* ---- results --------------------------------------------------------------------- */

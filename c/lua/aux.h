@@ -196,6 +196,27 @@ const pk_comm *pkL_tocomm(lua_State *L, int idx, const char *fname, const char *
 /* A PKL_CUSTOM setter for a `const pk_comm *` field. */
 void pkL_setcomm(lua_State *L, int value, void *out, const pkL_option *o, const char *fname);
 
+/* The rule options of a kernel machine (from_trajectory, train's explain):
+ * rule = "exact" | "gauss" | "left", nodes (gauss), tol (exact). Embed a
+ * pkL_quadargs in the options' struct, start it with pkL_quadargs_init
+ * (all absent), list PKL_QUAD_SPEC(the struct, the field) in the spec, and
+ * turn it into a pk_quad with pkL_quad once the options are read: the
+ * default is exact, nodes alone asks for gauss (the rule that has them),
+ * and an option of the other rule is refused. */
+typedef struct pkL_quadargs {
+  int rule;                 /* a pk_rule, -1 when absent */
+  lua_Integer nodes;        /* 0 when absent */
+  double tol;               /* 0 when absent (a tol of 0 is refused) */
+} pkL_quadargs;
+void pkL_quadargs_init(pkL_quadargs *a);
+void pkL_setquadrule(lua_State *L, int value, void *out, const pkL_option *o, const char *fname);
+void pkL_settol(lua_State *L, int value, void *out, const pkL_option *o, const char *fname);
+#define PKL_QUAD_SPEC(type, field)                                                    \
+  { "rule", PKL_CUSTOM, .offset = offsetof(type, field.rule), .set = pkL_setquadrule }, \
+  { "nodes", PKL_INTEGER, .offset = offsetof(type, field.nodes), .lo = 1, .hi = 16 },   \
+  { "tol", PKL_CUSTOM, .offset = offsetof(type, field.tol), .set = pkL_settol }
+void pkL_quad(lua_State *L, const char *fname, const pkL_quadargs *a, pk_quad *q);
+
 /* ---- module tables ---------------------------------------------------- */
 
 /* t[key] = v for the table on top (results that are tables of numbers) */

@@ -8,34 +8,38 @@
 static pk_matrix *checkm(lua_State *L, int idx) { return pkL_check(L, idx, &pkL_Matrix); }
 static pk_matrix **newm(lua_State *L) { return &pkL_newbox(L, &pkL_Matrix)->u.matrix; }
 
-/* pk.machine.from_trajectory(traj [, { rule, nodes, comm }]) */
+/* pk.machine.from_trajectory(traj [, { rule, nodes, tol, comm }]) */
 typedef struct rule_args {
-  pk_rule rule;
-  lua_Integer nodes;
+  pkL_quadargs quad;
   const pk_comm *comm;
 } rule_args;
 
 static int l_from_trajectory(lua_State *L)
 {
   static const pkL_option spec[] = {
-    { "rule", PKL_CUSTOM, .offset = offsetof(rule_args, rule), .set = pkL_setrule },
-    { "nodes", PKL_INTEGER, .offset = offsetof(rule_args, nodes), .lo = 1, .hi = 16 },
+    PKL_QUAD_SPEC(rule_args, quad),
     { "comm", PKL_CUSTOM, .offset = offsetof(rule_args, comm), .set = pkL_setcomm },
     { NULL, 0, .offset = 0 }
   };
   pk_trajectory *t = pkL_check(L, 1, &pkL_Trajectory);
-  rule_args a = { PK_RULE_GAUSS, 0, NULL };
+  rule_args a;
+  pk_quad q;
   pkL_box *b;
+  pkL_quadargs_init(&a.quad);
+  a.comm = NULL;
   pkL_options(L, 2, "from_trajectory", spec, &a);
-  a.nodes = pkL_rulenodes(L, "from_trajectory", a.rule, a.nodes);
+  /* a shard integrates with fixed nodes: the exact rule's residuals need
+   * every rank's contributions at every step */
+  if (a.comm && a.quad.rule < 0 && !a.quad.tol) a.quad.rule = PK_RULE_GAUSS;
+  pkL_quad(L, "from_trajectory", &a.quad, &q);
   pkL_checksource(L, 1);
   b = pkL_newbox(L, &pkL_Machine);
   pkL_keep(L, -1, 1);                   /* to check the trajectory's network later */
   /* with comm: a rank's shard of a data-parallel run (the communicator
    * lives in the registry as long as the state) */
   if (a.comm)
-    return pkL_made(L, pk_machine_from_shard(&b->u.machine, t, a.rule, (int)a.nodes, a.comm));
-  return pkL_made(L, pk_machine_from_trajectory(&b->u.machine, t, a.rule, (int)a.nodes));
+    return pkL_made(L, pk_machine_from_shard(&b->u.machine, t, &q, a.comm));
+  return pkL_made(L, pk_machine_from_trajectory(&b->u.machine, t, &q));
 }
 
 /* before using a machine: not from its own progress callback, and its
@@ -210,7 +214,7 @@ static int km_explain(lua_State *L)
     lua_pushinteger(L, (lua_Integer)ex.index[i] + 1);
     lua_setfield(L, -2, "index");
     pkL_setnumber(L, "contribution", ex.contribution[i]);
-    pkL_setnumber(L, "kernel", ex.kernel[i]);
+    if (ex.has_kernel) pkL_setnumber(L, "kernel", ex.kernel[i]);
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   lua_pushinteger(L, (lua_Integer)ex.output + 1);
@@ -222,6 +226,33 @@ static int km_explain(lua_State *L)
   pkL_setnumber(L, "network", ex.network);
   pkL_account(L);
   return 1;
+}
+
+/* km:certificate(Xq) -> nq x K bounds, and how the steps were integrated */
+static int km_certificate(lua_State *L)
+{
+  pk_machine *km = usable(L, 1);
+  call_args a;
+  pk_matrix *Xq, **out;
+  pkL_call *c = start(L, 3, &a, &Xq);
+  pk_rule_stats rs;
+  pk_status st;
+  out = newm(L);
+  st = pk_machine_certificate(km, Xq, &c->opts, out);
+  pkL_end(c);
+  pkL_raise(L, st);
+  pk_machine_rule_stats(km, &rs);
+  lua_createtable(L, 0, 5);
+  lua_pushinteger(L, (lua_Integer)rs.pairs);
+  lua_setfield(L, -2, "pairs");
+  lua_pushinteger(L, (lua_Integer)rs.split);
+  lua_setfield(L, -2, "split");
+  lua_pushinteger(L, (lua_Integer)rs.refined);
+  lua_setfield(L, -2, "refined");
+  pkL_setnumber(L, "nodes", rs.nodes_per_pair);
+  pkL_setnumber(L, "split_seconds", rs.split_seconds);
+  pkL_account(L);
+  return 2;
 }
 
 static int km_verify(lua_State *L)
@@ -254,14 +285,18 @@ int pkL_load_machine(lua_State *L, const char *path)
 static int km_tostring(lua_State *L)
 {
   pk_machine *km = pkL_checkbox(L, 1, &pkL_Machine)->u.machine;
-  int nodes;
+  const char *how;
+  pk_quad q;
   if (!km) return pkL_released(L, &pkL_Machine);
-  nodes = pk_machine_nodes(km);
-  lua_pushfstring(L, "pathkernel.KernelMachine over %d training examples (%s, %s rule, %d node%s)",
-                  (int)pk_machine_examples(km),
-                  pk_machine_is_online(km) ? "online" : "from a trajectory",
-                  pk_machine_rule(km) == PK_RULE_GAUSS ? "gauss" : "left", nodes,
-                  nodes > 1 ? "s" : "");
+  pk_machine_quad(km, &q);
+  how = pk_machine_is_online(km) ? "online" : "from a trajectory";
+  if (q.rule == PK_RULE_EXACT)
+    lua_pushfstring(L, "pathkernel.KernelMachine over %d training examples (%s, exact rule, tol %f)",
+                    (int)pk_machine_examples(km), how, (lua_Number)q.tol);
+  else
+    lua_pushfstring(L, "pathkernel.KernelMachine over %d training examples (%s, %s rule, %d node%s)",
+                    (int)pk_machine_examples(km), how, q.rule == PK_RULE_GAUSS ? "gauss" : "left",
+                    q.nodes, q.nodes > 1 ? "s" : "");
   return 1;
 }
 
@@ -271,7 +306,8 @@ void pkL_open_machine(lua_State *L)
   static const luaL_Reg methods[] = {
     { "predict", km_predict }, { "contributions", km_contributions },
     { "coefficients", km_coefficients }, { "explain", km_explain }, { "verify", km_verify },
-    { "regularization", km_regularization }, { "save", km_save }, { NULL, NULL }
+    { "regularization", km_regularization }, { "certificate", km_certificate },
+    { "save", km_save }, { NULL, NULL }
   };
   static const luaL_Reg fns[] = { { "from_trajectory", l_from_trajectory }, { NULL, NULL } };
   pkL_newclass(L, &pkL_Machine, methods, meta);

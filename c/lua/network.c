@@ -232,8 +232,8 @@ typedef struct train_args {
   pk_matrix *X, *Y, *Xq, *W;
   lua_Integer steps, epochs;
   int lr, on_step, progress, record;    /* stack indices of those options, or 0 */
-  pk_rule rule;
-  lua_Integer nodes;
+  pkL_quadargs quad;
+  int kernel;                           /* keep the path kernel values of explain */
 } train_args;
 
 static void set_loss(lua_State *L, int v, void *out, const pkL_option *o, const char *fname)
@@ -295,8 +295,8 @@ static const pkL_option train_spec[] = {
   { "progress", PKL_VALUE, TA(progress) },
   { "record", PKL_VALUE, TA(record) },
   { "explain", PKL_MATRIX, TA(Xq) },
-  { "rule", PKL_CUSTOM, TA(rule), .set = pkL_setrule },
-  { "nodes", PKL_INTEGER, TA(nodes), .lo = 1, .hi = 16 },
+  PKL_QUAD_SPEC(train_args, quad),
+  { "kernel", PKL_BOOLEAN, TA(kernel) },
   { "momentum", PKL_CUSTOM, TA(o.hyper.momentum), .set = set_hyper },
   { "dampening", PKL_CUSTOM, TA(o.hyper.dampening), .set = set_hyper },
   { "beta1", PKL_CUSTOM, TA(o.hyper.beta1), .set = set_hyper },
@@ -406,19 +406,20 @@ static int n_train(lua_State *L)
   pkL_box *tb = NULL, *mb = NULL;
   int ti = 0, mi = 0;
   pk_matrix *X, *Y, *Xq = NULL;
+  pk_quad quad;
   pk_status st;
   pkL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   memset(&a, 0, sizeof a);
   pk_train_opts_init(&a.o);
-  a.rule = PK_RULE_GAUSS;
+  pkL_quadargs_init(&a.quad);
   pkL_options(L, 2, "train", train_spec, &a);
   if (a.o.comm && a.epochs)   /* an epoch counts every rank's rows, unknown here */
     return luaL_error(L, "train: give steps, not epochs, with comm");
   a.o.steps = train_steps(L, &a);
   train_lr(L, &a);
   every = train_every(L, a.record);
-  a.nodes = pkL_rulenodes(L, "train", a.rule, a.nodes);
+  pkL_quad(L, "train", &a.quad, &quad);
   if (a.W && (pk_matrix_rows(a.W) != pk_matrix_rows(a.X) || pk_matrix_cols(a.W) != 1))
     return luaL_error(L, "train: option 'weights' must be an m x 1 matrix, one loss weight per row "
                       "of X (%d x 1), got %d x %d", (int)pk_matrix_rows(a.X),
@@ -462,8 +463,8 @@ static int n_train(lua_State *L)
   t.c->show_loss = 1;
   a.o.call = t.c->opts;
   pkL_hold(t.c, 1);
-  st = pk_train_full(net, X, Y, &a.o, every, tb ? &tb->u.trajectory : NULL, Xq, a.rule,
-                     (int)a.nodes, 1, mb ? &mb->u.machine : NULL, losses, &done);
+  st = pk_train_full(net, X, Y, &a.o, every, tb ? &tb->u.trajectory : NULL, Xq, &quad,
+                     a.kernel, mb ? &mb->u.machine : NULL, losses, &done);
   pkL_end(t.c);             /* a callback's error first */
   if (st && !(st == PK_ECANCEL && t.stopped)) return pkL_error(L, st);
   if (tb) {

@@ -35,6 +35,7 @@ int main(void)
   pk_kernel *K = NULL;
   pk_trajectory *traj = NULL;
   pk_machine *km = NULL;
+  pk_quad quad;
   double losses[200], maxabs = 0, maxrel = 0, gerr, scale;
   size_t done = 0, i;
   int rc = 1;
@@ -90,7 +91,8 @@ int main(void)
 
   /* a recorded run, and the trained network as a kernel machine */
   CHECK(pk_train_record(net2, X, Y, &opts, 1, &traj, NULL, &done));
-  CHECK(pk_machine_from_trajectory(&km, traj, PK_RULE_GAUSS, 4));
+  pk_quad_init(&quad);               /* the exact rule with its default tolerance */
+  CHECK(pk_machine_from_trajectory(&km, traj, &quad));
   CHECK(pk_machine_verify(km, Xq, NULL, &maxabs, &maxrel));
   CHECK(pk_machine_predict(km, Xq, NULL, &P));
   CHECK(pk_network_forward(net2, Xq, &F));

@@ -3,7 +3,8 @@
 -- machine (from_trajectory with comm) predicts what the one-process
 -- machine of the same run on the whole data predicts (1e-12), its
 -- contributions gathered in rank order are the one-process contributions,
--- and verify stays within 1e-10 of the network.
+-- and verify stays within 1e-10 of the network. A shard integrates with
+-- the gauss rule (the default there): the exact rule is refused.
 local pk = require "pathkernel"
 local mpi = require "pathkernel.mpi"
 
@@ -64,6 +65,11 @@ describe("pk.machine.from_trajectory(traj, { comm = mpi })", function()
     local km = pk.machine.from_trajectory(t, { comm = mpi })
     ok, err = pcall(km.explain, km, Xq:slice(1, 1), 3)
     assert.truthy(err:find("explain: a shard's machine holds this rank's examples only", 1, true), err)
+    -- the exact rule's residuals and certificate need every rank's contributions
+    ok, err = pcall(pk.machine.from_trajectory, t, { comm = mpi, rule = "exact" })
+    assert.truthy(err:find("the exact rule needs every example's contributions", 1, true), err)
+    ok, err = pcall(km.certificate, km, Xq)
+    assert.truthy(err:find("certificate: a shard's machine holds this rank's contributions", 1, true), err)
     ok, err = pcall(t.save, t, os.tmpname())
     assert.truthy(err:find("save: a rank's shard of a data-parallel run cannot be saved", 1, true), err)
     assert.are.equal(size, mpi.allreduce(pk.ones(1, 1)):get(1, 1))

@@ -35,7 +35,7 @@ print(("  %d steps of gradient descent, lr %g: loss %.4f -> %.4f"):format(
   steps, lr, losses[1], net:loss(X, Y)))
 
 -- the same function as a kernel machine: f(x) = f0(x) + sum_i contribution_i(x)
-local km = pk.machine.from_trajectory(traj)            -- Gauss rule, exact to rounding
+local km = pk.machine.from_trajectory(traj)            -- the exact rule: to rounding
 print(("rewritten as %s"):format(tostring(km)))
 
 local ng = 121

@@ -92,6 +92,12 @@ M.samples = {
     local _, km = run{ optimizer = "nesterov", explain = X:slice(1, 2) }
     return km
   end,
+  machine_exact_online = function()
+    local X = data()
+    local _, km = run{ explain = X:slice(1, 3), lr = 1 }
+    return km
+  end,
+  machine_exact = function() return pk.machine.from_trajectory(run{ record = true, lr = 1 }) end,
   machine_released = function()
     local km = pk.machine.from_trajectory(run{ record = true })
     km:release()
@@ -330,13 +336,14 @@ local function train_opts()
     batch_size = { 1, 2, 3, 4, 5, 2^40 }, seed = { 1, 2, math.maxinteger, math.mininteger },
     record = { true, true, { every = 1 }, { every = 2 }, { every = 3 }, false, { every = 0 },
       { every = 2^40 }, { evry = 2 } },
-    rule = { "gauss", "left", "midpoint" }, nodes = { 1, 2, 4, 16, 17 },
+    rule = { "gauss", "left", "exact", "midpoint" }, nodes = { 1, 2, 4, 16, 17 },
+    tol = { 1e-13, 1e-6, 0, -1, 0 / 0, "x" }, kernel = { true, false, 1 },
     progress = { false, true }, momentum = hyper, dampening = hyper, beta1 = hyper, beta2 = hyper,
     eps = hyper, weight_decay = hyper, unknown_option = { 1 },
   }
   -- how likely each option is set: mostly a coherent run with a few wrong parts
   local p = { steps = 0.3, epochs = 0.05, lr = 0.3, loss = 0.15, batch_size = 0.1, seed = 0.2,
-    record = 0.5, rule = 0.15, nodes = 0.15, progress = 0.1, unknown_option = 0.02 }
+    record = 0.5, rule = 0.15, nodes = 0.15, tol = 0.1, kernel = 0.1, progress = 0.1, unknown_option = 0.02 }
   local o = {}
   if chance(0.85) then
     o.X, o.Y = data()                -- right data, so that training starts

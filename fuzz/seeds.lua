@@ -90,6 +90,8 @@ local function runs()
   run("momentum", { optimizer = "momentum", weight_decay = 0.01, batch_size = 3, record = true, seed = 6 })
   run("adamw-explain", { optimizer = "adamw", record = true, explain = X:slice(1, 2) })
   run("gd-explain", { explain = X:slice(2, 4) })
+  run("gd-explain-gauss-kernel", { explain = X:slice(2, 4), rule = "gauss", nodes = 3, kernel = true })
+  run("relu-explain", { explain = X:slice(1, 3), lr = 0.8, net = { activation = "relu" } })
   run("nesterov-explain", { optimizer = "nesterov", explain = X:slice(1, 1), steps = 2 })
   -- loss weights: format version 2
   run("sgd-weights", { optimizer = "sgd", batch_size = 2, steps = 5, record = { every = 2 }, seed = 7,
@@ -122,6 +124,7 @@ function seeds.machine(put)
     if type(traj) == "userdata" then
       put(name .. "-offline-gauss", saved_obj(pk.machine.from_trajectory(traj, { nodes = 2 })))
       put(name .. "-offline-left", saved_obj(pk.machine.from_trajectory(traj, { rule = "left" })))
+      put(name .. "-offline-exact", saved_obj(pk.machine.from_trajectory(traj, { tol = 1e-11 })))
     end
     if online then put(name .. "-online", saved_obj(online)) end
   end

@@ -207,9 +207,9 @@ describe("kernel machines", function()
     end
     local e = online:explain(Xq:row(4), 3, { output = 1 })
     assert.are.equal(3, #e)
-    assert.is_true(math.abs(e.prediction - e.network) <= 1e-9 * math.max(1, math.abs(e.network)))
+    assert.is_true(math.abs(e.prediction - e.network) <= 1e-12 * math.max(1, math.abs(e.network)))
     local a, r = online:verify(sub)
-    assert.is_true(r <= 1e-9 and a >= 0)
+    assert.is_true(r <= 1e-12 and a >= 0)
   end)
 
   it("sums its contributions and bias to its prediction, one matrix per output", function()

@@ -106,7 +106,7 @@ describe("weighted runs as kernel machines", function()
       local t = train(net0(), o, { record = true, weights = W })
       local km = pk.machine.from_trajectory(t)
       local _, rel = km:verify(Xq)
-      assert.is_true(rel < 1e-10, o.optimizer .. ": " .. rel)
+      assert.is_true(rel < 1e-12, o.optimizer .. ": " .. rel)
       local C = km:contributions(Xq)
       for q = 1, Xq:rows() do
         assert.are.equal(0, C:get(q, 2))

@@ -163,9 +163,6 @@ pk_status pk_machine_from_trajectory(pk_machine **out, const pk_trajectory *t, c
   pk_status st;
   *out = NULL;
   if (t->T == 0) return pk_fail(PK_EINVAL, "kernel machine: the trajectory has no steps");
-  if (pk_trajectory_source_changed(t))
-    return pk_fail(PK_EINVAL, "kernel machine: the network was changed (trained again or set_params) "
-                   "after this trajectory was recorded; the trajectory no longer ends at its weights");
   if ((st = pk_trajectory_check_data(t))) return st;
   if (t->global_rows)
     return pk_fail(PK_EINVAL, "kernel machine: the trajectory is one rank's shard of a "
@@ -198,9 +195,6 @@ pk_status pk_machine_from_shard(pk_machine **out, const pk_trajectory *t, const 
      * holds its own examples' only */
     st = pk_fail(PK_EINVAL, "kernel machine: the exact rule needs every example's contributions "
                  "at every step; a shard's machine takes rule = \"gauss\" or \"left\"");
-  else if (pk_trajectory_source_changed(t))
-    st = pk_fail(PK_EINVAL, "kernel machine: the network was changed after this trajectory was "
-                 "recorded");
   else
     st = pk_trajectory_check_data(t);
   v[0] = (double)t->T;
@@ -249,8 +243,6 @@ pk_status pk_machine_compute(pk_machine *km, const pk_matrix *Xq, int want_kp,
     return pk_fail(PK_EINVAL, "this machine was accumulated online for its own %zu queries; "
                    "other queries need a trajectory (train with record = true)", km->nq);
   }
-  if (pk_trajectory_source_changed(t))
-    return pk_fail(PK_EINVAL, "kernel machine: the network was changed after its trajectory was recorded");
   /* Rows of the cached queries asked again with the kernel values (explain
    * after predict or contributions, row by row): the whole cached set
    * once, so that the rows after it find theirs in the cache. */

@@ -459,10 +459,6 @@ PK_API pk_status pk_trajectory_weights(const pk_trajectory *t, size_t s, double 
 PK_API pk_status pk_trajectory_network(const pk_trajectory *t, size_t s, pk_network **out);
 /* PK_EINVAL, saying so, if the training data changed since recording. */
 PK_API pk_status pk_trajectory_check_data(const pk_trajectory *t);
-/* The trained network must not change while a trajectory describes it:
- * this says whether it did (0: unchanged or not tracked). */
-PK_API int pk_trajectory_source_changed(const pk_trajectory *t);
-PK_API void pk_trajectory_detach_source(pk_trajectory *t);
 /* with_data: also store X and Y; otherwise attach them on load */
 PK_API pk_status pk_trajectory_save(const pk_trajectory *t, const char *path, int with_data);
 /* X, Y may be NULL when the file holds the data; given, they must hash

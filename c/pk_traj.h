@@ -30,8 +30,6 @@ struct pk_trajectory {
   const pk_matrix *X, *Y;  /* the training data (borrowed, or owned) */
   pk_matrix *ownX, *ownY;
   uint64_t hash;           /* of X and Y when recorded */
-  const pk_network *source;  /* the trained network, borrowed; may be NULL */
-  uint64_t source_version;
   size_t refs;             /* holders: its owner plus machines and path kernels */
   /* one rank's shard of a data-parallel run (pk_train_opts.comm): the rows
    * of every rank (0: not sharded). X, Y and the batches are this rank's;

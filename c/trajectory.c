@@ -108,13 +108,6 @@ pk_status pk_trajectory_batch(const pk_trajectory *t, size_t s, size_t *rows, si
   return PK_OK;
 }
 
-int pk_trajectory_source_changed(const pk_trajectory *t)
-{
-  return t->source && pk_network_version(t->source) != t->source_version;
-}
-
-void pk_trajectory_detach_source(pk_trajectory *t) { t->source = NULL; }
-
 /* The trajectory's own views of the training data, so that the caller may
  * free its matrices first (a garbage collector may). */
 static pk_status hold_data(pk_trajectory *t, const pk_matrix *X, const pk_matrix *Y)
@@ -290,8 +283,6 @@ void pk_recorder_end(pk_trajectory *t, const pk_network *net)
   /* the final weights are always a checkpoint; replay never starts from
    * the last step, so its optimizer state is not needed */
   if (t->check_step[t->ncheck - 1] != t->T) add_check(t, t->T, net->theta, NULL);
-  t->source = net;
-  t->source_version = pk_network_version(net);
 }
 
 size_t pk_trajectory_batch_total(const pk_trajectory *t, size_t s)

@@ -444,6 +444,44 @@ describe("explain of a query not decomposed before", function()
   end)
 end)
 
+describe("a recorded run after the network that recorded it changes", function()
+  it("keeps its trajectory and machines: they describe the run, which they own", function()
+    local Y = targets("mse", 2)
+    local net = pk.network{ sizes = {3, 8, 8, 2}, activation = "relu", seed = 9 }
+    local traj, online = net:train{ X = X, Y = Y, lr = 0.4, steps = 8, record = true, explain = Xq,
+                                    progress = false }
+    local final = traj:network(#traj)           -- w_T, where the run ended
+    local before = pk.machine.from_trajectory(traj)
+    local P0 = before:predict(Xq)
+    -- trained again, then its weights set, then released and collected
+    net:train{ X = X, Y = Y, lr = 0.4, steps = 3, progress = false }
+    assert.is_true((net:forward(Xq) - final:forward(Xq)):max_abs() > 1e-3)
+    net:set_params(pk.randn(net:nparams(), 1, 4))
+    net:release()
+    net = nil
+    collectgarbage()
+    collectgarbage()
+    local after = pk.machine.from_trajectory(traj)
+    -- queries no machine has decomposed: every call below replays the run
+    local Q = pk.randn(4, 3, 11)
+    for _, km in ipairs{ before, after } do
+      local ok, why = certified(km, final, Q)
+      assert.is_true(ok, why)
+      local _, rel = km:verify(Q)
+      assert.is_true(rel <= 1e-10, "verify " .. rel)
+      local e = km:explain(Q:row(1), 2)
+      assert.is_true(math.abs(e.prediction - e.network) <= 1e-10 * math.max(1, math.abs(e.network)))
+    end
+    local P1 = after:predict(Xq)
+    assert.is_true((P1 - P0):max_abs() <= 1e-12 * math.max(1, P0:max_abs()))
+    assert.is_true((online:predict(Xq) - P0):max_abs() <= 1e-12 * math.max(1, P0:max_abs()))
+    assert.is_true(certified(online, final, Xq))
+    -- the trajectory's own views of the run agree with the machine's ends
+    assert.are.equal(0, (traj:network(#traj):forward(Xq) - final:forward(Xq)):max_abs())
+    assert.is_true(pk.kernel.path(traj)(Xq, X):rows() > 0)
+  end)
+end)
+
 describe("the exact rule refuses", function()
   it("tolerances that are no tolerance, and options of other rules", function()
     local traj = pk.network{ sizes = {3, 4, 1}, seed = 1 }:train{ X = X, Y = targets("mse", 1), lr = 0.1,

@@ -639,41 +639,6 @@ pk_matrix *pkL_pin(lua_State *L, int idx)
   return b->u.matrix;
 }
 
-/* ---- trajectories and their network ---------------------------------------------- */
-
-void pkL_setsource(lua_State *L, int traj, int net)
-{
-  pk_network *n;
-  traj = lua_absindex(L, traj);
-  net = lua_absindex(L, net);
-  n = pkL_check(L, net, &pkL_Network);
-  lua_createtable(L, 0, 2);
-  lua_pushvalue(L, net);
-  lua_setfield(L, -2, "net");
-  lua_pushinteger(L, (lua_Integer)pk_network_version(n));
-  lua_setfield(L, -2, "version");
-  lua_setiuservalue(L, traj, 1);
-  /* the binding checks the version itself: the core's pointer to the
-   * network would dangle once the network is collected */
-  pk_trajectory_detach_source(pkL_check(L, traj, &pkL_Trajectory));
-}
-
-void pkL_checksource(lua_State *L, int traj)
-{
-  if (lua_getiuservalue(L, traj, 1) == LUA_TTABLE) {
-    if (lua_getfield(L, -1, "net") == LUA_TUSERDATA) {
-      pkL_box *b = pkL_testbox(L, -1, &pkL_Network);
-      lua_getfield(L, -2, "version");
-      if (!b || !b->u.network || (lua_Integer)pk_network_version(b->u.network) != lua_tointeger(L, -1))
-        luaL_error(L, "the network was changed (trained again, set_params or released) after this "
-                   "trajectory was recorded; its kernel machine would no longer describe it");
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pop(L, 1);
-}
-
 /* ---- interrupts ---------------------------------------------------------------------- */
 
 /* SIGINT during long work sets this flag, which the core reads through

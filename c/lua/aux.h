@@ -226,14 +226,6 @@ void pkL_setnumber(lua_State *L, const char *key, double v);
  * sub-table, creating it the first time. */
 void pkL_subtable(lua_State *L, const char *name);
 
-/* ---- trajectories and the network they describe ----------------------- */
-
-/* Record in the trajectory box at traj that it describes the network at
- * net as it is now; pkL_checksource raises if that network has changed
- * (trained again, set_params, released) since. */
-void pkL_setsource(lua_State *L, int traj, int net);
-void pkL_checksource(lua_State *L, int traj);
-
 /* ---- long calls ------------------------------------------------------- */
 
 /* The state of a call that does long work: the core's options (progress

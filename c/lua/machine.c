@@ -32,9 +32,7 @@ static int l_from_trajectory(lua_State *L)
    * every rank's contributions at every step */
   if (a.comm && a.quad.rule < 0 && !a.quad.tol) a.quad.rule = PK_RULE_GAUSS;
   pkL_quad(L, "from_trajectory", &a.quad, &q);
-  pkL_checksource(L, 1);
   b = pkL_newbox(L, &pkL_Machine);
-  pkL_keep(L, -1, 1);                   /* to check the trajectory's network later */
   /* with comm: a rank's shard of a data-parallel run (the communicator
    * lives in the registry as long as the state) */
   if (a.comm)
@@ -42,15 +40,12 @@ static int l_from_trajectory(lua_State *L)
   return pkL_made(L, pk_machine_from_trajectory(&b->u.machine, t, &q));
 }
 
-/* before using a machine: not from its own progress callback, and its
- * trajectory's network unchanged */
+/* before using a machine: not from its own progress callback (the
+ * machine holds its trajectory, which owns what it describes: the network
+ * that trained may change or go meanwhile) */
 static pk_machine *usable(lua_State *L, int idx)
 {
-  pk_machine *km = pkL_idle(L, idx, &pkL_Machine, "used");
-  if (lua_getiuservalue(L, idx, 1) == LUA_TUSERDATA && !pk_machine_is_online(km))
-    pkL_checksource(L, lua_gettop(L));
-  lua_pop(L, 1);
-  return km;
+  return pkL_idle(L, idx, &pkL_Machine, "used");
 }
 
 /* the options every method takes: { progress =, output = } */

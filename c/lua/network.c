@@ -468,7 +468,6 @@ static int n_train(lua_State *L)
   pkL_end(t.c);             /* a callback's error first */
   if (st && !(st == PK_ECANCEL && t.stopped)) return pkL_error(L, st);
   if (tb) {
-    pkL_setsource(L, ti, 1);
     lua_pushvalue(L, ti);
   } else {
     lua_createtable(L, (int)done, 0);

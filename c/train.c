@@ -109,8 +109,9 @@ static pk_status comm_check(const pk_network *net, const pk_matrix *X, const pk_
                             const pk_train_opts *o, size_t *offset, size_t *total)
 {
   static const char *const what[] = {
-    "the columns of X", "the columns of Y", "the network's weights (build it from the same seed "
-    "on every rank)", "the network's parameter count", "steps", "the optimizer", "the loss",
+    "the columns of X", "the columns of Y",
+    ("the network's weights (build it from the same seed on every rank)"),
+    "the network's parameter count", "steps", "the optimizer", "the loss",
     "lr", "batch_size", "seed", "seed", "the hyperparameters", "whether loss weights are given",
     "whether lr is a function"
   };

@@ -118,6 +118,18 @@ describe("weighted runs as kernel machines", function()
     end
   end)
 
+  it("traj:options() carries them, so that the options train the same weights again", function()
+    local W = weights{ [2] = 0, [5] = 2 }
+    local t = train(net0(), OPTS[3], { record = true, weights = W })
+    local o = t:options()
+    same_bits(W, o.weights)
+    o.X, o.Y, o.progress = X, Y, false
+    local again = net0()
+    again:train(o)
+    same_bits(t:weights(#t), again:params())
+    assert.is_nil(train(net0(), OPTS[3], { record = true }):options().weights)
+  end)
+
   it("replay between checkpoints honours the weights", function()
     local W = weights{ [1] = 0.5, [3] = 0, [8] = 2 }
     for _, o in ipairs(OPTS) do

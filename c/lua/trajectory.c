@@ -117,6 +117,14 @@ static int t_options(lua_State *L)
   lua_pushinteger(L, (lua_Integer)in.every);
   lua_setfield(L, -2, "every");
   lua_setfield(L, -2, "record");
+  if (pk_trajectory_loss_weights(t)) {
+    /* a weighted run: its loss weights (a copy), so that the options with
+     * X and Y train the same weights again */
+    pk_matrix **w = newm(L);
+    pkL_raise(L, pk_matrix_from_array(w, pk_matrix_rows(pk_trajectory_X(t)), 1,
+                                      pk_trajectory_loss_weights(t)));
+    lua_setfield(L, -2, "weights");
+  }
   /* the hyperparameters of this optimizer only, as train accepts them */
   pkL_setnumber(L, "weight_decay", in.hyper.weight_decay);
   if (in.optimizer == PK_OPT_MOMENTUM || in.optimizer == PK_OPT_NESTEROV)
@@ -127,6 +135,7 @@ static int t_options(lua_State *L)
     pkL_setnumber(L, "beta2", in.hyper.beta2);
     pkL_setnumber(L, "eps", in.hyper.eps);
   }
+  pkL_account(L);
   return 1;
 }
 

@@ -65,4 +65,18 @@ pk_status pk_check_loss_weights(const double *wts, size_t m, const char *who);
 pk_status pk_train_check(const pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                          const pk_train_opts *o);
 
+/* A training run's workspace (batch order, batch, activations, gradient,
+ * optimizer state) for runs of net's shape on m rows with o's optimizer
+ * and batch size: what retraining many times reuses (attribution's LDS
+ * and remove-top-k). */
+typedef struct pk_train_ws pk_train_ws;
+pk_status pk_train_ws_new(pk_train_ws **out, const pk_network *net, size_t m,
+                          const pk_train_opts *o);
+void pk_train_ws_free(pk_train_ws *ws);
+/* pk_train in a workspace of pk_train_ws_new: each run starts afresh (the
+ * batch order from o's seed, the optimizer's state from zero) */
+pk_status pk_train_with_ws(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                           const pk_train_opts *o, double *losses, size_t *done,
+                           pk_train_ws *ws);
+
 #endif

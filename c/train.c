@@ -185,18 +185,99 @@ static void comm_grad(const pk_network *net, const double *xb, const pk_matrix *
   buf[P] = value * (double)nl;
 }
 
-/* The loop itself: hk (may be NULL) sees every step after its update is
- * computed and before it is applied (see pk_train_hooks). */
-static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
-                            const pk_train_opts *o, pk_train_hooks *hk, double *losses,
-                            size_t *done, size_t *total)
-{
-  size_t m = X->rows, d0 = PK_NET_IN(net), P = net->P, b, s, nb, nl, off = 0, mine = m;
+/* A run's workspace: the batch order, the batch and its activations, the
+ * gradient (and a data-parallel run's two exchanged values), the next
+ * weights, the optimizer's state and a data-parallel rank's local rows,
+ * allocated once for runs of one network shape on one data set
+ * (retraining many times reuses it). */
+struct pk_train_ws {
   batcher bt;
   pk_acts w;
   pk_optstate os;
-  double *xb = NULL, *grad = NULL, *next = NULL;
-  size_t *lrows = NULL;
+  pk_optimizer opt;
+  size_t m, b, P;
+  double *xb, *grad, *next;
+  size_t *lrows;
+};
+
+static size_t batch_rows(const pk_train_opts *o, size_t m)
+{
+  size_t b = o->optimizer != PK_OPT_GD && o->batch_size ? o->batch_size : m;
+  return b > m ? m : b;
+}
+
+/* free what ws holds (zeroed or partly filled: safe) */
+static void ws_release(pk_train_ws *ws)
+{
+  pk_acts_free(&ws->w);
+  pk_opt_free(&ws->os);
+  free(ws->bt.perm);
+  free(ws->xb);
+  free(ws->grad);
+  free(ws->next);
+  free(ws->lrows);
+}
+
+/* fill ws for runs over m rows in batches of b (lrows: a data-parallel
+ * rank's); on failure what was allocated stays for ws_release */
+static pk_status ws_fill(pk_train_ws *ws, const pk_network *net, size_t m, size_t b,
+                         const pk_train_opts *o)
+{
+  pk_status st;
+  memset(ws, 0, sizeof *ws);
+  ws->m = m;
+  ws->b = b;
+  ws->P = net->P;
+  ws->opt = o->optimizer;
+  if ((st = pk_opt_init(&ws->os, o->optimizer, net->P)) ||
+      (st = pk_alloc((void **)&ws->bt.perm, m, sizeof(size_t), "the batch order")) ||
+      (st = pk_alloc((void **)&ws->xb, b * PK_NET_IN(net), sizeof(double), "the batch")) ||
+      (st = pk_alloc((void **)&ws->grad, net->P + 2, sizeof(double), "the gradient")) ||
+      (st = pk_alloc((void **)&ws->next, net->P, sizeof(double), "the next weights")) ||
+      (o->comm && (st = pk_alloc((void **)&ws->lrows, b, sizeof(size_t), "the batch's local rows"))))
+    return st;
+  return pk_acts_init(&ws->w, net, b, 1);
+}
+
+void pk_train_ws_free(pk_train_ws *ws)
+{
+  if (!ws) return;
+  ws_release(ws);
+  free(ws);
+}
+
+pk_status pk_train_ws_new(pk_train_ws **out, const pk_network *net, size_t m,
+                          const pk_train_opts *o)
+{
+  pk_train_ws *ws;
+  pk_status st;
+  *out = NULL;
+  if (o->comm) return pk_fail(PK_EINVAL, "train: a reusable workspace is for runs without comm");
+  if ((st = pk_alloc((void **)&ws, 1, sizeof *ws, "the training workspace"))) return st;
+  if ((st = ws_fill(ws, net, m, batch_rows(o, m), o))) {
+    pk_train_ws_free(ws);
+    return st;
+  }
+  *out = ws;
+  return PK_OK;
+}
+
+/* The loop itself: hk (may be NULL) sees every step after its update is
+ * computed and before it is applied (see pk_train_hooks). In the
+ * workspace ws when given (made for this run's shape; each run starts
+ * afresh: the batch order from the seed, the optimizer's state from
+ * zero), else in one of its own. */
+static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                            const pk_train_opts *o, pk_train_hooks *hk, double *losses,
+                            size_t *done, size_t *total, pk_train_ws *ws)
+{
+  size_t m = X->rows, P = net->P, b, s, nb, nl = 0, off = 0, mine = m;
+  pk_train_ws own;
+  batcher *bt;
+  pk_acts *w;
+  pk_optstate *os;
+  double *xb, *grad, *next;
+  size_t *lrows;
   const size_t *rows;
   const pk_comm *comm = o->comm;
   pk_status st;
@@ -205,32 +286,39 @@ static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix
   if (hk) hk->stopped = 0;
   if (comm) {
     /* the batches are drawn over every rank's rows */
+    if (ws) return pk_fail(PK_EINVAL, "train: a reusable workspace is for runs without comm");
     if ((st = comm_check(net, X, Y, o, &off, &m))) return st;
     if (total) *total = m;
   } else if ((st = pk_train_check(net, X, Y, o))) {
     return st;
   }
-  b = o->optimizer != PK_OPT_GD && o->batch_size ? o->batch_size : m;
-  if (b > m) b = m;
-  memset(&bt, 0, sizeof bt);
-  bt.m = m;
-  bt.b = b;
-  bt.pos = m;                      /* shuffle before the first batch */
+  b = batch_rows(o, m);
+  if (ws) {
+    if (ws->m != m || ws->b != b || ws->P != P || ws->opt != o->optimizer || ws->w.cap < b)
+      return pk_fail(PK_EINVAL, "train: the workspace was made for another run's shape");
+    ws->os.t = 0;
+    if (ws->os.a) memset(ws->os.a, 0, P * sizeof(double));
+    if (ws->os.b) memset(ws->os.b, 0, P * sizeof(double));
+  } else {
+    ws = &own;
+    st = ws_fill(ws, net, m, b, o);
+    /* a rank short of memory stops every rank, none waits for it */
+    if (comm) st = pk_comm_agree(comm, "train", st, NULL, NULL, 0);
+    if (st) goto out;
+  }
+  bt = &ws->bt;
+  w = &ws->w;
+  os = &ws->os;
+  xb = ws->xb;
+  grad = ws->grad;
+  next = ws->next;
+  lrows = ws->lrows;
+  bt->m = m;
+  bt->b = b;
+  bt->pos = m;                      /* shuffle before the first batch */
   /* sgd always shuffles; the others only when they use minibatches */
-  bt.shuffle = o->optimizer == PK_OPT_SGD || (o->optimizer != PK_OPT_GD && b < m);
-  pk_rng_seed(&bt.rng, o->seed);
-  memset(&w, 0, sizeof w);
-  memset(&os, 0, sizeof os);
-  if (!(st = pk_opt_init(&os, o->optimizer, P)) &&
-      !(st = pk_alloc((void **)&bt.perm, m, sizeof(size_t), "the batch order")) &&
-      !(st = pk_alloc((void **)&xb, b * d0, sizeof(double), "the batch")) &&
-      !(st = pk_alloc((void **)&grad, P + 2, sizeof(double), "the gradient")) &&
-      !(st = pk_alloc((void **)&next, P, sizeof(double), "the next weights")) &&
-      !(comm && (st = pk_alloc((void **)&lrows, b, sizeof(size_t), "the batch's local rows"))))
-    st = pk_acts_init(&w, net, b, 1);
-  /* a rank short of memory stops every rank, none waits for it */
-  if (comm) st = pk_comm_agree(comm, "train", st, NULL, NULL, 0);
-  if (st) goto out;
+  bt->shuffle = o->optimizer == PK_OPT_SGD || (o->optimizer != PK_OPT_GD && b < m);
+  pk_rng_seed(&bt->rng, o->seed);
   /* the update is applied only after every check and hook of its step:
    * whatever stops the run, the network holds a complete step's weights */
   for (s = 0; s < o->steps; s++) {
@@ -244,11 +332,11 @@ static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix
       st = pk_fail(PK_EINVAL, "train: the learning rate of step %zu is %g; it must be positive and finite", s + 1, lr);
       goto stop;
     }
-    nb = next_batch(&bt, &rows);
+    nb = next_batch(bt, &rows);
     if (comm) {
       nl = local_members(rows, nb, off, mine, lrows);
       pk_gather_rows(X, lrows, nl, xb);
-      comm_grad(net, xb, Y, o->loss, lrows, nl, nb, o->weights, &w, grad);
+      comm_grad(net, xb, Y, o->loss, lrows, nl, nb, o->weights, w, grad);
       /* a stop on any rank (its on_step at the previous step, or its
        * interrupt, progress or lr function) stops every rank here, at the
        * same weights: after on_step's, as on_step's own stop does (the
@@ -264,9 +352,9 @@ static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix
       loss = grad[P] / (double)nb;
     } else {
       pk_gather_rows(X, rows, nb, xb);
-      pk_grad_step(net, net->theta, xb, Y, o->loss, rows, nb, o->weights, &w, grad, &loss);
+      pk_grad_step(net, net->theta, xb, Y, o->loss, rows, nb, o->weights, w, grad, &loss);
     }
-    pk_opt_update(o->optimizer, &o->hyper, &os, net->theta, grad, lr, next);
+    pk_opt_update(o->optimizer, &o->hyper, os, net->theta, grad, lr, next);
     if (!isfinite(loss)) {
       st = pk_fail(PK_ENUMERIC, "train: diverged at step %zu: the loss is %g (the network keeps the weights of step %zu)", s + 1, loss, s);
       goto out;
@@ -276,8 +364,8 @@ static pk_status train_loop(pk_network *net, const pk_matrix *X, const pk_matrix
       goto out;
     }
     /* a data-parallel run's hooks see this rank's members of the batch */
-    if (hk && (st = hk->step(hk->ud, s, lr, comm ? lrows : rows, comm ? nl : nb, &w, net->theta,
-                             next, loss, &os))) {
+    if (hk && (st = hk->step(hk->ud, s, lr, comm ? lrows : rows, comm ? nl : nb, w, net->theta,
+                             next, loss, os))) {
       /* a hook stops only when interrupted (an online decomposition checks
        * the flag inside a long step) */
       if (st == PK_ECANCEL) st = interrupted(s, o);
@@ -314,14 +402,15 @@ stop:
     (void)comm->allreduce(comm->ctx, grad, P + 2, PK_COMM_SUM);
   }
 out:
-  pk_acts_free(&w);
-  pk_opt_free(&os);
-  free(bt.perm);
-  free(xb);
-  free(grad);
-  free(lrows);
-  free(next);
+  if (ws == &own) ws_release(&own);
   return st;
+}
+
+pk_status pk_train_with_ws(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
+                           const pk_train_opts *o, double *losses, size_t *done,
+                           pk_train_ws *ws)
+{
+  return train_loop(net, X, Y, o, NULL, losses, done, NULL, ws);
 }
 
 /* ---- plain, recorded and explained training ------------------------------- */
@@ -329,7 +418,7 @@ out:
 pk_status pk_train(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
                    const pk_train_opts *o, double *losses, size_t *done)
 {
-  return train_loop(net, X, Y, o, NULL, losses, done, NULL);
+  return train_loop(net, X, Y, o, NULL, losses, done, NULL, NULL);
 }
 
 /* both hooks of one run, in order: the recorder's, then the decomposition's */
@@ -376,7 +465,7 @@ pk_status pk_train_full(pk_network *net, const pk_matrix *X, const pk_matrix *Y,
   if (every && (st = pk_recorder_begin(net, X, Y, o, every, &t, &h.rec))) goto done;
   hk.ud = &h;
   hk.step = both_steps;
-  st = train_loop(net, X, Y, o, &hk, losses, done, &total);
+  st = train_loop(net, X, Y, o, &hk, losses, done, &total, NULL);
   if (t && o->comm && total) {
     /* the shard's record knows the global batches: their sizes divide */
     t->global_rows = total;

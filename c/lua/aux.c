@@ -555,6 +555,73 @@ void pkL_quad(lua_State *L, const char *fname, const pkL_quadargs *a, pk_quad *q
   q->tol = 0;
 }
 
+/* ---- training options ------------------------------------------------------------ */
+
+pk_loss pkL_checkloss(lua_State *L, const char *fname, const char *name)
+{
+  int l = pk_loss_from_name(name);
+  if (l < 0) luaL_error(L, "%s: unknown loss '%s' (valid: %s)", fname, name, pk_loss_names());
+  return (pk_loss)l;
+}
+
+void pkL_setloss(lua_State *L, int value, void *out, const pkL_option *o, const char *fname)
+{
+  if (lua_type(L, value) != LUA_TSTRING) pkL_opterror(L, value, fname, o->key, "a string");
+  *(pk_loss *)((char *)out + o->offset) = pkL_checkloss(L, fname, lua_tostring(L, value));
+}
+
+void pkL_setoptimizer(lua_State *L, int value, void *out, const pkL_option *o,
+                      const char *fname)
+{
+  pk_train_opts *t = (pk_train_opts *)((char *)out + o->offset);
+  int k;
+  if (lua_type(L, value) != LUA_TSTRING) pkL_opterror(L, value, fname, o->key, "a string");
+  if ((k = pk_optimizer_from_name(lua_tostring(L, value))) < 0)
+    luaL_error(L, "%s: unknown optimizer '%s' (valid: %s)", fname, lua_tostring(L, value),
+               pk_optimizer_names());
+  t->optimizer = (pk_optimizer)k;
+  if (t->optimizer == PK_OPT_ADAMW) t->hyper.weight_decay = 0.01;   /* torch's default */
+}
+
+void pkL_sethyper(lua_State *L, int value, void *out, const pkL_option *o, const char *fname)
+{
+  static const struct { const char *name; unsigned mask; } hp[] = {
+    { "momentum", 1u << PK_OPT_MOMENTUM | 1u << PK_OPT_NESTEROV },
+    { "dampening", 1u << PK_OPT_MOMENTUM },
+    { "beta1", 1u << PK_OPT_ADAM | 1u << PK_OPT_ADAMW },
+    { "beta2", 1u << PK_OPT_ADAM | 1u << PK_OPT_ADAMW },
+    { "eps", 1u << PK_OPT_ADAM | 1u << PK_OPT_ADAMW },
+    { "weight_decay", 0x3fu },
+  };
+  static const char *const valid[] = {
+    "weight_decay", "weight_decay", "momentum, dampening, weight_decay", "momentum, weight_decay",
+    "beta1, beta2, eps, weight_decay", "beta1, beta2, eps, weight_decay"
+  };
+  pk_optimizer opt = ((pk_train_opts *)out)->optimizer;
+  size_t k;
+  for (k = 0; strcmp(hp[k].name, o->key) != 0; k++) {}
+  if (!(hp[k].mask & (1u << opt)))
+    luaL_error(L, "%s: %s is not a hyperparameter of %s (its hyperparameters: %s)", fname, o->key,
+               pk_optimizer_name(opt), valid[opt]);
+  if (lua_type(L, value) != LUA_TNUMBER) pkL_opterror(L, value, fname, o->key, "a number");
+  *(double *)((char *)out + o->offset) = lua_tonumber(L, value);
+}
+
+size_t pkL_trainsteps(lua_State *L, const char *fname, pk_train_opts *o, size_t rows,
+                      lua_Integer steps, lua_Integer epochs)
+{
+  if (steps && epochs) luaL_error(L, "%s: give steps or epochs, not both", fname);
+  if (o->optimizer == PK_OPT_SGD && o->batch_size == 0) o->batch_size = 32;
+  if (epochs) {
+    size_t b = o->optimizer != PK_OPT_GD && o->batch_size ? o->batch_size : rows;
+    size_t per = b && rows ? (rows + b - 1) / b : 1;
+    if ((lua_Unsigned)epochs > (lua_Unsigned)LUA_MAXINTEGER / per)
+      luaL_error(L, "%s: too many epochs", fname);
+    steps = epochs * (lua_Integer)per;
+  }
+  return steps ? (size_t)steps : 100;
+}
+
 /* ---- results --------------------------------------------------------------------- */
 
 int pkL_error(lua_State *L, pk_status st)

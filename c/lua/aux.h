@@ -217,6 +217,25 @@ void pkL_settol(lua_State *L, int value, void *out, const pkL_option *o, const c
   { "tol", PKL_CUSTOM, .offset = offsetof(type, field.tol), .set = pkL_settol }
 void pkL_quad(lua_State *L, const char *fname, const pkL_quadargs *a, pk_quad *q);
 
+/* ---- training options ------------------------------------------------- */
+
+/* What net:train and the runs attribution retrains (pk.attribute.lds,
+ * remove_top) read alike. The loss by name ("train: unknown loss 'x'
+ * (valid: ...)"); setters for option specs: a pk_loss at the option's
+ * offset; the pk_train_opts at the offset (the optimizer, with adamw's
+ * default weight decay); a double of its hyper at the offset, refused
+ * where the optimizer (read before it) has no such hyperparameter. For
+ * pkL_sethyper the struct the spec fills begins with its pk_train_opts. */
+pk_loss pkL_checkloss(lua_State *L, const char *fname, const char *name);
+void pkL_setloss(lua_State *L, int value, void *out, const pkL_option *o, const char *fname);
+void pkL_setoptimizer(lua_State *L, int value, void *out, const pkL_option *o,
+                      const char *fname);
+void pkL_sethyper(lua_State *L, int value, void *out, const pkL_option *o, const char *fname);
+/* The steps of a run on rows examples from the options steps and epochs
+ * (0 when absent; not both), sgd's default batch of 32 set in o. */
+size_t pkL_trainsteps(lua_State *L, const char *fname, pk_train_opts *o, size_t rows,
+                      lua_Integer steps, lua_Integer epochs);
+
 /* ---- module tables ---------------------------------------------------- */
 
 /* t[key] = v for the table on top (results that are tables of numbers) */

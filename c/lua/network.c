@@ -204,20 +204,13 @@ static int n_activations(lua_State *L)
   return 1;
 }
 
-static pk_loss check_loss(lua_State *L, const char *name)
-{
-  int l = pk_loss_from_name(name);
-  if (l < 0)
-    luaL_error(L, "%s: unknown loss '%s' (valid: %s)", pkL_fname(L), name, pk_loss_names());
-  return (pk_loss)l;
-}
-
 /* net:loss(X, Y [, name]) -> the mean loss */
 static int n_loss(lua_State *L)
 {
   pk_network *net = checkn(L, 1);
   pk_matrix *X = checkm(L, 2), *Y = checkm(L, 3);
-  pk_loss loss = check_loss(L, lua_isnoneornil(L, 4) ? "mse" : pkL_checkstring(L, 4));
+  const char *name = lua_isnoneornil(L, 4) ? "mse" : pkL_checkstring(L, 4);
+  pk_loss loss = pkL_checkloss(L, pkL_fname(L), name);
   double v;
   pkL_raise(L, pk_network_loss(net, X, Y, loss, &v));
   pkL_account(L);
@@ -236,56 +229,12 @@ typedef struct train_args {
   int kernel;                           /* keep the path kernel values of explain */
 } train_args;
 
-static void set_loss(lua_State *L, int v, void *out, const pkL_option *o, const char *fname)
-{
-  if (lua_type(L, v) != LUA_TSTRING) pkL_opterror(L, v, fname, o->key, "a string");
-  ((train_args *)out)->o.loss = check_loss(L, lua_tostring(L, v));
-}
-
-static void set_optimizer(lua_State *L, int v, void *out, const pkL_option *o,
-                          const char *fname)
-{
-  pk_train_opts *t = &((train_args *)out)->o;
-  int k;
-  if (lua_type(L, v) != LUA_TSTRING) pkL_opterror(L, v, fname, o->key, "a string");
-  if ((k = pk_optimizer_from_name(lua_tostring(L, v))) < 0)
-    luaL_error(L, "%s: unknown optimizer '%s' (valid: %s)", fname, lua_tostring(L, v),
-               pk_optimizer_names());
-  t->optimizer = (pk_optimizer)k;
-  if (t->optimizer == PK_OPT_ADAMW) t->hyper.weight_decay = 0.01;   /* torch's default */
-}
-
-/* a hyperparameter, only where the optimizer (read before it) has one */
-static void set_hyper(lua_State *L, int v, void *out, const pkL_option *o, const char *fname)
-{
-  static const struct { const char *name; unsigned mask; } hp[] = {
-    { "momentum", 1u << PK_OPT_MOMENTUM | 1u << PK_OPT_NESTEROV },
-    { "dampening", 1u << PK_OPT_MOMENTUM },
-    { "beta1", 1u << PK_OPT_ADAM | 1u << PK_OPT_ADAMW },
-    { "beta2", 1u << PK_OPT_ADAM | 1u << PK_OPT_ADAMW },
-    { "eps", 1u << PK_OPT_ADAM | 1u << PK_OPT_ADAMW },
-    { "weight_decay", 0x3fu },
-  };
-  static const char *const valid[] = {
-    "weight_decay", "weight_decay", "momentum, dampening, weight_decay", "momentum, weight_decay",
-    "beta1, beta2, eps, weight_decay", "beta1, beta2, eps, weight_decay"
-  };
-  pk_optimizer opt = ((train_args *)out)->o.optimizer;
-  size_t k;
-  for (k = 0; strcmp(hp[k].name, o->key) != 0; k++) {}
-  if (!(hp[k].mask & (1u << opt)))
-    luaL_error(L, "%s: %s is not a hyperparameter of %s (its hyperparameters: %s)", fname, o->key,
-               pk_optimizer_name(opt), valid[opt]);
-  if (lua_type(L, v) != LUA_TNUMBER) pkL_opterror(L, v, fname, o->key, "a number");
-  *(double *)((char *)out + o->offset) = lua_tonumber(L, v);
-}
-
 #define TA(f) .offset = offsetof(train_args, f)
 static const pkL_option train_spec[] = {
   { "X", PKL_MATRIX | PKL_REQUIRED, TA(X), .note = " (the inputs)" },
   { "Y", PKL_MATRIX | PKL_REQUIRED, TA(Y), .note = " (the targets)" },
-  { "loss", PKL_CUSTOM, TA(o.loss), .set = set_loss },
-  { "optimizer", PKL_CUSTOM, TA(o), .set = set_optimizer },
+  { "loss", PKL_CUSTOM, TA(o.loss), .set = pkL_setloss },
+  { "optimizer", PKL_CUSTOM, TA(o), .set = pkL_setoptimizer },
   { "lr", PKL_VALUE, TA(lr) },
   { "steps", PKL_INTEGER, TA(steps), .lo = 1 },
   { "epochs", PKL_INTEGER, TA(epochs), .lo = 1 },
@@ -297,34 +246,17 @@ static const pkL_option train_spec[] = {
   { "explain", PKL_MATRIX, TA(Xq) },
   PKL_QUAD_SPEC(train_args, quad),
   { "kernel", PKL_BOOLEAN, TA(kernel) },
-  { "momentum", PKL_CUSTOM, TA(o.hyper.momentum), .set = set_hyper },
-  { "dampening", PKL_CUSTOM, TA(o.hyper.dampening), .set = set_hyper },
-  { "beta1", PKL_CUSTOM, TA(o.hyper.beta1), .set = set_hyper },
-  { "beta2", PKL_CUSTOM, TA(o.hyper.beta2), .set = set_hyper },
-  { "eps", PKL_CUSTOM, TA(o.hyper.eps), .set = set_hyper },
-  { "weight_decay", PKL_CUSTOM, TA(o.hyper.weight_decay), .set = set_hyper },
+  { "momentum", PKL_CUSTOM, TA(o.hyper.momentum), .set = pkL_sethyper },
+  { "dampening", PKL_CUSTOM, TA(o.hyper.dampening), .set = pkL_sethyper },
+  { "beta1", PKL_CUSTOM, TA(o.hyper.beta1), .set = pkL_sethyper },
+  { "beta2", PKL_CUSTOM, TA(o.hyper.beta2), .set = pkL_sethyper },
+  { "eps", PKL_CUSTOM, TA(o.hyper.eps), .set = pkL_sethyper },
+  { "weight_decay", PKL_CUSTOM, TA(o.hyper.weight_decay), .set = pkL_sethyper },
   { "weights", PKL_MATRIX, TA(W) },
   { "comm", PKL_CUSTOM, TA(o.comm), .set = pkL_setcomm },
   { NULL, 0, .offset = 0 }
 };
 #undef TA
-
-/* what the options say beyond the table: steps from epochs, the default
- * batch of sgd, the rate, the recording */
-static size_t train_steps(lua_State *L, train_args *a)
-{
-  size_t n = pk_matrix_rows(a->X);
-  if (a->steps && a->epochs) luaL_error(L, "train: give steps or epochs, not both");
-  if (a->o.optimizer == PK_OPT_SGD && a->o.batch_size == 0) a->o.batch_size = 32;
-  if (a->epochs) {
-    size_t b = a->o.optimizer != PK_OPT_GD && a->o.batch_size ? a->o.batch_size : n;
-    size_t per = b && n ? (n + b - 1) / b : 1;
-    if ((lua_Unsigned)a->epochs > (lua_Unsigned)LUA_MAXINTEGER / per)
-      luaL_error(L, "train: too many epochs");
-    a->steps = a->epochs * (lua_Integer)per;
-  }
-  return a->steps ? (size_t)a->steps : 100;
-}
 
 static void train_lr(lua_State *L, train_args *a)
 {
@@ -416,7 +348,7 @@ static int n_train(lua_State *L)
   pkL_options(L, 2, "train", train_spec, &a);
   if (a.o.comm && a.epochs)   /* an epoch counts every rank's rows, unknown here */
     return luaL_error(L, "train: give steps, not epochs, with comm");
-  a.o.steps = train_steps(L, &a);
+  a.o.steps = pkL_trainsteps(L, "train", &a.o, pk_matrix_rows(a.X), a.steps, a.epochs);
   train_lr(L, &a);
   every = train_every(L, a.record);
   pkL_quad(L, "train", &a.quad, &quad);

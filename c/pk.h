@@ -711,4 +711,117 @@ PK_API pk_status pk_alignment(const pk_matrix *G, const pk_matrix *Y, double *ou
 /* <H G1 H, H G2 H>_F / (||H G1 H||_F ||H G2 H||_F), H = I - 11^T/n */
 PK_API pk_status pk_cka(const pk_matrix *G1, const pk_matrix *G2, double *out);
 
+/* ---- attribution (attribute.c, rop.c, influence.c, lds.c) ----------------- */
+
+/* Every score matrix has m columns, one per training example, and a row
+ * per query output asked for: outputs NULL asks for every output (row
+ * x K + k for query x and output k); else outputs holds one 0-based output
+ * per query (row x). Entry (r, i) is the first-order effect on that output
+ * of up-weighting training example i (its loss weight w_i), so that
+ * removing i changes it by about minus the entry. */
+
+/* d f(x_q; w_T) / d w_i exactly, by reverse mode through the recorded run:
+ * adjoints carried back step by step with exact Hessian-vector products
+ * (gd, sgd, momentum, nesterov, adam, adamw, weight decay included;
+ * Adam's preconditioner differentiated too). Trajectories with
+ * checkpoints are replayed segment by segment going backwards. */
+PK_API pk_status pk_attribute_metagradient(const pk_trajectory *t, const pk_matrix *Xq,
+                                           const size_t *outputs, const pk_call_opts *o,
+                                           pk_matrix **out);
+/* TracIn-CP in the same convention: -(1/m) sum over s = 0, every,
+ * 2 every, ... < T of n_s eta_s g(x_q; w_s) . grad l_i(w_s), with n_s the
+ * steps checkpoint s stands for (every, fewer for the last). */
+PK_API pk_status pk_attribute_tracin(const pk_trajectory *t, const pk_matrix *Xq, size_t every,
+                                     const size_t *outputs, const pk_call_opts *o, pk_matrix **out);
+/* The weights as a superposition of the training examples: row i of
+ * *shares (m x P_l) is example i's exact share of w_T - w_0 over layer
+ * `layer`'s parameters (0-based; SIZE_MAX: every parameter), *decay
+ * (1 x P_l) the weight decay's part; rows and decay sum to w_T - w_0. */
+PK_API pk_status pk_attribute_weights(const pk_trajectory *t, size_t layer, const pk_call_opts *o,
+                                      pk_matrix **shares, pk_matrix **decay);
+/* Influence functions (Koh and Liang) at net's weights, for the training
+ * objective (1/m) sum_i l_i on (X, Y):
+ *   -(1/m) g(x_q)^T (H + damping I)^-1 grad l_i,  H = (1/m) sum_i hess l_i.
+ * solver exact: H from Hessian-vector products and LAPACK's
+ * eigendecomposition (P x P memory); cg: conjugate gradients with
+ * Hessian-vector products to the relative residual tol within maxiter
+ * iterations (0: max(2P, 100)). An H + damping I that is not positive
+ * definite fails with PK_ENUMERIC saying so. */
+typedef enum { PK_SOLVER_EXACT = 0, PK_SOLVER_CG } pk_solver;
+typedef struct pk_influence_opts {
+  pk_loss loss;          /* mse */
+  double damping;        /* 0 */
+  pk_solver solver;      /* exact */
+  double tol;            /* cg: 1e-10 */
+  size_t maxiter;        /* cg: 0, the default */
+} pk_influence_opts;
+typedef struct pk_influence_info {
+  double min_eig, max_eig;   /* exact: of H + damping I */
+  size_t iterations;         /* cg: iterations taken */
+  double residual;           /* cg: the largest final relative residual */
+} pk_influence_info;
+PK_API void pk_influence_opts_init(pk_influence_opts *io);
+PK_API pk_status pk_attribute_influence(const pk_network *net, const pk_matrix *X,
+                                        const pk_matrix *Y, const pk_matrix *Xq,
+                                        const pk_influence_opts *io, const size_t *outputs,
+                                        const pk_call_opts *o, pk_matrix **out,
+                                        pk_influence_info *info);
+/* Representer values (Yeh et al. 2018) of the last layer: Theta = [W_L
+ * b_L] on the features f~ = [s_w a_{L-1}; s_b] is fine-tuned to the
+ * stationary point of (1/m) sum_i L(Theta f~_i, t_i) + lambda ||Theta||^2,
+ * the targets t_i the network's own outputs (probabilities for softmax and
+ * logistic; labels = 1: Y); then alpha_i = -(1/(2 lambda m)) dL/dz(x_i)
+ * (*alpha, m x K), the fine-tuned outputs (*fitted, nq x K) and the
+ * scores alpha_ik f~_i . f~_q, which sum over i to the fitted output. */
+typedef struct pk_representer_info {
+  double grad_max;       /* the largest gradient entry at the stationary point found */
+  size_t iterations;     /* Newton iterations */
+} pk_representer_info;
+PK_API pk_status pk_attribute_representer(const pk_network *net, const pk_matrix *X,
+                                          const pk_matrix *Y, const pk_matrix *Xq, pk_loss loss,
+                                          double lambda, int labels, const size_t *outputs,
+                                          const pk_call_opts *o, pk_matrix **scores,
+                                          pk_matrix **alpha, pk_matrix **fitted,
+                                          pk_representer_info *info);
+/* J random subsets of m training examples as a J x m matrix of 0/1
+ * weights: each row keeps round(fraction m) examples, drawn uniformly
+ * (Fisher-Yates) from one stream seeded by seed; 0 < fraction < 1 and
+ * every subset keeps at least one example and drops at least one. */
+PK_API pk_status pk_attribute_subsets(size_t J, size_t m, double fraction, uint64_t seed,
+                                      pk_matrix **out);
+/* Retrain a copy of net0 once per row of W (J x m loss weights, times
+ * o->weights when set), from net0's weights with o's seed and batch order,
+ * and answer the queries' outputs: row j of *out (J x (nq K)) holds run
+ * j's f(x_q) for every query, K values each. One workspace serves every
+ * run; call's progress counts the steps of all of them and its cancel
+ * flag stops them ("<who>: interrupted at retraining j of J"). */
+PK_API pk_status pk_attribute_retrain(const pk_network *net0, const pk_matrix *X,
+                                      const pk_matrix *Y, const pk_train_opts *o,
+                                      const pk_matrix *Xq, const pk_matrix *W,
+                                      const pk_call_opts *call, const char *who, pk_matrix **out);
+/* Spearman's rank correlation of x and y (n values; ties get their average
+ * rank); NaN when n < 2, a value is not finite, or a side is constant. */
+PK_API pk_status pk_spearman(const double *x, const double *y, size_t n, double *rho);
+/* The linear datamodeling score of scores (nq x m) against J subsets
+ * (masks, J x m of 0/1) and the outputs retraining gave on them
+ * (observed, J x nq): per query (per_query, nq values) the Spearman
+ * correlation over the subsets of sum_{i in S_j} A[q, i] with observed;
+ * *mean over the queries where it is defined (*defined of them) and *se
+ * its standard error (sample deviation / sqrt(defined)). */
+PK_API pk_status pk_attribute_lds(const pk_matrix *masks, const pk_matrix *observed,
+                                  const pk_matrix *scores, double *per_query, double *mean,
+                                  double *se, size_t *defined);
+/* Retrain without each query's top-k examples by scores (nq x m), for
+ * each k of ks (1 <= k < m), and once on every example: *full (nq x K)
+ * the queries' outputs of that run, *change (nq x nks) the change of
+ * query q's output qout[q] (0-based) when its top k are removed, *flipped
+ * (nq x nks) 1 where the predicted class changed (softmax: the argmax;
+ * logistic: the sign), 0 where not, NaN for mse. */
+PK_API pk_status pk_attribute_remove_top(const pk_network *net0, const pk_matrix *X,
+                                         const pk_matrix *Y, const pk_train_opts *o,
+                                         const pk_matrix *Xq, const pk_matrix *scores,
+                                         const size_t *qout, const size_t *ks, size_t nks,
+                                         const pk_call_opts *call, pk_matrix **full,
+                                         pk_matrix **change, pk_matrix **flipped);
+
 #endif

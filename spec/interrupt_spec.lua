@@ -193,6 +193,35 @@ describe("SIGINT", function()
     host_handler_back(c)
   end)
 
+  it("stops a metagradient going backwards and the retraining of an LDS", function()
+    local c = spawn(PRELUDE .. [[
+      -- a short run; the long work is many query outputs (about 20 s for
+      -- the metagradient) and many retrainings (minutes for the LDS)
+      local X, Y = pk.randn(32, 4, 1), pk.randn(32, 1, 2)
+      local net = pk.network{ sizes = { 4, 64, 64, 1 }, seed = 3 }
+      local o = { X = X, Y = Y, steps = 2000, lr = 1e-3, progress = false }
+      o.record = { every = 50 }
+      local traj = net:clone():train(o)
+      local Xq = pk.randn(64, 4, 5)
+      print("ready")
+      try(pk.attribute.metagradient, traj, Xq)
+      print("ready")
+      try(pk.attribute.lds, { net = net, X = X, Y = Y, Xq = Xq:slice(1, 2), subsets = 1000,
+        train = { steps = 2000, lr = 1e-3 }, scores = { s = pk.zeros(2, 32) } })
+      -- the network is free again once the call ended
+      net:release()
+      print("released")
+    ]] .. LOOP)
+    expect(c, "ready")
+    local msg = caught(c, interrupt(c, 0.5))
+    assert.truthy(msg:find("^metagradient: interrupted at step %d+ of 2000 %(going backwards%)$"), msg)
+    expect(c, "ready")
+    msg = caught(c, interrupt(c, 0.5))
+    assert.truthy(msg:find("^attribute.lds: interrupted at retraining %d+ of 1000$"), msg)
+    expect(c, "released")
+    host_handler_back(c)
+  end)
+
   it("gives SIGINT back after nested calls and after a callback's error", function()
     local c = spawn(PRELUDE .. [[
       local K = pk.kernel.rbf{ gamma = 0.5 }

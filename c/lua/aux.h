@@ -304,6 +304,7 @@ void pkL_open_kernel(lua_State *L);
 void pkL_open_kernels(lua_State *L);
 void pkL_open_regressor(lua_State *L);
 void pkL_open_analysis(lua_State *L);
+void pkL_open_attribute(lua_State *L);
 /* pk.load by the file's tag: each pushes its object (or nil, message) and
  * returns the count. A trajectory may be given its training data. */
 int pkL_load_matrix(lua_State *L, const char *path);

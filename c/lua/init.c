@@ -97,5 +97,6 @@ int luaopen_pathkernel_core(lua_State *L)
   pkL_open_kernels(L);
   pkL_open_regressor(L);
   pkL_open_analysis(L);
+  pkL_open_attribute(L);
   return 1;
 }

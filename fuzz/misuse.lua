@@ -511,6 +511,90 @@ local OPS = {
   { "pairs", function(a) for _ in pairs(a) do end end },
 }
 
+-- ---- attribution with nearly right arguments, in bounded time ----------
+--
+-- Random arguments seldom get past pk.attribute's first checks; these calls
+-- do: a recorded run or a network with its data, queries of the right width
+-- or not, option values right or odd. lds and remove_top retrain for as many
+-- steps as their train table asks, so their progress stops the retraining
+-- after TIME_CAP seconds, wrapping a callback the fuzzer chose.
+local last_lds       -- the data of an lds that returned, for reuse
+
+local function attr_progress(bounded)
+  local t0 = os.clock()
+  local cb = chance(0.3) and pick(callbacks()) or nil
+  if not bounded and chance(0.1) then return pick({ true, false, 1, "x" }) end
+  return function(...)
+    if os.clock() - t0 > TIME_CAP then return false end
+    if cb then return cb(...) end
+  end
+end
+
+local function attribution()
+  local odd = { 0, -1, 1.5, 0 / 0, math.huge, 2^40, "x", {}, true }
+  local function v(t) return chance(0.85) and pick(t) or pick(odd) end
+  -- each option present half the time
+  local function opts(t)
+    local o = {}
+    for k, val in pairs(t) do if chance(0.5) then o[k] = val end end
+    return o
+  end
+  local X, Y = data()
+  local net = tiny(rnd(8))
+  local nq = rnd(3)
+  local Xq = chance(0.85) and pk.randn(nq, 2, rnd(9))
+    or pick({ pk.randn(2, 3, 1), pk.zeros(0, 2), pk.matrix{ { 0 / 0, 1 } } })
+  local trajs = pool["pathkernel.Trajectory"] or {}
+  local traj = #trajs > 0 and chance(0.8) and pick(trajs) or pick({ M.samples.trajectory, M.samples.trajectory_adam_every })()
+  local output = v{ 1, 2, { 1, 1 }, { 1 } }
+  local A = pk.attribute
+  local which = rnd(7)
+  if which == 1 then
+    return "pk.attribute.metagradient", A.metagradient,
+      { n = 3, traj, Xq, opts{ output = output, progress = attr_progress() } }
+  elseif which == 2 then
+    return "pk.attribute.tracin", A.tracin,
+      { n = 3, traj, Xq, opts{ every = v{ 1, 2, 3, 2^40 }, output = output, progress = attr_progress() } }
+  elseif which == 3 then
+    return "pk.attribute.weights", A.weights, { n = 2, traj, opts{ layer = v{ 1, 2, 3 }, progress = attr_progress() } }
+  elseif which == 4 then
+    return "pk.attribute.influence", A.influence, { n = 5, net, X, Y, Xq, opts{
+      loss = v{ "mse", "logistic", "softmax" }, damping = v{ 0, 0.1, 1 }, solver = v{ "exact", "cg" },
+      tol = v{ 1e-10, 0.5 }, maxiter = v{ 1, 5, 100 }, output = output, progress = attr_progress() } }
+  elseif which == 5 then
+    return "pk.attribute.representer", A.representer, { n = 5, net, X, Y, Xq, opts{
+      lambda = v{ 0.003, 1, 1e-12 }, loss = v{ "mse", "logistic", "softmax" },
+      targets = v{ "model", "labels" }, output = output, progress = attr_progress() } }
+  end
+  local m = X:rows()
+  local function scores()
+    local s = { s = pk.randn(nq, m, rnd(9)) }
+    if chance(0.3) then s.z = pick({ pk.zeros(nq, m - 1), { pk.zeros(nq, m) }, "x", pk.zeros(nq, m) }) end
+    if chance(0.05) then s[1] = pk.zeros(nq, m) end
+    return s
+  end
+  local o = opts{ output = output, seed = v{ 1, 2, math.mininteger },
+    train = opts{ steps = v{ 1, 2, 5, 1e9 }, lr = v{ 0.1, 1e-3, function() return 0.1 end },
+      optimizer = v{ "gd", "sgd", "momentum", "adam" }, batch_size = v{ 1, 2, 4 },
+      loss = v{ "mse", "logistic" }, momentum = v{ 0.9 },
+      weights = v{ pk.ones(m, 1), pk.zeros(m, 1), pk.matrix{ 1, -1, 1, 1 }, pk.ones(2, 1) } } }
+  o.progress = attr_progress(true)
+  -- what they need, mostly there
+  local need = { net = net, X = X, Y = chance(0.9) and Y or pk.matrix{ 0, 1, 1, 0 }, Xq = Xq, scores = scores() }
+  for k, val in pairs(need) do if chance(0.95) then o[k] = val end end
+  if which == 6 then
+    o.subsets, o.fraction = v{ 2, 3, 5, 1e9 }, v{ 0.5, 0.25, 0.75 }
+    if last_lds and chance(0.3) then o = { scores = scores(), reuse = last_lds, output = output } end
+    return "pk.attribute.lds", function(t)
+      local res, d = A.lds(t)
+      if d and chance(0.5) then last_lds = d end
+      return res, d
+    end, { n = 1, o }
+  end
+  o.k = v{ 1, 2, 3, { 1, 2 }, {} }
+  return "pk.attribute.remove_top", A.remove_top, { n = 1, o }
+end
+
 local function type_names()
   local names = {}
   for n in pairs(types) do names[#names + 1] = n end
@@ -546,6 +630,10 @@ function call()
     local nets = pool["pathkernel.Network"] or {}
     local net = (#nets == 0 or chance(0.7)) and tiny(rnd(8), chance(0.2) and { 2, 3, 2 } or nil) or pick(nets)
     run("pathkernel.Network:train", net.train, { n = 2, net, realize(TRAIN) })
+  elseif r <= 96 then
+    -- attribution: long work on runs and networks, retraining
+    local ok, name, fn, a = pcall(attribution)
+    if ok then run(name, fn, a) end
   else
     local op = pick(OPS)
     local x, y = any_object(), arg_value(true)

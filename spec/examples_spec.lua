@@ -120,6 +120,27 @@ describe("examples", function()
     check_picture(out, dir, "digits_explain")
   end)
 
+  it("attribution.lua: an exact metagradient, five methods judged by retraining, the weights' shares", function()
+    local out, code = run("attribution", dir)
+    assert.are.equal(0, code, out)
+    -- the metagradient is the derivative of retraining (central differences, h = 1e-4)
+    local rel = number_after(out, "metagradient vs central differences of retraining %b(): %S+ vs %S+, relative error (%S+)")
+    assert.is_true(rel and rel < 1e-6, out)
+    -- every method has its row: LDS in [-1, 1]; the exact derivative
+    -- predicts 95% subsets nearly perfectly (the rest is second order)
+    for _, name in ipairs{ "metagradient", "path", "tracin", "influence", "representer" } do
+      local a, b = out:match("\n" .. name .. " +(%S+) %+%- %S+ +(%S+) %+%- %S+")
+      assert.truthy(a, name .. "\n" .. out)
+      assert.is_true(math.abs(tonumber(a)) <= 1 and math.abs(tonumber(b)) <= 1, out)
+      if name == "metagradient" then assert.is_true(tonumber(b) > 0.9, out) end
+    end
+    -- the shares and the decay part add up to the weight change
+    local err, big = out:match("sum to w_T %- w_0 within (%S+) %(largest change (%S+)%)")
+    assert.is_true(tonumber(err) <= 1e-12 * math.max(1, tonumber(big)), out)
+    check_picture(out, dir, "attribution")
+    check_picture(out, dir, "attribution_weights")
+  end)
+
   it("infinite_width.lua: the empirical NTK approaches the analytic one like w^-1/2", function()
     local out, code = run("infinite_width", dir)
     assert.are.equal(0, code, out)

@@ -54,6 +54,11 @@ static pk_status check_traj(const pk_trajectory *t, const char *who)
 {
   pk_status st;
   if (t->T == 0) return pk_fail(PK_EINVAL, "%s: the trajectory has no steps", who);
+  /* a shard's batches are one rank's members only: the adjoints and shares
+   * need every example of every step */
+  if (t->global_rows)
+    return pk_fail(PK_EINVAL, "%s: the trajectory is one rank's shard of a data-parallel run; "
+                   "attribution needs the whole run (train it in one process)", who);
   if ((st = pk_trajectory_check_data(t))) {
     char msg[512];
     snprintf(msg, sizeof msg, "%s", pk_last_error());

@@ -70,6 +70,14 @@ describe("pk.machine.from_trajectory(traj, { comm = mpi })", function()
     assert.truthy(err:find("the exact rule needs every example's contributions", 1, true), err)
     ok, err = pcall(km.certificate, km, Xq)
     assert.truthy(err:find("certificate: a shard's machine holds this rank's contributions", 1, true), err)
+    -- attribution reads every example of every step: a shard is refused
+    for _, f in ipairs{ function() return pk.attribute.metagradient(t, Xq) end,
+                        function() return pk.attribute.tracin(t, Xq) end,
+                        function() return pk.attribute.weights(t) end } do
+      ok, err = pcall(f)
+      assert.is_false(ok)
+      assert.truthy(err:find("one rank's shard of a data-parallel run; attribution needs the whole run", 1, true), err)
+    end
     ok, err = pcall(t.save, t, os.tmpname())
     assert.truthy(err:find("save: a rank's shard of a data-parallel run cannot be saved", 1, true), err)
     assert.are.equal(size, mpi.allreduce(pk.ones(1, 1)):get(1, 1))

@@ -209,7 +209,8 @@ misuse: deps $(ASAN_MOD)
 	  $(LUA) $(CURDIR)/fuzz/misuse.lua $(N) --seed $(MISUSE_SEED) --trace $$d/trace \
 	  || { echo "misuse: died at call $$(tail -n 1 $$d/trace)"; exit 1; }; rm -rf $$d
 
-# the specs under valgrind memcheck: no errors, no definite leaks.
+# the specs under valgrind memcheck: no errors, no definite leaks (specs
+# tagged #children do their work in child processes valgrind does not trace).
 # .ci/valgrind.supp holds only third-party noise (see its comments)
 VALGRIND_FLAGS = --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
 	--show-leak-kinds=definite --track-origins=yes --num-callers=30 \
@@ -217,7 +218,7 @@ VALGRIND_FLAGS = --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=d
 valgrind: deps all
 	@sh .ci/deps valgrind
 	OPENBLAS_NUM_THREADS=1 PK_MISUSE_COUNT=300 valgrind $(VALGRIND_FLAGS) \
-	  $(LUA) $(BUSTED) --ignore-lua $(BUSTED_ARGS)
+	  $(LUA) $(BUSTED) --ignore-lua --exclude-tags=children $(BUSTED_ARGS)
 
 # ---- embedding: a C-only program against the library, a Lua host with the
 # module linked in, and both used from two threads at once

@@ -55,7 +55,9 @@ local loops = {
     "", "local C = pk.zeros(2048, 2048) + pk.ones(2048, 2048)", 32 * MiB },
 }
 
-describe("memory held in C", function()
+-- #children: the work runs in child processes, which valgrind (make valgrind)
+-- does not trace; `make test` and `make check` run it
+describe("memory held in C #children", function()
   for _, l in ipairs(loops) do
     it(l[1], function()
       local base, peak = peaks(l[2], l[3], 200)

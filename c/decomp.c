@@ -152,6 +152,8 @@ static size_t work_doubles(const pk_decomp *dc, size_t qt, size_t R, size_t bc)
   for (l = 0; l < net->L; l++) {
     const pk_layer *ly = &net->layer[l];
     size_t w = ly->vt->work(ly, R * K), d;
+    /* a side's features (layer.h) take work() of its examples */
+    if ((d = ly->vt->work(ly, big > bc ? big : bc)) > w) w = d;
     if ((d = ly->vt->gram_work(ly, big, K, bc, 1, PK_OUTPUTS_BLOCK)) > w) w = d;
     if (dc->want_kp) {
       if ((d = ly->vt->gram_work(ly, big, K, bc, K, PK_OUTPUTS_DIAGONAL)) > w) w = d;
@@ -846,7 +848,7 @@ static size_t presums(pk_decomp *dc, size_t q0, size_t r0, size_t r1)
  * (per rows an example), with the layer's features computed into buf when
  * it has any */
 static void side(pk_side *s, const pk_layer *ly, size_t n, size_t per, const double *V,
-                 const double *U, int unit, double *buf)
+                 const double *U, int unit, double *buf, double *work)
 {
   s->n = n;
   s->per = per;
@@ -856,7 +858,7 @@ static void side(pk_side *s, const pk_layer *ly, size_t n, size_t per, const dou
   s->feat = NULL;
   if (n && ly->vt->feat_size(ly, per)) {
     s->feat = buf;
-    ly->vt->feat(ly, s, buf);
+    ly->vt->feat(ly, s, buf, work);
   }
 }
 
@@ -897,15 +899,15 @@ static int query_side(pk_decomp *dc, pk_side *s, size_t l, size_t r0, size_t r1,
     } else {
       U = dc->pre0;
     }
-    side(s, ly, nu, per, V, U, unit, dc->fq);
+    side(s, ly, nu, per, V, U, unit, dc->fq, dc->work);
     return 1;
   }
   if (one) {
     for (i = 0; i < n; i++)
       memcpy(dc->T + i * ly->out, rw->d.D[l] + ((r0 + i) * K + k) * ly->out, ly->out * sizeof(double));
-    side(s, ly, n, 1, rw->a.A[l] + r0 * ly->in, dc->T, 0, dc->fq);
+    side(s, ly, n, 1, rw->a.A[l] + r0 * ly->in, dc->T, 0, dc->fq, dc->work);
   } else {
-    side(s, ly, n, K, rw->a.A[l] + r0 * ly->in, rw->d.D[l] + r0 * K * ly->out, 0, dc->fq);
+    side(s, ly, n, K, rw->a.A[l] + r0 * ly->in, rw->d.D[l] + r0 * K * ly->out, 0, dc->fq, dc->work);
   }
   return 0;
 }
@@ -937,7 +939,7 @@ static void contract_batch(pk_decomp *dc, size_t q0, size_t r0, size_t r1, const
       size_t n1;
       if (!moves(ly)) continue;
       per_query = query_side(dc, &sq, l, r0, r1, nu, 0, 0);
-      side(&st, ly, bn, 1, w->A[l] + b0 * ly->in, w->G[l] + b0 * ly->out, 0, dc->fb);
+      side(&st, ly, bn, 1, w->A[l] + b0 * ly->in, w->G[l] + b0 * ly->out, 0, dc->fb, dc->work);
       if (l == 0 && ly->vt->vprod) {
         /* the inputs do not move: Xq X^T was computed once */
         for (u = 0; u < nu; u++) {
@@ -1026,7 +1028,7 @@ static void contract_kernel(pk_decomp *dc, size_t q0, size_t r0, size_t r1, doub
       pk_side st;
       if (!moves(ly)) continue;
       side(&st, ly, bn, per, ta->A[l] + (once ? b0 : 0) * ly->in,
-           dc->da.D[l] + (once ? b0 : 0) * per * ly->out, !dc->kp_one && l + 1 == net->L, dc->fb);
+           dc->da.D[l] + (once ? b0 : 0) * per * ly->out, !dc->kp_one && l + 1 == net->L, dc->fb, dc->work);
       if (l == 0 && ly->vt->vprod) {
         for (u = 0; u < nu; u++)
           memcpy(C + u * bn, dc->c0 + (q0 + dc->ulist[u]) * dc->m + b0, bn * sizeof(double));

@@ -50,7 +50,8 @@
  * U is still there, and a layer may use the hint to skip a product.
  * feat: a layer may precompute per-example data of a side once (im2col
  * patches, explicit gradient rows) for the products above: feat_size
- * doubles per example, filled by feat() after V and U are set; example i's
+ * doubles per example, filled by feat() (with work(ly, n) scratch) from V
+ * and U; example i's
  * start at feat + i * feat_size(ly, per), so a run of rows of a side is a
  * side too. The callers size scratch by work (forward and both backward
  * functions on n rows) / gram_work / dot_work and pass it; nothing here
@@ -94,7 +95,7 @@ typedef struct pk_layer_vt {
                       pk_outputs mode);
   size_t (*dot_work)(const pk_layer *ly, size_t n, size_t per);
   size_t (*feat_size)(const pk_layer *ly, size_t per);   /* doubles per example; 0: none */
-  void (*feat)(const pk_layer *ly, const pk_side *s, double *feat);
+  void (*feat)(const pk_layer *ly, const pk_side *s, double *feat, double *work);
 
   void (*forward)(const pk_layer *ly, const double *W, const double *b, const double *A,
                   size_t n, double beta, double *Z, double *work);
@@ -129,7 +130,14 @@ struct pk_layer {
   double slope;            /* leaky_relu's negative slope */
 };
 
-extern const pk_layer_vt pk_dense_vt;
+extern const pk_layer_vt pk_dense_vt, pk_conv_vt, pk_avgpool_vt;
+
+/* C (r x c, leading dimension ldc) = alpha A1 A2^T + beta C, rows of
+ * length d with leading dimension lda. sym: A1 is the first r rows of A2
+ * and only the upper triangle of the leading r x r block is wanted (SYRK
+ * at half the cost; the rest is a GEMM). */
+void pk_prod_nt(const double *A1, size_t r, const double *A2, size_t c, size_t d, size_t lda,
+                double alpha, double beta, double *C, size_t ldc, int sym);
 
 /* a = phi(z), and g[i] *= phi'(z[i]) (given a = phi(z) too, for the
  * cheap forms); slope is leaky_relu's (relu'(0) = 0, leaky'(0) = slope).

@@ -37,11 +37,12 @@ static size_t dense_feat_size(const pk_layer *ly, size_t per)
   return 0;
 }
 
-static void dense_feat(const pk_layer *ly, const pk_side *s, double *feat)
+static void dense_feat(const pk_layer *ly, const pk_side *s, double *feat, double *work)
 {
   (void)ly;
   (void)s;
   (void)feat;
+  (void)work;
 }
 
 static void dense_forward(const pk_layer *ly, const double *W, const double *b, const double *A,
@@ -96,8 +97,8 @@ static void dense_backward_params(const pk_layer *ly, const double *A, const dou
  * length d with leading dimension lda. sym: A1 is the first r rows of A2
  * and only the upper triangle of the leading r x r block is wanted, which
  * SYRK computes at half the cost; the rest is a GEMM. */
-static void prod(const double *A1, size_t r, const double *A2, size_t c, size_t d, size_t lda,
-                 double alpha, double beta, double *C, size_t ldc, int sym)
+void pk_prod_nt(const double *A1, size_t r, const double *A2, size_t c, size_t d, size_t lda,
+                double alpha, double beta, double *C, size_t ldc, int sym)
 {
   if (r == 0 || c == 0) return;
   if (!sym) {
@@ -128,7 +129,7 @@ static void dense_gram(const pk_layer *ly, const pk_side *s1, const pk_side *s2,
     /* the output layer seen by its own single output (or the trace): the
      * product goes straight into out, the constant after it */
     double mult = mode == PK_OUTPUTS_TRACE ? (double)p1 : 1.0;
-    prod(s1->V, n1, s2->V, n2, din, din, mult * c, 1.0, out, ldo, sym);
+    pk_prod_nt(s1->V, n1, s2->V, n2, din, din, mult * c, 1.0, out, ldo, sym);
     if (b != 0)
       for (i = 0; i < n1; i++) {
         double *o = out + i * ldo;
@@ -139,7 +140,7 @@ static void dense_gram(const pk_layer *ly, const pk_side *s1, const pk_side *s2,
   if (vprod) {
     for (i = 0; i < n1 * n2; i++) C[i] = c * vprod[i];
   } else {
-    prod(s1->V, n1, s2->V, n2, din, din, c, 0.0, C, n2, sym);
+    pk_prod_nt(s1->V, n1, s2->V, n2, din, din, c, 0.0, C, n2, sym);
   }
   if (s1->unit && s2->unit) {
     /* the output layer seen by the outputs: M is the identity */
@@ -182,7 +183,7 @@ static void dense_gram(const pk_layer *ly, const pk_side *s1, const pk_side *s2,
     return;
   }
   if (mode == PK_OUTPUTS_BLOCK) {
-    prod(s1->U, n1 * p1, s2->U, n2 * p2, dout, dout, 1.0, 0.0, M, n2 * p2, sym);
+    pk_prod_nt(s1->U, n1 * p1, s2->U, n2 * p2, dout, dout, 1.0, 0.0, M, n2 * p2, sym);
     for (i = 0; i < n1; i++)
       for (k = 0; k < p1; k++) {
         const double *m = M + (i * p1 + k) * n2 * p2;
@@ -194,7 +195,7 @@ static void dense_gram(const pk_layer *ly, const pk_side *s1, const pk_side *s2,
       }
   } else if (mode == PK_OUTPUTS_TRACE) {
     /* rows of U viewed as n x (per out): their products sum over k */
-    prod(s1->U, n1, s2->U, n2, p1 * dout, p1 * dout, 1.0, 0.0, M, n2, sym);
+    pk_prod_nt(s1->U, n1, s2->U, n2, p1 * dout, p1 * dout, 1.0, 0.0, M, n2, sym);
     for (i = 0; i < n1; i++) {
       const double *m = M + i * n2, *cr = C + i * n2;
       double *o = out + i * ldo;

@@ -6,7 +6,8 @@
 #include <string.h>
 #include <math.h>
 #include <float.h>
-#include <cblas.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include "pk_net.h"
 
 static const char *const act_names[] = {
@@ -89,13 +90,23 @@ void pk_act_mul_deriv(pk_activation act, double slope, const double *z, const do
 
 /* ---- construction -------------------------------------------------------- */
 
-/* A layer as a list or a file describes it, before offsets and scales. */
+/* A layer as a list or a file gives it, before shapes, offsets and scales. */
 typedef struct layer_rec {
-  pk_layer_type type;
-  size_t out;                      /* dense: width */
+  pk_layer_spec s;
   pk_activation act;
   double slope;
 } layer_rec;
+
+static const char *kind_name(pk_layer_type t)
+{
+  return t == PK_LAYER_DENSE ? "dense" : t == PK_LAYER_CONV ? "conv" :
+         t == PK_LAYER_AVGPOOL ? "avgpool" : "unknown";
+}
+
+static const pk_layer_vt *kind_vt(pk_layer_type t)
+{
+  return t == PK_LAYER_DENSE ? &pk_dense_vt : t == PK_LAYER_CONV ? &pk_conv_vt : &pk_avgpool_vt;
+}
 
 void pk_network_free(pk_network *n)
 {
@@ -105,14 +116,110 @@ void pk_network_free(pk_network *n)
   free(n);
 }
 
-/* shapes, offsets, scales and the parameter count; allocates theta */
-static pk_status layout(pk_network *n)
+/* a * b * c within PK_MAX_DIM, else 0 */
+static size_t dim3(size_t a, size_t b, size_t c)
+{
+  if (a == 0 || b == 0 || c == 0 || a > PK_MAX_DIM || b > PK_MAX_DIM / a ||
+      c > PK_MAX_DIM / (a * b))
+    return 0;
+  return a * b * c;
+}
+
+#define LFAIL(...) return layer_fail(l, r->s.type, __VA_ARGS__)
+
+static pk_status layer_fail(size_t l, pk_layer_type t, const char *fmt, ...) PK_PRINTF(3, 4);
+static pk_status layer_fail(size_t l, pk_layer_type t, const char *fmt, ...)
+{
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  return pk_fail(PK_EINVAL, "network: layer %zu (%s): %s", l + 1, kind_name(t), msg);
+}
+
+/* The geometry of layer l from its record and the shape that enters it,
+ * checked: a kernel or window larger than its (padded) input, a zero
+ * stride, sizes past what BLAS indexes are refused naming the layer. */
+static pk_status shape_layer(pk_layer *ly, const layer_rec *r, pk_shape in, size_t l)
+{
+  const pk_layer_spec *s = &r->s;
+  size_t H = in.h, W = in.w, C = in.c;
+  memset(ly, 0, sizeof *ly);
+  ly->vt = kind_vt(s->type);
+  ly->in = dim3(C, H, W);
+  ly->ishape = in;
+  ly->kh = ly->kw = ly->sy = ly->sx = 1;
+  switch (s->type) {
+  case PK_LAYER_DENSE:
+    if (s->units == 0 || s->units > PK_MAX_DIM) LFAIL("width %zu must be in 1..%d", s->units, PK_MAX_DIM);
+    ly->ishape.c = ly->in;
+    ly->ishape.h = ly->ishape.w = 1;
+    ly->oshape.c = ly->out = s->units;
+    ly->oshape.h = ly->oshape.w = 1;
+    ly->fan_in = ly->in;
+    ly->nb = s->units;
+    break;
+  case PK_LAYER_CONV:
+    if (s->units == 0 || s->units > PK_MAX_DIM) LFAIL("channels = %zu must be in 1..%d", s->units, PK_MAX_DIM);
+    if (s->kh == 0 || s->kw == 0) LFAIL("the kernel size must be positive, got %zux%zu", s->kh, s->kw);
+    if (s->sy == 0 || s->sx == 0) LFAIL("the stride must be at least 1, got %zux%zu", s->sy, s->sx);
+    if (s->py > PK_MAX_DIM || s->px > PK_MAX_DIM || s->kh > PK_MAX_DIM || s->kw > PK_MAX_DIM ||
+        s->sy > PK_MAX_DIM || s->sx > PK_MAX_DIM)
+      LFAIL("sizes past %d", PK_MAX_DIM);
+    if (s->kh > H + 2 * s->py || s->kw > W + 2 * s->px)
+      LFAIL("a %zux%zu kernel is larger than its input %zux%zu padded by %zu,%zu", s->kh, s->kw,
+            H, W, s->py, s->px);
+    ly->kh = s->kh;
+    ly->kw = s->kw;
+    ly->sy = s->sy;
+    ly->sx = s->sx;
+    ly->py = s->py;
+    ly->px = s->px;
+    ly->oshape.c = s->units;
+    ly->oshape.h = (H + 2 * s->py - s->kh) / s->sy + 1;
+    ly->oshape.w = (W + 2 * s->px - s->kw) / s->sx + 1;
+    ly->fan_in = dim3(C, s->kh, s->kw);
+    ly->out = dim3(s->units, ly->oshape.h, ly->oshape.w);
+    if (!ly->fan_in || !ly->out || !dim3(ly->oshape.h, ly->oshape.w, ly->fan_in))
+      LFAIL("%zu channels of %zux%zu from a %zux%zu kernel over %zu channels: sizes past %d",
+            s->units, ly->oshape.h, ly->oshape.w, s->kh, s->kw, C, PK_MAX_DIM);
+    ly->nb = s->units;
+    break;
+  case PK_LAYER_AVGPOOL:
+    if (s->kh == 0 || s->kw == 0) LFAIL("the window must be positive, got %zux%zu", s->kh, s->kw);
+    if (s->kh > H || s->kw > W)
+      LFAIL("a %zux%zu window is larger than its input %zux%zu", s->kh, s->kw, H, W);
+    ly->kh = ly->sy = s->kh;
+    ly->kw = ly->sx = s->kw;
+    ly->oshape.c = C;
+    ly->oshape.h = H / s->kh;
+    ly->oshape.w = W / s->kw;
+    ly->out = dim3(C, ly->oshape.h, ly->oshape.w);
+    ly->fan_in = s->kh * s->kw;
+    break;
+  default:
+    return pk_fail(PK_EINVAL, "network: layer %zu has an unknown type %d", l + 1, (int)s->type);
+  }
+  if (!ly->in) LFAIL("an input of %zux%zux%zu values is past %d", C, H, W, PK_MAX_DIM);
+  ly->act = r->act;
+  ly->slope = ly->act == PK_ACT_LEAKY_RELU ? r->slope : 0.0;
+  return PK_OK;
+}
+
+#undef LFAIL
+
+/* offsets, scales and the parameter count; allocates theta unless the
+ * count is above maxP (a file's bytes: PK_EFORMAT) */
+static pk_status layout(pk_network *n, size_t maxP)
 {
   size_t l, P = 0;
   pk_status st;
   for (l = 0; l < n->L; l++) {
     pk_layer *ly = &n->layer[l];
-    if ((st = pk_mul_size(&ly->nw, ly->out, ly->fan_in, "network parameters"))) return st;
+    if (ly->vt != &pk_avgpool_vt &&
+        (st = pk_mul_size(&ly->nw, ly->oshape.c, ly->fan_in, "network parameters")))
+      return st;
     ly->woff = P;
     if (P + ly->nw < P || P + ly->nw + ly->nb < P + ly->nw)
       return pk_fail(PK_ENOMEM, "network: parameter count overflows");
@@ -126,21 +233,32 @@ static pk_status layout(pk_network *n)
       ly->sw = 1.0;
       ly->sb = 1.0;
     }
+    if (ly->vt == &pk_avgpool_vt) ly->sw = ly->sb = 0;
   }
   n->P = P;
+  if (P > maxP)
+    return pk_fail(PK_EFORMAT, "size check failed: %zu parameters do not fit the file", P);
   return pk_alloc((void **)&n->theta, P, sizeof(double), "the network's parameters");
 }
 
-/* A network of in inputs and the layers recs[0..L), parameters allocated,
- * not drawn. The records have been checked. */
-static pk_status build(pk_network **out, size_t in, const layer_rec *recs, size_t L,
-                       pk_parameterization param, double sigma_w, double sigma_b, uint64_t seed)
+/* A network of the input shape and the layers recs[0..L), parameters
+ * allocated, not drawn. */
+static pk_status build(pk_network **out, const size_t input[3], const layer_rec *recs, size_t L,
+                       pk_parameterization param, double sigma_w, double sigma_b, uint64_t seed,
+                       size_t maxP)
 {
-  pk_network *n = calloc(1, sizeof *n);
+  pk_network *n;
   pk_status st;
-  size_t l;
+  pk_shape in;
+  size_t l, with_params = 0;
   *out = NULL;
-  if (!n || !(n->layer = calloc(L, sizeof *n->layer))) {
+  if (!dim3(input[0], input[1], input[2]))
+    return pk_fail(PK_EINVAL, "network: the input must be C x H x W positive sizes within %d "
+                   "values, got %zu x %zu x %zu", PK_MAX_DIM, input[0], input[1], input[2]);
+  for (l = 0; l < L; l++) with_params += recs[l].s.type != PK_LAYER_AVGPOOL;
+  if (!with_params)
+    return pk_fail(PK_EINVAL, "network: no dense or conv layer (pooling alone has nothing to train)");
+  if (!(n = calloc(1, sizeof *n)) || !(n->layer = calloc(L, sizeof *n->layer))) {
     free(n);
     return pk_fail(PK_ENOMEM, "network: out of memory");
   }
@@ -149,21 +267,17 @@ static pk_status build(pk_network **out, size_t in, const layer_rec *recs, size_
   n->sigma_w = sigma_w;
   n->sigma_b = sigma_b;
   n->seed = seed;
+  in.c = input[0];
+  in.h = input[1];
+  in.w = input[2];
   for (l = 0; l < L; l++) {
-    pk_layer *ly = &n->layer[l];
-    ly->vt = &pk_dense_vt;
-    ly->in = l ? n->layer[l - 1].out : in;
-    ly->out = recs[l].out;
-    ly->ishape.c = ly->in;
-    ly->oshape.c = ly->out;
-    ly->ishape.h = ly->ishape.w = ly->oshape.h = ly->oshape.w = 1;
-    ly->kh = ly->kw = ly->sy = ly->sx = 1;
-    ly->fan_in = ly->in;
-    ly->nb = ly->out;
-    ly->act = l + 1 < L ? recs[l].act : PK_ACT_IDENTITY;
-    ly->slope = ly->act == PK_ACT_LEAKY_RELU ? recs[l].slope : 0.0;
+    if ((st = shape_layer(&n->layer[l], &recs[l], in, l))) {
+      pk_network_free(n);
+      return st;
+    }
+    in = n->layer[l].oshape;
   }
-  if ((st = layout(n))) {
+  if ((st = layout(n, maxP))) {
     pk_network_free(n);
     return st;
   }
@@ -171,35 +285,67 @@ static pk_status build(pk_network **out, size_t in, const layer_rec *recs, size_
   return PK_OK;
 }
 
-/* the spec's layers as records, checked (recs: nsizes - 1 of them) */
-static pk_status spec_records(const pk_network_spec *s, layer_rec *recs)
+/* an activated layer: conv or dense, not the network's last */
+static int activated(const layer_rec *r, size_t l, size_t L)
 {
-  size_t l;
-  if (s->nsizes < 2)
-    return pk_fail(PK_EINVAL, "network: sizes needs at least 2 entries (inputs and outputs), got %zu",
-                   s->nsizes);
-  for (l = 0; l < s->nsizes; l++)
-    if (s->sizes[l] == 0 || s->sizes[l] > PK_MAX_DIM)
-      return pk_fail(PK_EINVAL, "network: size %zu (entry %zu) must be a positive width",
-                     s->sizes[l], l + 1);
+  return r->s.type != PK_LAYER_AVGPOOL && l + 1 < L;
+}
+
+/* the spec's layers as records (recs: nlayers, or nsizes - 1 of them) with
+ * their activations; input gets the input's shape */
+static pk_status spec_records(const pk_network_spec *s, layer_rec *recs, size_t L,
+                              size_t input[3])
+{
+  size_t l, j = 0;
   if (s->param != PK_PARAM_NTK && s->param != PK_PARAM_STANDARD)
     return pk_fail(PK_EINVAL, "network: unknown parameterization");
   if (!(s->sigma_w >= 0) || !isfinite(s->sigma_w) || !(s->sigma_b >= 0) || !isfinite(s->sigma_b))
     return pk_fail(PK_EINVAL, "network: sigma_w and sigma_b must be finite and >= 0");
-  for (l = 0; l + 1 < s->nsizes; l++) {
+  if (s->nlayers) {
+    for (l = 0; l < L; l++) {
+      recs[l].s = s->layers[l];
+      if (recs[l].s.type == PK_LAYER_DENSE)
+        recs[l].s.kh = recs[l].s.kw = recs[l].s.sy = recs[l].s.sx = recs[l].s.py = recs[l].s.px = 0;
+      if (recs[l].s.type == PK_LAYER_AVGPOOL) {
+        recs[l].s.units = 0;
+        recs[l].s.sy = recs[l].s.kh;
+        recs[l].s.sx = recs[l].s.kw;
+        recs[l].s.py = recs[l].s.px = 0;
+      }
+    }
+    memcpy(input, s->input, 3 * sizeof *input);
+  } else {
+    for (l = 0; l < s->nsizes; l++)
+      if (s->sizes[l] == 0 || s->sizes[l] > PK_MAX_DIM)
+        return pk_fail(PK_EINVAL, "network: size %zu (entry %zu) must be a positive width",
+                       s->sizes[l], l + 1);
+    for (l = 0; l < L; l++) {
+      memset(&recs[l].s, 0, sizeof recs[l].s);
+      recs[l].s.type = PK_LAYER_DENSE;
+      recs[l].s.units = s->sizes[l + 1];
+    }
+    input[0] = s->sizes[0];
+    input[1] = input[2] = 1;
+  }
+  for (l = 0; l < L; l++) {
     layer_rec *r = &recs[l];
-    r->type = PK_LAYER_DENSE;
-    r->out = s->sizes[l + 1];
     r->act = PK_ACT_IDENTITY;
     r->slope = 0;
-    if (l + 2 < s->nsizes) {
-      r->act = s->acts ? s->acts[l] : s->act;
-      if ((unsigned)r->act >= PK_ACT_COUNT)
-        return pk_fail(PK_EINVAL, "network: unknown activation for hidden layer %zu", l + 1);
-      r->slope = s->slopes ? s->slopes[l] : s->slope;
-      if (r->act == PK_ACT_LEAKY_RELU && !isfinite(r->slope))
-        return pk_fail(PK_EINVAL, "network: the slope of hidden layer %zu must be finite", l + 1);
-    }
+    if (!activated(r, l, L)) continue;
+    r->act = s->acts ? s->acts[j] : s->act;
+    r->slope = s->slopes ? s->slopes[j] : s->slope;
+    j++;
+    if ((unsigned)r->act >= PK_ACT_COUNT)
+      return s->nlayers ? pk_fail(PK_EINVAL, "network: unknown activation for layer %zu", l + 1)
+                        : pk_fail(PK_EINVAL, "network: unknown activation for hidden layer %zu", l + 1);
+    if (r->act == PK_ACT_LEAKY_RELU && !isfinite(r->slope))
+      return s->nlayers ? pk_fail(PK_EINVAL, "network: the slope of layer %zu must be finite", l + 1)
+                        : pk_fail(PK_EINVAL, "network: the slope of hidden layer %zu must be finite", l + 1);
+  }
+  /* a dense layer first flattens its input: the network is the sizes form's */
+  if (recs[0].s.type == PK_LAYER_DENSE) {
+    input[0] = dim3(input[0], input[1], input[2]) ? input[0] * input[1] * input[2] : 0;
+    input[1] = input[2] = 1;
   }
   return PK_OK;
 }
@@ -223,13 +369,20 @@ pk_status pk_network_new(pk_network **out, const pk_network_spec *s)
 {
   layer_rec *recs;
   pk_status st;
+  size_t L, input[3];
   *out = NULL;
-  if (s->nsizes < 2) return spec_records(s, NULL);
-  if (!(recs = calloc(s->nsizes - 1, sizeof *recs)))
-    return pk_fail(PK_ENOMEM, "network: out of memory");
-  if (!(st = spec_records(s, recs)) &&
-      !(st = build(out, s->sizes[0], recs, s->nsizes - 1, s->param, s->sigma_w, s->sigma_b,
-                   s->seed)))
+  if (s->nlayers) {
+    if (!s->layers) return pk_fail(PK_EINVAL, "network: nlayers = %zu without layers", s->nlayers);
+    L = s->nlayers;
+  } else {
+    if (s->nsizes < 2)
+      return pk_fail(PK_EINVAL, "network: sizes needs at least 2 entries (inputs and outputs), "
+                     "got %zu", s->nsizes);
+    L = s->nsizes - 1;
+  }
+  if (!(recs = calloc(L, sizeof *recs))) return pk_fail(PK_ENOMEM, "network: out of memory");
+  if (!(st = spec_records(s, recs, L, input)) &&
+      !(st = build(out, input, recs, L, s->param, s->sigma_w, s->sigma_b, s->seed, SIZE_MAX)))
     draw(*out);
   free(recs);
   return st;
@@ -280,6 +433,7 @@ int pk_network_same_arch(const pk_network *a, const pk_network *b)
     if (x->vt != y->vt || x->in != y->in || x->out != y->out || x->kh != y->kh ||
         x->kw != y->kw || x->sy != y->sy || x->sx != y->sx || x->py != y->py || x->px != y->px ||
         x->ishape.c != y->ishape.c || x->ishape.h != y->ishape.h || x->ishape.w != y->ishape.w ||
+        x->oshape.c != y->oshape.c || x->oshape.h != y->oshape.h || x->oshape.w != y->oshape.w ||
         x->act != y->act || memcmp(&x->slope, &y->slope, sizeof x->slope) != 0)
       return 0;
   }
@@ -299,6 +453,34 @@ double pk_network_slope(const pk_network *n, size_t l)
 {
   return l >= 1 && l <= n->L ? n->layer[l - 1].slope : 0.0;
 }
+pk_status pk_network_layer(const pk_network *n, size_t l, pk_layer_spec *spec, size_t shape[3])
+{
+  const pk_layer *ly;
+  if (l > n->L) return pk_fail(PK_EINVAL, "network: layer %zu of %zu", l, n->L);
+  if (l == 0) {
+    shape[0] = n->layer[0].ishape.c;
+    shape[1] = n->layer[0].ishape.h;
+    shape[2] = n->layer[0].ishape.w;
+    return PK_OK;
+  }
+  ly = &n->layer[l - 1];
+  memset(spec, 0, sizeof *spec);
+  spec->type = ly->vt->type;
+  if (spec->type != PK_LAYER_AVGPOOL) spec->units = ly->oshape.c;
+  if (spec->type != PK_LAYER_DENSE) {
+    spec->kh = ly->kh;
+    spec->kw = ly->kw;
+    spec->sy = ly->sy;
+    spec->sx = ly->sx;
+    spec->py = ly->py;
+    spec->px = ly->px;
+  }
+  shape[0] = ly->oshape.c;
+  shape[1] = ly->oshape.h;
+  shape[2] = ly->oshape.w;
+  return PK_OK;
+}
+
 pk_parameterization pk_network_param(const pk_network *n) { return n->param; }
 size_t pk_network_nparams(const pk_network *n) { return n->P; }
 const double *pk_network_params(const pk_network *n) { return n->theta; }
@@ -327,9 +509,14 @@ pk_status pk_network_loss(const pk_network *n, const pk_matrix *X, const pk_matr
 
 pk_status pk_check_input(const pk_network *n, const pk_matrix *X, const char *what)
 {
-  if (X->cols != PK_NET_IN(n))
+  const pk_shape *in = &n->layer[0].ishape;
+  if (X->cols != PK_NET_IN(n)) {
+    if (in->h * in->w > 1)
+      return pk_fail(PK_EINVAL, "%s has %zu columns, the network takes %zu inputs (%zu x %zu x %zu "
+                     "images, channel-major)", what, X->cols, PK_NET_IN(n), in->c, in->h, in->w);
     return pk_fail(PK_EINVAL, "%s has %zu columns, the network takes %zu inputs", what, X->cols,
                    PK_NET_IN(n));
+  }
   return PK_OK;
 }
 
@@ -456,23 +643,31 @@ void pk_net_side(pk_side *s, const pk_network *n, size_t l, double *const *A, do
   s->unit = outputs && l + 1 == n->L;
 }
 
-size_t pk_lfeats_bytes(const pk_network *n, size_t cap, size_t per)
+/* doubles of the features alone (without their scratch) */
+static size_t lfeat_doubles(const pk_network *n, size_t cap, size_t per)
 {
   size_t l, tot = 0;
   for (l = 0; l < n->L; l++) tot += cap * n->layer[l].vt->feat_size(&n->layer[l], per);
-  return tot * sizeof(double);
+  return tot;
+}
+
+size_t pk_lfeats_bytes(const pk_network *n, size_t cap, size_t per)
+{
+  size_t f = lfeat_doubles(n, cap, per);
+  return f ? (f + max_work(n, cap)) * sizeof(double) : 0;
 }
 
 pk_status pk_lfeats_init(pk_lfeats *f, const pk_network *n, size_t cap, size_t per)
 {
-  size_t nf = pk_lfeats_bytes(n, cap, per) / sizeof(double), l;
+  size_t nf = lfeat_doubles(n, cap, per), l;
   double *p;
   pk_status st;
   memset(f, 0, sizeof *f);
   if (!nf) return PK_OK;
   if (!(f->feat = calloc(n->L, sizeof *f->feat)))
     return pk_fail(PK_ENOMEM, "network workspace: out of memory");
-  if ((st = pk_alloc((void **)&f->buf, nf, sizeof(double), "the layers' features"))) {
+  if ((st = pk_alloc((void **)&f->buf, nf + max_work(n, cap), sizeof(double),
+                     "the layers' features"))) {
     pk_lfeats_free(f);
     return st;
   }
@@ -484,6 +679,7 @@ pk_status pk_lfeats_init(pk_lfeats *f, const pk_network *n, size_t cap, size_t p
       p += cap * fs;
     }
   }
+  f->work = p;
   return PK_OK;
 }
 
@@ -504,7 +700,7 @@ void pk_lfeats_compute(pk_lfeats *f, const pk_network *n, double *const *A, doub
       const pk_layer *ly = &n->layer[l];
       pk_side s;
       pk_net_side(&s, n, l, A, U, NULL, 0, rows, per, outputs);
-      ly->vt->feat(ly, &s, f->feat[l]);
+      ly->vt->feat(ly, &s, f->feat[l], f->work);
     }
 }
 
@@ -610,6 +806,7 @@ pk_status pk_network_jacobian(const pk_network *n, const pk_matrix *X, pk_matrix
 {
   pk_acts w;
   pk_deltas dl;
+  pk_lfeats lf;
   pk_status st;
   size_t K = PK_NET_OUT(n), rows, l;
   char what[80];
@@ -622,15 +819,24 @@ pk_status pk_network_jacobian(const pk_network *n, const pk_matrix *X, pk_matrix
     return st;
   if ((st = pk_acts_init(&w, n, X->rows, 0))) goto fail;
   if ((st = pk_deltas_init(&dl, n, X->rows))) { pk_acts_free(&w); goto fail; }
+  /* layers with features (conv: the gradient rows themselves) give them */
+  if ((st = pk_lfeats_init(&lf, n, X->rows, K))) {
+    pk_deltas_free(&dl);
+    pk_acts_free(&w);
+    goto fail;
+  }
   pk_net_forward_ws(n, n->theta, X->data, X->rows, &w);
   pk_net_deltas(n, n->theta, &w, X->rows, &dl);
+  pk_lfeats_compute(&lf, n, w.A, dl.D, X->rows, K, 1);
   memset((*out)->data, 0, rows * n->P * sizeof(double));
   for (l = 0; l < n->L; l++) {
     const pk_layer *ly = &n->layer[l];
     pk_side s;
-    pk_net_side(&s, n, l, w.A, dl.D, NULL, 0, X->rows, K, 1);
+    if (ly->nw + ly->nb == 0) continue;
+    pk_net_side(&s, n, l, w.A, dl.D, lf.feat, 0, X->rows, K, 1);
     ly->vt->grad_rows(ly, &s, 1.0, (*out)->data, n->P);
   }
+  pk_lfeats_free(&lf);
   pk_deltas_free(&dl);
   pk_acts_free(&w);
   return PK_OK;
@@ -647,12 +853,13 @@ fail:
  * f64 sigma_w, f64 sigma_b, u64 seed, u64 P, f64 theta[P]. Layout 2 starts
  * with LAYERS_MARK (a layer count no file can hold), then u64 L, u64 C, H,
  * W of the input, the same u32 parameterization, f64 sigma_w, sigma_b, u64
- * seed, then a record per layer: u32 type, u32 activation, f64 slope
- * (leaky_relu's, else 0), u64 outputs (dense: width, conv: channels),
- * u64 kh, kw, stride y, x, padding y, x (0 where the type has none), then
- * u64 P, f64 theta[P]. Networks that layout 1 describes are written in it,
- * byte for byte as before; the others in layout 2, in a file of format
- * version 2 (which older builds refuse by version). */
+ * seed, then a record per layer: u32 type (pk_layer_type), u32 activation,
+ * f64 slope (leaky_relu's, else 0), u64 outputs (dense: width, conv:
+ * channels, avgpool: 0), u64 kh, kw, stride y, x, padding y, x (dense: all
+ * 0; avgpool: the window, strides equal to it, no padding), then u64 P,
+ * f64 theta[P]. Networks that layout 1 describes are written in it, byte
+ * for byte as before; the others in layout 2, in a file of format version
+ * 2 (which older builds refuse by version). */
 #define LAYERS_MARK 0xFFFFFFFF00000002ull
 
 static int needs_layers(const pk_network *n)
@@ -687,18 +894,19 @@ pk_status pk_network_write_payload(pk_writer *wr, const void *obj)
   pk_put_u64(wr, n->seed);
   if (needs_layers(n))
     for (l = 0; l < n->L; l++) {
-      const pk_layer *ly = &n->layer[l];
-      int dense = ly->vt == &pk_dense_vt;
-      pk_put_u32(wr, (uint32_t)ly->vt->type);
-      pk_put_u32(wr, (uint32_t)ly->act);
-      pk_put_f64(wr, ly->slope);
-      pk_put_u64(wr, ly->oshape.c);
-      pk_put_u64(wr, dense ? 0 : ly->kh);
-      pk_put_u64(wr, dense ? 0 : ly->kw);
-      pk_put_u64(wr, dense ? 0 : ly->sy);
-      pk_put_u64(wr, dense ? 0 : ly->sx);
-      pk_put_u64(wr, dense ? 0 : ly->py);
-      pk_put_u64(wr, dense ? 0 : ly->px);
+      pk_layer_spec sp;
+      size_t shape[3];
+      pk_network_layer(n, l + 1, &sp, shape);
+      pk_put_u32(wr, (uint32_t)sp.type);
+      pk_put_u32(wr, (uint32_t)n->layer[l].act);
+      pk_put_f64(wr, n->layer[l].slope);
+      pk_put_u64(wr, sp.units);
+      pk_put_u64(wr, sp.kh);
+      pk_put_u64(wr, sp.kw);
+      pk_put_u64(wr, sp.sy);
+      pk_put_u64(wr, sp.sx);
+      pk_put_u64(wr, sp.py);
+      pk_put_u64(wr, sp.px);
     }
   pk_put_u64(wr, n->P);
   pk_put_f64s(wr, n->theta, n->P);
@@ -707,22 +915,56 @@ pk_status pk_network_write_payload(pk_writer *wr, const void *obj)
 
 #define BAD(...) do { st = pk_fail(PK_EFORMAT, __VA_ARGS__); goto done; } while (0)
 
-/* An activation code read from a file, for layer l of L (the last has
- * none); layout 1 knows the codes below leaky_relu's. */
-static pk_status read_act(uint32_t a, size_t l, size_t L, int layered, pk_activation *out)
+/* An activation code read from a file for a layer that is activated or not
+ * (the last layer and pooling have none); layout 1 knows the codes below
+ * leaky_relu's. */
+static pk_status read_act(uint32_t a, size_t l, int act_ok, int last, int layered,
+                          pk_activation *out)
 {
   if (a >= (layered ? PK_ACT_COUNT : PK_ACT_LEAKY_RELU))
     return pk_fail(PK_EFORMAT, "value check failed: unknown activation %u", a);
-  /* the output layer has none: a file that says otherwise is not ours */
-  if (l + 1 == L && a != PK_ACT_IDENTITY)
-    return pk_fail(PK_EFORMAT, "value check failed: the output layer has activation %u", a);
+  /* a file that gives one to a layer without is not ours */
+  if (!act_ok && a != PK_ACT_IDENTITY)
+    return last ? pk_fail(PK_EFORMAT, "value check failed: the output layer has activation %u", a)
+                : pk_fail(PK_EFORMAT, "value check failed: the pooling layer %zu has activation %u",
+                          l + 1, a);
   *out = (pk_activation)a;
+  return PK_OK;
+}
+
+/* one layer record of layout 2 into r (checked against its kind) */
+static pk_status read_record(pk_reader *rd, layer_rec *r, size_t l, size_t L)
+{
+  uint32_t type = pk_get_u32(rd), a = pk_get_u32(rd);
+  pk_layer_spec *s = &r->s;
+  pk_status st;
+  r->slope = pk_get_f64(rd);
+  s->units = (size_t)pk_get_u64(rd);
+  s->kh = (size_t)pk_get_u64(rd);
+  s->kw = (size_t)pk_get_u64(rd);
+  s->sy = (size_t)pk_get_u64(rd);
+  s->sx = (size_t)pk_get_u64(rd);
+  s->py = (size_t)pk_get_u64(rd);
+  s->px = (size_t)pk_get_u64(rd);
+  if (rd->err) return pk_fail(PK_EFORMAT, "file is truncated (reading the layers)");
+  if (type < PK_LAYER_DENSE || type > PK_LAYER_AVGPOOL)
+    return pk_fail(PK_EFORMAT, "value check failed: layer %zu has unknown type %u", l + 1, type);
+  s->type = (pk_layer_type)type;
+  if (type == PK_LAYER_DENSE && (s->kh || s->kw || s->sy || s->sx || s->py || s->px))
+    return pk_fail(PK_EFORMAT, "value check failed: dense layer %zu has a window, stride or padding",
+                   l + 1);
+  if (type == PK_LAYER_AVGPOOL && (s->units || s->sy != s->kh || s->sx != s->kw || s->py || s->px))
+    return pk_fail(PK_EFORMAT, "value check failed: avgpool layer %zu is not a plain window", l + 1);
+  if ((st = read_act(a, l, type != PK_LAYER_AVGPOOL && l + 1 < L, l + 1 == L, 1, &r->act)))
+    return st;
+  if (r->act == PK_ACT_LEAKY_RELU ? !isfinite(r->slope) : r->slope != 0 || signbit(r->slope))
+    return pk_fail(PK_EFORMAT, "value check failed: layer %zu has slope %g", l + 1, r->slope);
   return PK_OK;
 }
 
 pk_status pk_network_read_payload(pk_reader *r, pk_network **out)
 {
-  size_t L, l, P, in, need = 0;
+  size_t L, l, P, input[3];
   layer_rec *recs = NULL;
   pk_parameterization param;
   double sigma_w, sigma_b;
@@ -745,70 +987,54 @@ pk_status pk_network_read_payload(pk_reader *r, pk_network **out)
   if (L < 1) return pk_fail(PK_EFORMAT, "size check failed: a network with no layers");
   if (!(recs = calloc(L, sizeof *recs))) return pk_fail(PK_ENOMEM, "network: out of memory");
   if (!layered) {
-    in = (size_t)pk_get_u64(r);
+    input[0] = (size_t)pk_get_u64(r);
+    input[1] = input[2] = 1;
     for (l = 0; l < L; l++) {
-      recs[l].type = PK_LAYER_DENSE;
-      recs[l].out = (size_t)pk_get_u64(r);
+      recs[l].s.type = PK_LAYER_DENSE;
+      recs[l].s.units = (size_t)pk_get_u64(r);
     }
     for (l = 0; l < L && !r->err; l++)
-      if ((st = read_act(pk_get_u32(r), l, L, 0, &recs[l].act))) goto done;
+      if ((st = read_act(pk_get_u32(r), l, l + 1 < L, l + 1 == L, 0, &recs[l].act))) goto done;
   } else {
-    size_t c = (size_t)pk_get_u64(r), h = (size_t)pk_get_u64(r), w = (size_t)pk_get_u64(r);
-    if (h != 1 || w != 1) BAD("value check failed: an input of %zu x %zu x %zu values (a network "
-                              "of dense layers takes C x 1 x 1)", c, h, w);
-    in = c;
+    for (l = 0; l < 3; l++) input[l] = (size_t)pk_get_u64(r);
   }
   param = (pk_parameterization)pk_get_u32(r);
   sigma_w = pk_get_f64(r);
   sigma_b = pk_get_f64(r);
   seed = pk_get_u64(r);
-  if (layered)
-    for (l = 0; l < L && !r->err; l++) {
-      uint32_t type = pk_get_u32(r), a = pk_get_u32(r);
-      uint64_t g[6];
-      int k;
-      recs[l].slope = pk_get_f64(r);
-      recs[l].out = (size_t)pk_get_u64(r);
-      for (k = 0; k < 6; k++) g[k] = pk_get_u64(r);
-      if (r->err) break;
-      if (type != PK_LAYER_DENSE) BAD("value check failed: layer %zu has unknown type %u", l + 1, type);
-      recs[l].type = PK_LAYER_DENSE;
-      if (g[0] || g[1] || g[2] || g[3] || g[4] || g[5])
-        BAD("value check failed: dense layer %zu has a window, stride or padding", l + 1);
-      if ((st = read_act(a, l, L, 1, &recs[l].act))) goto done;
-      if (recs[l].act == PK_ACT_LEAKY_RELU ? !isfinite(recs[l].slope)
-                                           : recs[l].slope != 0 || signbit(recs[l].slope))
-        BAD("value check failed: layer %zu has slope %g", l + 1, recs[l].slope);
-    }
+  for (l = 0; layered && l < L && !r->err; l++)
+    if ((st = read_record(r, &recs[l], l, L))) goto done;
   if (r->err) BAD("file is truncated (reading the network)");
   if (param != PK_PARAM_NTK && param != PK_PARAM_STANDARD)
     BAD("value check failed: unknown parameterization %u", (unsigned)param);
   if (!(sigma_w >= 0 && sigma_w <= DBL_MAX && sigma_b >= 0 && sigma_b <= DBL_MAX))
     BAD("value check failed: sigma_w and sigma_b must be finite and >= 0");
-  /* the parameter count must match the sizes and fit the file before any
-   * allocation of that size */
-  for (l = 0; l < L; l++) {
-    size_t a = l ? recs[l - 1].out : in, b = recs[l].out;
-    if (a == 0 || b == 0 || a > PK_MAX_DIM || b > PK_MAX_DIM || b > ((r->n - r->pos) / 8) / a)
-      BAD("size check failed: layer sizes do not fit the file");
-    need += b * a + b;
+  /* a dense first layer sees its input flat: that is how it is written */
+  if (recs[0].s.type == PK_LAYER_DENSE && (input[1] != 1 || input[2] != 1))
+    BAD("value check failed: an input of %zu x %zu x %zu to a dense layer", input[0], input[1],
+        input[2]);
+  /* the shapes and the parameter count are checked, and the count must fit
+   * the file, before anything of that size is allocated */
+  st = build(out, input, recs, L, param, sigma_w, sigma_b, seed,
+             r->n - r->pos >= 8 ? (r->n - r->pos - 8) / 8 : 0);
+  if (st == PK_EINVAL) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "%s", pk_last_error());
+    BAD("value check failed: %s", msg);
   }
+  if (st) goto done;
   if ((st = pk_get_count(r, 8, &P, "parameter count"))) goto done;
-  if (P != need) BAD("size check failed: %zu parameters for sizes that need %zu", P, need);
-  if ((st = build(out, in, recs, L, param, sigma_w, sigma_b, seed))) goto done;
+  if (P != (*out)->P) BAD("size check failed: %zu parameters for layers that need %zu", P, (*out)->P);
   /* one encoding per network: layout 2 only where layout 1 cannot say it */
-  if (layered && !needs_layers(*out)) {
-    pk_network_free(*out);
-    *out = NULL;
+  if (layered && !needs_layers(*out))
     BAD("value check failed: layer records for a network that layout 1 describes");
-  }
   pk_get_f64s(r, (*out)->theta, P);
-  if (r->err) {
+  if (r->err) BAD("file is truncated (reading the parameters)");
+done:
+  if (st) {
     pk_network_free(*out);
     *out = NULL;
-    BAD("file is truncated (reading the parameters)");
   }
-done:
   free(recs);
   return st;
 }

@@ -278,14 +278,33 @@ PK_API int pk_activation_from_name(const char *name);
 PK_API const char *pk_activation_name(pk_activation a);
 PK_API const char *pk_activation_names(void);
 
+/* One layer of a network given as a list (pk_network_spec.layers). */
+typedef struct pk_layer_spec {
+  pk_layer_type type;
+  size_t units;                /* dense: outputs; conv: output channels */
+  size_t kh, kw;               /* conv: kernel; avgpool: window, and its stride */
+  size_t sy, sx;               /* conv: strides (>= 1) */
+  size_t py, px;               /* conv: zero padding on each side */
+} pk_layer_spec;
+
+/* A network by its sizes (fully connected) or by a list of layers. The
+ * activations go to the "activated" layers: every hidden layer of the
+ * sizes form; every conv and dense layer but the network's last layer of
+ * the list form (pooling has none). */
 typedef struct pk_network_spec {
   size_t nsizes;               /* number of sizes: layers + 1 (>= 2) */
   const size_t *sizes;         /* d_0 (inputs) ... d_L (outputs) */
-  const pk_activation *acts;   /* one per hidden layer (nsizes - 2), or NULL */
-  pk_activation act;           /* used for every hidden layer when acts is NULL */
-  /* leaky_relu's negative slope per hidden layer (nsizes - 2, read for
-   * leaky_relu layers only), or NULL for `slope` everywhere; a zeroed
-   * spec has slope 0, the Lua binding's default is PK_LEAKY_SLOPE */
+  /* the list form, used when nlayers > 0 (then sizes is not read): the
+   * input's channels, height and width (X rows hold C H W values,
+   * channel-major) and the layers in order */
+  size_t nlayers;
+  const pk_layer_spec *layers;
+  size_t input[3];
+  const pk_activation *acts;   /* one per activated layer, or NULL */
+  pk_activation act;           /* used for every activated layer when acts is NULL */
+  /* leaky_relu's negative slope per activated layer (read for leaky_relu
+   * layers only), or NULL for `slope` everywhere; a zeroed spec has slope
+   * 0, the Lua binding's default is PK_LEAKY_SLOPE */
   const double *slopes;
   double slope;
   pk_parameterization param;
@@ -293,15 +312,19 @@ typedef struct pk_network_spec {
   uint64_t seed;
 } pk_network_spec;
 
-/* No sizes yet; tanh (leaky_relu's slope PK_LEAKY_SLOPE), ntk, sigma_w = 1,
- * sigma_b = 0.1, seed 0: the Lua module's defaults. */
+/* No sizes or layers yet; tanh (leaky_relu's slope PK_LEAKY_SLOPE), ntk,
+ * sigma_w = 1, sigma_b = 0.1, seed 0: the Lua module's defaults. */
 PK_API void pk_network_spec_init(pk_network_spec *s);
 
-/* A fully connected network: z_l = s_w W_l a_{l-1} + s_b b_l, a_l = phi(z_l)
- * for hidden layers, f = z_L. ntk: W, b ~ N(0, 1), s_w = sigma_w/sqrt(d_{l-1}),
- * s_b = sigma_b; standard: W ~ N(0, sigma_w^2/d_{l-1}), b ~ N(0, sigma_b^2),
- * s_w = s_b = 1. Parameters: layer by layer, W_l row-major (d_l x d_{l-1}),
- * then b_l. */
+/* z_l = s_w W_l (*) a_{l-1} + s_b b_l, a_l = phi(z_l) for activated
+ * layers, f = z_L; (*) is a matrix product (dense) or a convolution
+ * (conv, torch.nn.Conv2d's cross-correlation). ntk: W, b ~ N(0, 1), s_w =
+ * sigma_w/sqrt(fan_in), s_b = sigma_b; standard: W ~ N(0, sigma_w^2/fan_in),
+ * b ~ N(0, sigma_b^2), s_w = s_b = 1; fan_in = d_{l-1} (dense), C_in kh kw
+ * (conv). Parameters: layer by layer, W_l row-major (dense: d_l x d_{l-1},
+ * torch.nn.Linear.weight; conv: C_out x C_in x kh x kw, Conv2d.weight),
+ * then b_l. Average pooling has none; a dense layer after an image sees
+ * its channel-major flatten. */
 typedef struct pk_network pk_network;
 
 PK_API pk_status pk_network_new(pk_network **out, const pk_network_spec *spec);
@@ -311,6 +334,11 @@ PK_API size_t pk_network_layers(const pk_network *net);         /* L */
 PK_API size_t pk_network_size(const pk_network *net, size_t l); /* d_l, l = 0..L */
 PK_API pk_activation pk_network_activation(const pk_network *net, size_t l); /* hidden l = 1..L-1 */
 PK_API double pk_network_slope(const pk_network *net, size_t l);  /* leaky_relu's, else 0 */
+/* Layer l = 1..L as a list entry would give it, and its output's shape
+ * (channels, height, width; a dense layer's is units x 1 x 1). l = 0:
+ * out gets the input's shape and *spec is left alone. PK_EINVAL for l > L. */
+PK_API pk_status pk_network_layer(const pk_network *net, size_t l, pk_layer_spec *spec,
+                                  size_t shape[3]);
 PK_API pk_parameterization pk_network_param(const pk_network *net);
 PK_API size_t pk_network_nparams(const pk_network *net);
 PK_API const double *pk_network_params(const pk_network *net);

@@ -74,6 +74,7 @@ size_t pk_deltas_bytes(const pk_network *net, size_t cap);
 typedef struct pk_lfeats {
   double **feat;
   double *buf;
+  double *work;            /* the layers' scratch for computing them */
 } pk_lfeats;
 
 size_t pk_lfeats_bytes(const pk_network *net, size_t cap, size_t per);

@@ -34,8 +34,8 @@ build = {
       sources = {
         "c/analysis.c", "c/analytic.c", "c/attribute.c", "c/classic.c", "c/comm.c",
         "c/container.c", "c/core.c", "c/csv.c", "c/decomp.c", "c/fastmath.c",
-        "c/influence.c", "c/kernel.c", "c/kinks.c", "c/kspec.c", "c/layer_dense.c",
-        "c/lds.c", "c/linalg.c", "c/loss.c", "c/machine.c", "c/matrix.c",
+        "c/influence.c", "c/kernel.c", "c/kinks.c", "c/kspec.c", "c/layer_conv.c",
+        "c/layer_dense.c", "c/lds.c", "c/linalg.c", "c/loss.c", "c/machine.c", "c/matrix.c",
         "c/matrix_ops.c", "c/network.c", "c/npy.c", "c/optim.c", "c/parallel.c",
         "c/pathkernel.c", "c/regress.c", "c/rng.c", "c/rop.c", "c/tangent.c",
         "c/train.c", "c/trajectory.c",

@@ -1,0 +1,401 @@
+/* layer_conv.c - the convolution and average-pooling layers behind the
+ * seam of layer.h. A conv layer is torch.nn.Conv2d's cross-correlation:
+ * W is C_out x (C_in kh kw) row-major (Conv2d.weight flattened), and with
+ * the im2col matrix P_i of an example (one row of C_in kh kw values per
+ * output position p, zeros where the window leaves the padded image)
+ *     z_i[c, p] = s_w W[c] . P_i[p] + s_b b[c],
+ * so the passes are GEMMs over a chunk of examples at a time. A gradient
+ * row is g_r = (s_w U_r P_i, s_b sum_p U_r[., p]) (U_r: C_out x positions),
+ * rank at most the number of positions; the layer keeps it explicit as
+ * its feature of a side (computed once per block of rows), so every
+ * product of gradients is a single GEMM over nw + C_out columns. Average
+ * pooling (window = stride, no padding, the floor of torch.nn.AvgPool2d)
+ * has no parameters. */
+#include <stddef.h>
+#include <string.h>
+#include <cblas.h>
+#include "pk_net.h"
+
+/* scratch per call, in doubles: rows go in chunks within it */
+#define CONV_WORK ((size_t)1 << 20)
+
+static size_t npos(const pk_layer *ly) { return ly->oshape.h * ly->oshape.w; }
+
+/* examples per chunk of n: its patches and products within CONV_WORK, and
+ * every GEMM dimension within an int */
+static size_t chunk(const pk_layer *ly, size_t n)
+{
+  size_t np = npos(ly), per = np * (ly->fan_in + ly->oshape.c), m = CONV_WORK / per;
+  if (m < 1) m = 1;
+  if (m > PK_MAX_DIM / np) m = PK_MAX_DIM / np;
+  return m < n ? m : n;
+}
+
+static size_t conv_work(const pk_layer *ly, size_t n)
+{
+  return n ? chunk(ly, n) * npos(ly) * (ly->fan_in + ly->oshape.c) : 0;
+}
+
+static size_t no_gram_work(const pk_layer *ly, size_t n1, size_t per1, size_t n2, size_t per2,
+                           pk_outputs mode)
+{
+  (void)ly; (void)n1; (void)per1; (void)n2; (void)per2; (void)mode;
+  return 0;
+}
+
+static size_t no_dot_work(const pk_layer *ly, size_t n, size_t per)
+{
+  (void)ly; (void)n; (void)per;
+  return 0;
+}
+
+/* Pt (F x m npos, row f = (c, u, v), column i npos + p) = the patches of
+ * the m examples of A, transposed: Pt[f][i npos + p] = P_i[p][f] */
+static void im2col(const pk_layer *ly, const double *A, size_t m, double *Pt)
+{
+  size_t C = ly->ishape.c, H = ly->ishape.h, W = ly->ishape.w, Ho = ly->oshape.h;
+  size_t Wo = ly->oshape.w, np = Ho * Wo, ld = m * np, c, u, v, i, oy, ox;
+  for (c = 0; c < C; c++)
+    for (u = 0; u < ly->kh; u++)
+      for (v = 0; v < ly->kw; v++) {
+        double *row = Pt + ((c * ly->kh + u) * ly->kw + v) * ld;
+        for (i = 0; i < m; i++) {
+          const double *a = A + i * ly->in + c * H * W;
+          double *o = row + i * np;
+          for (oy = 0; oy < Ho; oy++) {
+            ptrdiff_t y = (ptrdiff_t)(oy * ly->sy + u) - (ptrdiff_t)ly->py;
+            double *oo = o + oy * Wo;
+            if (y < 0 || y >= (ptrdiff_t)H) {
+              memset(oo, 0, Wo * sizeof *oo);
+              continue;
+            }
+            for (ox = 0; ox < Wo; ox++) {
+              ptrdiff_t x = (ptrdiff_t)(ox * ly->sx + v) - (ptrdiff_t)ly->px;
+              oo[ox] = x < 0 || x >= (ptrdiff_t)W ? 0.0 : a[(size_t)y * W + (size_t)x];
+            }
+          }
+        }
+      }
+}
+
+/* the transpose of im2col: Gin (m examples, zeroed here) += the patches'
+ * gradients dPt scattered back to the pixels they were read from */
+static void col2im(const pk_layer *ly, const double *dPt, size_t m, double *Gin)
+{
+  size_t C = ly->ishape.c, H = ly->ishape.h, W = ly->ishape.w, Ho = ly->oshape.h;
+  size_t Wo = ly->oshape.w, np = Ho * Wo, ld = m * np, c, u, v, i, oy, ox;
+  memset(Gin, 0, m * ly->in * sizeof *Gin);
+  for (c = 0; c < C; c++)
+    for (u = 0; u < ly->kh; u++)
+      for (v = 0; v < ly->kw; v++) {
+        const double *row = dPt + ((c * ly->kh + u) * ly->kw + v) * ld;
+        for (i = 0; i < m; i++) {
+          double *g = Gin + i * ly->in + c * H * W;
+          const double *d = row + i * np;
+          for (oy = 0; oy < Ho; oy++) {
+            ptrdiff_t y = (ptrdiff_t)(oy * ly->sy + u) - (ptrdiff_t)ly->py;
+            if (y < 0 || y >= (ptrdiff_t)H) continue;
+            for (ox = 0; ox < Wo; ox++) {
+              ptrdiff_t x = (ptrdiff_t)(ox * ly->sx + v) - (ptrdiff_t)ly->px;
+              if (x >= 0 && x < (ptrdiff_t)W) g[(size_t)y * W + (size_t)x] += d[oy * Wo + ox];
+            }
+          }
+        }
+      }
+}
+
+/* Gt (C_out x m npos) = the m rows of G (each C_out x npos) side by side */
+static void to_channels(const pk_layer *ly, const double *G, size_t m, double *Gt)
+{
+  size_t np = npos(ly), Co = ly->oshape.c, i, c;
+  for (c = 0; c < Co; c++)
+    for (i = 0; i < m; i++)
+      memcpy(Gt + c * m * np + i * np, G + i * ly->out + c * np, np * sizeof *Gt);
+}
+
+static void conv_forward(const pk_layer *ly, const double *W, const double *b, const double *A,
+                         size_t n, double beta, double *Z, double *work)
+{
+  size_t np = npos(ly), Co = ly->oshape.c, F = ly->fan_in, i0, i, c, p;
+  for (i0 = 0; i0 < n; i0 += chunk(ly, n)) {
+    size_t m = n - i0 < chunk(ly, n) ? n - i0 : chunk(ly, n);
+    double *Pt = work, *T = work + F * m * np;
+    im2col(ly, A + i0 * ly->in, m, Pt);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)(m * np), (int)F, ly->sw,
+                W, (int)F, Pt, (int)(m * np), 0.0, T, (int)(m * np));
+    for (i = 0; i < m; i++)
+      for (c = 0; c < Co; c++) {
+        double *z = Z + (i0 + i) * ly->out + c * np, bias = b ? ly->sb * b[c] : 0.0;
+        const double *t = T + c * m * np + i * np;
+        if (beta == 0)
+          for (p = 0; p < np; p++) z[p] = t[p] + bias;
+        else
+          for (p = 0; p < np; p++) z[p] = beta * z[p] + t[p] + bias;
+      }
+  }
+}
+
+static void conv_backward_input(const pk_layer *ly, const double *W, const double *G, size_t n,
+                                double *Gin, double *work)
+{
+  size_t np = npos(ly), Co = ly->oshape.c, F = ly->fan_in, i0;
+  for (i0 = 0; i0 < n; i0 += chunk(ly, n)) {
+    size_t m = n - i0 < chunk(ly, n) ? n - i0 : chunk(ly, n);
+    double *Gt = work, *dPt = work + Co * m * np;
+    to_channels(ly, G + i0 * ly->out, m, Gt);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)F, (int)(m * np), (int)Co, ly->sw,
+                W, (int)F, Gt, (int)(m * np), 0.0, dPt, (int)(m * np));
+    col2im(ly, dPt, m, Gin + i0 * ly->in);
+  }
+}
+
+static void conv_backward_params(const pk_layer *ly, const double *A, const double *G, size_t n,
+                                 double scale, double *gW, double *gb, double *work)
+{
+  size_t np = npos(ly), Co = ly->oshape.c, F = ly->fan_in, i0, i, c, p;
+  for (c = 0; c < Co; c++) gb[c] = 0;
+  if (n == 0) memset(gW, 0, ly->nw * sizeof *gW);
+  for (i0 = 0; i0 < n; i0 += chunk(ly, n)) {
+    size_t m = n - i0 < chunk(ly, n) ? n - i0 : chunk(ly, n);
+    double *Pt = work, *Gt = work + F * m * np;
+    im2col(ly, A + i0 * ly->in, m, Pt);
+    to_channels(ly, G + i0 * ly->out, m, Gt);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Co, (int)F, (int)(m * np),
+                scale * ly->sw, Gt, (int)(m * np), Pt, (int)(m * np), i0 ? 1.0 : 0.0, gW, (int)F);
+    for (i = 0; i < m; i++)
+      for (c = 0; c < Co; c++) {
+        const double *g = G + (i0 + i) * ly->out + c * np;
+        for (p = 0; p < np; p++) gb[c] += g[p];
+      }
+  }
+  for (c = 0; c < Co; c++) gb[c] *= scale * ly->sb;
+}
+
+/* ---- gradient rows as features -------------------------------------------- */
+
+/* a row of the features: the gradient row g_r, W's part then b's */
+static size_t row_len(const pk_layer *ly) { return ly->nw + ly->oshape.c; }
+
+static size_t conv_feat_size(const pk_layer *ly, size_t per) { return per * row_len(ly); }
+
+static void conv_feat(const pk_layer *ly, const pk_side *s, double *feat, double *work)
+{
+  size_t np = npos(ly), Co = ly->oshape.c, F = ly->fan_in, R = row_len(ly), i0, i, k, c, p;
+  for (i0 = 0; i0 < s->n; i0 += chunk(ly, s->n)) {
+    size_t m = s->n - i0 < chunk(ly, s->n) ? s->n - i0 : chunk(ly, s->n);
+    im2col(ly, s->V + i0 * ly->in, m, work);
+    for (i = 0; i < m; i++)
+      for (k = 0; k < s->per; k++) {
+        size_t r = (i0 + i) * s->per + k;
+        const double *u = s->U + r * ly->out;
+        double *g = feat + r * R;
+        /* s_w U_r (C_out x npos) times P_i (npos x F) */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)Co, (int)F, (int)np, ly->sw, u,
+                    (int)np, work + i * np, (int)(m * np), 0.0, g, (int)F);
+        for (c = 0; c < Co; c++) {
+          double t = 0;
+          for (p = 0; p < np; p++) t += u[c * np + p];
+          g[ly->nw + c] = ly->sb * t;
+        }
+      }
+  }
+}
+
+static void conv_gram(const pk_layer *ly, const pk_side *s1, const pk_side *s2, pk_outputs mode,
+                      int sym, double alpha, const double *vprod, double *out, size_t ldo,
+                      double *work)
+{
+  size_t R = row_len(ly), p1 = s1->per, p2 = s2->per, k;
+  (void)vprod;
+  (void)work;
+  if (s1->n == 0 || s2->n == 0) return;
+  if (mode == PK_OUTPUTS_BLOCK) {
+    pk_prod_nt(s1->feat, s1->n * p1, s2->feat, s2->n * p2, R, R, alpha, 1.0, out, ldo, sym);
+  } else if (mode == PK_OUTPUTS_TRACE) {
+    pk_prod_nt(s1->feat, s1->n, s2->feat, s2->n, p1 * R, p1 * R, alpha, 1.0, out, ldo, sym);
+  } else {
+    for (k = 0; k < p1; k++)
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)s1->n, (int)s2->n, (int)R, alpha,
+                  s1->feat + k * R, (int)(p1 * R), s2->feat + k * R, (int)(p2 * R), 1.0,
+                  out + k * ldo, (int)(p1 * ldo));
+  }
+}
+
+static void conv_sqnorm(const pk_layer *ly, const pk_side *s, double *out)
+{
+  size_t R = row_len(ly), r, j;
+  for (r = 0; r < s->n * s->per; r++) {
+    const double *g = s->feat + r * R;
+    double t = 0;
+    for (j = 0; j < R; j++) t += g[j] * g[j];
+    out[r] += t;
+  }
+}
+
+static void conv_dot_params(const pk_layer *ly, const pk_side *s, const double *W,
+                            const double *b, double alpha, double *out, double *work)
+{
+  size_t R = row_len(ly), r, j;
+  (void)work;
+  for (r = 0; r < s->n * s->per; r++) {
+    const double *g = s->feat + r * R;
+    double tw = 0, tb = 0;
+    for (j = 0; j < ly->nw; j++) tw += g[j] * W[j];
+    for (j = 0; j < ly->oshape.c; j++) tb += g[ly->nw + j] * b[j];
+    out[r] += alpha * (tw + tb);
+  }
+}
+
+/* without features (a caller that has none): the patches are read in
+ * place, one value at a time */
+static void grad_row_direct(const pk_layer *ly, const double *u, const double *a, double weight,
+                            double *ow, double *ob)
+{
+  size_t H = ly->ishape.h, W = ly->ishape.w, Ho = ly->oshape.h, Wo = ly->oshape.w, np = Ho * Wo;
+  size_t c, ci, y0, x0, oy, ox;
+  for (c = 0; c < ly->oshape.c; c++) {
+    const double *uc = u + c * np;
+    double t = 0;
+    for (ci = 0; ci < ly->ishape.c; ci++)
+      for (y0 = 0; y0 < ly->kh; y0++)
+        for (x0 = 0; x0 < ly->kw; x0++) {
+          double e = 0;
+          for (oy = 0; oy < Ho; oy++) {
+            ptrdiff_t y = (ptrdiff_t)(oy * ly->sy + y0) - (ptrdiff_t)ly->py;
+            if (y < 0 || y >= (ptrdiff_t)H) continue;
+            for (ox = 0; ox < Wo; ox++) {
+              ptrdiff_t x = (ptrdiff_t)(ox * ly->sx + x0) - (ptrdiff_t)ly->px;
+              if (x >= 0 && x < (ptrdiff_t)W)
+                e += uc[oy * Wo + ox] * a[ci * H * W + (size_t)y * W + (size_t)x];
+            }
+          }
+          ow[c * ly->fan_in + (ci * ly->kh + y0) * ly->kw + x0] += weight * ly->sw * e;
+        }
+    for (oy = 0; oy < np; oy++) t += uc[oy];
+    ob[c] += weight * ly->sb * t;
+  }
+}
+
+static void conv_grad_rows(const pk_layer *ly, const pk_side *s, double weight, double *out,
+                           size_t ldo)
+{
+  size_t R = row_len(ly), r, j, nr = s->n * s->per;
+  for (r = 0; r < nr; r++) {
+    double *ow = out + r * ldo + ly->woff, *ob = out + r * ldo + ly->boff;
+    if (s->feat) {
+      const double *g = s->feat + r * R;
+      for (j = 0; j < ly->nw; j++) ow[j] += weight * g[j];
+      for (j = 0; j < ly->oshape.c; j++) ob[j] += weight * g[ly->nw + j];
+    } else {
+      grad_row_direct(ly, s->U + r * ly->out, s->V + (r / s->per) * ly->in, weight, ow, ob);
+    }
+  }
+}
+
+const pk_layer_vt pk_conv_vt = {
+  "conv", PK_LAYER_CONV, 0,
+  conv_work, no_gram_work, no_dot_work, conv_feat_size, conv_feat,
+  conv_forward, conv_backward_input, conv_backward_params,
+  conv_gram, conv_sqnorm, conv_dot_params, conv_grad_rows
+};
+
+/* ---- average pooling -------------------------------------------------------- */
+
+static size_t pool_work(const pk_layer *ly, size_t n)
+{
+  (void)ly;
+  (void)n;
+  return 0;
+}
+
+static size_t pool_feat_size(const pk_layer *ly, size_t per)
+{
+  (void)ly;
+  (void)per;
+  return 0;
+}
+
+static void pool_feat(const pk_layer *ly, const pk_side *s, double *feat, double *work)
+{
+  (void)ly; (void)s; (void)feat; (void)work;
+}
+
+static void pool_forward(const pk_layer *ly, const double *W, const double *b, const double *A,
+                         size_t n, double beta, double *Z, double *work)
+{
+  size_t C = ly->ishape.c, H = ly->ishape.h, Wd = ly->ishape.w, Ho = ly->oshape.h;
+  size_t Wo = ly->oshape.w, i, c, oy, ox, u, v;
+  double scale = 1.0 / (double)(ly->kh * ly->kw);
+  (void)W; (void)b; (void)work;
+  for (i = 0; i < n; i++)
+    for (c = 0; c < C; c++) {
+      const double *a = A + i * ly->in + c * H * Wd;
+      double *z = Z + i * ly->out + c * Ho * Wo;
+      for (oy = 0; oy < Ho; oy++)
+        for (ox = 0; ox < Wo; ox++) {
+          double t = 0;
+          for (u = 0; u < ly->kh; u++)
+            for (v = 0; v < ly->kw; v++) t += a[(oy * ly->kh + u) * Wd + ox * ly->kw + v];
+          z[oy * Wo + ox] = (beta == 0 ? 0.0 : beta * z[oy * Wo + ox]) + scale * t;
+        }
+    }
+}
+
+static void pool_backward_input(const pk_layer *ly, const double *W, const double *G, size_t n,
+                                double *Gin, double *work)
+{
+  size_t C = ly->ishape.c, H = ly->ishape.h, Wd = ly->ishape.w, Ho = ly->oshape.h;
+  size_t Wo = ly->oshape.w, i, c, oy, ox, u, v;
+  double scale = 1.0 / (double)(ly->kh * ly->kw);
+  (void)W; (void)work;
+  memset(Gin, 0, n * ly->in * sizeof *Gin);
+  for (i = 0; i < n; i++)
+    for (c = 0; c < C; c++) {
+      double *g = Gin + i * ly->in + c * H * Wd;
+      const double *d = G + i * ly->out + c * Ho * Wo;
+      for (oy = 0; oy < Ho; oy++)
+        for (ox = 0; ox < Wo; ox++) {
+          double t = scale * d[oy * Wo + ox];
+          for (u = 0; u < ly->kh; u++)
+            for (v = 0; v < ly->kw; v++) g[(oy * ly->kh + u) * Wd + ox * ly->kw + v] = t;
+        }
+    }
+}
+
+static void pool_backward_params(const pk_layer *ly, const double *A, const double *G, size_t n,
+                                 double scale, double *gW, double *gb, double *work)
+{
+  (void)ly; (void)A; (void)G; (void)n; (void)scale; (void)gW; (void)gb; (void)work;
+}
+
+static void pool_gram(const pk_layer *ly, const pk_side *s1, const pk_side *s2, pk_outputs mode,
+                      int sym, double alpha, const double *vprod, double *out, size_t ldo,
+                      double *work)
+{
+  (void)ly; (void)s1; (void)s2; (void)mode; (void)sym; (void)alpha; (void)vprod; (void)out;
+  (void)ldo; (void)work;
+}
+
+static void pool_sqnorm(const pk_layer *ly, const pk_side *s, double *out)
+{
+  (void)ly; (void)s; (void)out;
+}
+
+static void pool_dot_params(const pk_layer *ly, const pk_side *s, const double *W,
+                            const double *b, double alpha, double *out, double *work)
+{
+  (void)ly; (void)s; (void)W; (void)b; (void)alpha; (void)out; (void)work;
+}
+
+static void pool_grad_rows(const pk_layer *ly, const pk_side *s, double weight, double *out,
+                           size_t ldo)
+{
+  (void)ly; (void)s; (void)weight; (void)out; (void)ldo;
+}
+
+const pk_layer_vt pk_avgpool_vt = {
+  "avgpool", PK_LAYER_AVGPOOL, 0,
+  pool_work, no_gram_work, no_dot_work, pool_feat_size, pool_feat,
+  pool_forward, pool_backward_input, pool_backward_params,
+  pool_gram, pool_sqnorm, pool_dot_params, pool_grad_rows
+};

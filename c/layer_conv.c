@@ -49,33 +49,53 @@ static size_t no_dot_work(const pk_layer *ly, size_t n, size_t per)
   return 0;
 }
 
+/* The output columns ox whose input column ox sx + v - px lies inside
+ * 0..W-1: [*lo, *hi). Rows (oy) likewise with kh, sy, py. */
+static void valid_range(size_t n_out, size_t stride, size_t off, size_t pad, size_t n_in,
+                        size_t *lo, size_t *hi)
+{
+  size_t a = 0, b = n_out;
+  /* ox stride + off >= pad and ox stride + off - pad < n_in */
+  if (off < pad) a = (pad - off + stride - 1) / stride;
+  if (n_in + pad <= off) b = 0;
+  else if ((n_in + pad - off + stride - 1) / stride < b) b = (n_in + pad - off + stride - 1) / stride;
+  if (a > b) a = b;
+  *lo = a;
+  *hi = b;
+}
+
 /* Pt (F x m npos, row f = (c, u, v), column i npos + p) = the patches of
- * the m examples of A, transposed: Pt[f][i npos + p] = P_i[p][f] */
+ * the m examples of A, transposed: Pt[f][i npos + p] = P_i[p][f]. Each
+ * output row splits into a zero margin, a run read from one input row
+ * (contiguous for stride 1) and a zero margin. */
 static void im2col(const pk_layer *ly, const double *A, size_t m, double *Pt)
 {
   size_t C = ly->ishape.c, H = ly->ishape.h, W = ly->ishape.w, Ho = ly->oshape.h;
   size_t Wo = ly->oshape.w, np = Ho * Wo, ld = m * np, c, u, v, i, oy, ox;
   for (c = 0; c < C; c++)
-    for (u = 0; u < ly->kh; u++)
+    for (u = 0; u < ly->kh; u++) {
+      size_t ylo, yhi;
+      valid_range(Ho, ly->sy, u, ly->py, H, &ylo, &yhi);
       for (v = 0; v < ly->kw; v++) {
         double *row = Pt + ((c * ly->kh + u) * ly->kw + v) * ld;
+        size_t xlo, xhi;
+        valid_range(Wo, ly->sx, v, ly->px, W, &xlo, &xhi);
         for (i = 0; i < m; i++) {
           const double *a = A + i * ly->in + c * H * W;
           double *o = row + i * np;
-          for (oy = 0; oy < Ho; oy++) {
-            ptrdiff_t y = (ptrdiff_t)(oy * ly->sy + u) - (ptrdiff_t)ly->py;
+          if (ylo) memset(o, 0, ylo * Wo * sizeof *o);
+          for (oy = ylo; oy < yhi; oy++) {
+            const double *src = a + (oy * ly->sy + u - ly->py) * W + v - ly->px;
             double *oo = o + oy * Wo;
-            if (y < 0 || y >= (ptrdiff_t)H) {
-              memset(oo, 0, Wo * sizeof *oo);
-              continue;
-            }
-            for (ox = 0; ox < Wo; ox++) {
-              ptrdiff_t x = (ptrdiff_t)(ox * ly->sx + v) - (ptrdiff_t)ly->px;
-              oo[ox] = x < 0 || x >= (ptrdiff_t)W ? 0.0 : a[(size_t)y * W + (size_t)x];
-            }
+            for (ox = 0; ox < xlo; ox++) oo[ox] = 0;
+            if (ly->sx == 1) memcpy(oo + xlo, src + xlo, (xhi - xlo) * sizeof *oo);
+            else for (ox = xlo; ox < xhi; ox++) oo[ox] = src[ox * ly->sx];
+            for (ox = xhi; ox < Wo; ox++) oo[ox] = 0;
           }
+          if (yhi < Ho) memset(o + yhi * Wo, 0, (Ho - yhi) * Wo * sizeof *o);
         }
       }
+    }
 }
 
 /* the transpose of im2col: Gin (m examples, zeroed here) += the patches'
@@ -86,22 +106,24 @@ static void col2im(const pk_layer *ly, const double *dPt, size_t m, double *Gin)
   size_t Wo = ly->oshape.w, np = Ho * Wo, ld = m * np, c, u, v, i, oy, ox;
   memset(Gin, 0, m * ly->in * sizeof *Gin);
   for (c = 0; c < C; c++)
-    for (u = 0; u < ly->kh; u++)
+    for (u = 0; u < ly->kh; u++) {
+      size_t ylo, yhi;
+      valid_range(Ho, ly->sy, u, ly->py, H, &ylo, &yhi);
       for (v = 0; v < ly->kw; v++) {
         const double *row = dPt + ((c * ly->kh + u) * ly->kw + v) * ld;
+        size_t xlo, xhi;
+        valid_range(Wo, ly->sx, v, ly->px, W, &xlo, &xhi);
         for (i = 0; i < m; i++) {
           double *g = Gin + i * ly->in + c * H * W;
           const double *d = row + i * np;
-          for (oy = 0; oy < Ho; oy++) {
-            ptrdiff_t y = (ptrdiff_t)(oy * ly->sy + u) - (ptrdiff_t)ly->py;
-            if (y < 0 || y >= (ptrdiff_t)H) continue;
-            for (ox = 0; ox < Wo; ox++) {
-              ptrdiff_t x = (ptrdiff_t)(ox * ly->sx + v) - (ptrdiff_t)ly->px;
-              if (x >= 0 && x < (ptrdiff_t)W) g[(size_t)y * W + (size_t)x] += d[oy * Wo + ox];
-            }
+          for (oy = ylo; oy < yhi; oy++) {
+            double *dst = g + (oy * ly->sy + u - ly->py) * W + v - ly->px;
+            const double *dd = d + oy * Wo;
+            for (ox = xlo; ox < xhi; ox++) dst[ox * ly->sx] += dd[ox];
           }
         }
       }
+    }
 }
 
 /* Gt (C_out x m npos) = the m rows of G (each C_out x npos) side by side */
@@ -121,16 +143,20 @@ static void conv_forward(const pk_layer *ly, const double *W, const double *b, c
     size_t m = n - i0 < chunk(ly, n) ? n - i0 : chunk(ly, n);
     double *Pt = work, *T = work + F * m * np;
     im2col(ly, A + i0 * ly->in, m, Pt);
+    /* T (C_out x m npos) starts at the bias, so the GEMM adds to it */
+    for (c = 0; c < Co; c++) {
+      double bias = b ? ly->sb * b[c] : 0.0, *t = T + c * m * np;
+      for (p = 0; p < m * np; p++) t[p] = bias;
+    }
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Co, (int)(m * np), (int)F, ly->sw,
-                W, (int)F, Pt, (int)(m * np), 0.0, T, (int)(m * np));
+                W, (int)F, Pt, (int)(m * np), 1.0, T, (int)(m * np));
     for (i = 0; i < m; i++)
       for (c = 0; c < Co; c++) {
-        double *z = Z + (i0 + i) * ly->out + c * np, bias = b ? ly->sb * b[c] : 0.0;
+        double *z = Z + (i0 + i) * ly->out + c * np;
         const double *t = T + c * m * np + i * np;
-        if (beta == 0)
-          for (p = 0; p < np; p++) z[p] = t[p] + bias;
+        if (beta == 0) memcpy(z, t, np * sizeof *z);
         else
-          for (p = 0; p < np; p++) z[p] = beta * z[p] + t[p] + bias;
+          for (p = 0; p < np; p++) z[p] = beta * z[p] + t[p];
       }
   }
 }

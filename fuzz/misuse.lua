@@ -63,6 +63,22 @@ M.samples = {
   network_leaky = function()
     return pk.network{ sizes = { 2, 3, 2 }, activation = "leaky_relu", slope = 0.3, seed = 6 }
   end,
+  -- conv networks over the pool's 2-column data (1 x 1 x 2 images), and a
+  -- wider one that takes 2 x 4 x 4 images
+  network_conv = function()
+    return pk.network{ input = { 1, 1, 2 }, seed = 7,
+      layers = { { "conv", channels = 3, size = { 1, 2 } }, { "dense", 2 } } }
+  end,
+  network_conv_pool = function()
+    return pk.network{ input = { 2, 4, 4 }, activation = "relu", seed = 8,
+      layers = { { "conv", channels = 2, size = 3, stride = 2, padding = 1 }, { "avgpool", size = 2 },
+                 { "dense", 3 } } }
+  end,
+  kernel_conv = function()
+    return pk.kernel.tangent(pk.network{ input = { 1, 2, 1 }, seed = 9,
+      layers = { { "conv", channels = 2, size = 1, padding = { 1, 0 } }, { "avgpool", size = { 2, 1 } },
+                 { "dense", 2 } } }, { outputs = "trace" })
+  end,
   network_released = function()
     local net = tiny(3)
     net:release()
@@ -398,6 +414,11 @@ local function zoo()
     { outputs = "trace" }, { outputs = 1 }, { memory = -1 }, { memory = 1 }, { seed = "x" },
     { seed = 1.5 }, { input_dim = 1 }, { fail_at = 1 }, { sizes = { 2, 0, 1 } }, { steps = -1 },
     { sizes = { 2, 3, 1 }, activation = "leaky_relu", slope = 0 / 0 }, { sizes = { 2, 3, 1 }, slope = { 1, 2 } },
+    { input = { 1, 1, 2 }, layers = { { "conv", channels = 2, size = { 1, 2 } }, { "dense", 1 } } },
+    { input = { 1, 4, 4 }, layers = { { "conv", channels = 1, size = 5 } } },
+    { input = { 2, 3, 3 }, layers = { { "avgpool", size = 2 }, { "conv", channels = 2, size = 1, stride = 0 } } },
+    { input = { 1, 2 }, layers = { { "dense", 1 } } }, { input = { 1, 1, 2 }, layers = {} },
+    { layers = { { "conv" } } }, { input = { 2^40, 2^40, 2 }, layers = { { "dense", 1 } } },
     { steps = 2^40 }, { lr = 0 / 0 }, { [1] = "positional" }, { unknown_option = true },
     -- pk.split, A:std, pk.hstack / vstack (lists of pool objects)
     { test = 0.2 }, { test = 3 }, { test = 1.0 }, { test = 2^40 }, { shuffle = false, test = 1 },

@@ -55,8 +55,16 @@ local function fixed_data() return pk.randn(6, 2, 11), pk.randn(6, 1, 12) end
 local function small_net(seed, opts)
   local o = { sizes = { 2, 3, 1 }, activation = "tanh", seed = seed }
   for k, v in pairs(opts or {}) do o[k] = v end
+  if o.layers then o.sizes = nil end
   return pk.network(o)
 end
+
+-- conv networks over the fixed data's two columns read as a 1 x 1 x 2 or a
+-- 1 x 2 x 1 image (format version 2: layer records with windows)
+local CONV = { input = { 1, 1, 2 }, layers = { { "conv", channels = 2, size = { 1, 2 } }, { "dense", 1 } } }
+local CONV_POOL = { input = { 1, 2, 1 }, activation = "relu",
+  layers = { { "conv", channels = 2, size = 1, padding = { 1, 0 } }, { "avgpool", size = { 2, 1 } },
+             { "dense", 1 } } }
 
 function seeds.network(put)
   local X, Y = fixed_data()
@@ -70,6 +78,11 @@ function seeds.network(put)
   -- format version 2: the layer records of a leaky_relu network
   put("leaky", saved_obj(pk.network{ sizes = { 2, 3, 2, 1 }, activation = { "leaky_relu", "tanh" },
     slope = 0.2, seed = 5 }))
+  put("conv", saved_obj(small_net(6, CONV)))
+  put("conv-pool", saved_obj(small_net(7, CONV_POOL)))
+  put("conv-image", saved_obj(pk.network{ input = { 2, 4, 4 }, seed = 8,
+    layers = { { "conv", channels = 3, size = 3, stride = 2, padding = 1 }, { "avgpool", size = 2 },
+               { "conv", channels = 2, size = 1 } } }))
 end
 
 -- runs of a few steps for every optimizer family and both ways of recording
@@ -96,6 +109,12 @@ local function runs()
   -- loss weights: format version 2
   run("sgd-weights", { optimizer = "sgd", batch_size = 2, steps = 5, record = { every = 2 }, seed = 7,
     weights = pk.matrix{ 1, 0, 0.5, 2, 1, 0 } })
+  -- conv networks
+  run("conv-gd", { net = CONV, record = true })
+  run("conv-pool-momentum", { net = CONV_POOL, optimizer = "momentum", batch_size = 4,
+    record = { every = 2 }, seed = 8, steps = 5 })
+  run("conv-adam-explain", { net = CONV, optimizer = "adam", lr = 0.01, record = true,
+    explain = X:slice(1, 2) })
   return t
 end
 

@@ -6,9 +6,10 @@
  *     z_i[c, p] = s_w W[c] . P_i[p] + s_b b[c],
  * so the passes are GEMMs over a chunk of examples at a time. A gradient
  * row is g_r = (s_w U_r P_i, s_b sum_p U_r[., p]) (U_r: C_out x positions),
- * rank at most the number of positions; the layer keeps it explicit as
- * its feature of a side (computed once per block of rows), so every
- * product of gradients is a single GEMM over nw + C_out columns. Average
+ * rank at most the number of positions; products of gradient rows go by
+ * the rows themselves or by pairs of positions, whichever the layer's
+ * shape makes smaller (see below), from features computed once per block
+ * of rows. Average
  * pooling (window = stride, no padding, the floor of torch.nn.AvgPool2d)
  * has no parameters. */
 #include <stddef.h>
@@ -197,20 +198,56 @@ static void conv_backward_params(const pk_layer *ly, const double *A, const doub
   for (c = 0; c < Co; c++) gb[c] *= scale * ly->sb;
 }
 
-/* ---- gradient rows as features -------------------------------------------- */
+/* ---- the products of gradient rows ----------------------------------------- */
 
-/* a row of the features: the gradient row g_r, W's part then b's */
+/* Two ways to the products of two gradient rows, the layer's choice by the
+ * size of what it keeps per example:
+ *  - explicit: the rows themselves, g_r = (s_w U_r P_i, s_b sum_p U_r),
+ *    nw + C_out values per row; a product is one dot (a GEMM for a block);
+ *  - pairs of positions: the patches P_i and the sensitivities by position,
+ *    npos (F + per C_out) values per example, with
+ *      g_r . g_r' = sum_{p,p'} (U_r[., p] . U_r'[., p'])
+ *                              (s_w^2 P_i[p] . P_j[p'] + s_b^2),
+ *    GEMMs over the positions of a block and a weighted sum of each
+ *    npos x npos block (DESIGN.md section 4).
+ * Pairs win when the layer has few output positions for its channels
+ * (deep, strided layers); explicit rows when it has many (early layers).
+ * The choice depends on the layer alone, so both sides of a product agree. */
 static size_t row_len(const pk_layer *ly) { return ly->nw + ly->oshape.c; }
 
-static size_t conv_feat_size(const pk_layer *ly, size_t per) { return per * row_len(ly); }
+static int by_pairs(const pk_layer *ly)
+{
+  return npos(ly) * (ly->fan_in + ly->oshape.c) < row_len(ly);
+}
+
+/* pairs: one row per position, its patch then its sensitivities [k][c] */
+static size_t pos_len(const pk_layer *ly, size_t per) { return ly->fan_in + per * ly->oshape.c; }
+
+static size_t conv_feat_size(const pk_layer *ly, size_t per)
+{
+  return by_pairs(ly) ? npos(ly) * pos_len(ly, per) : per * row_len(ly);
+}
 
 static void conv_feat(const pk_layer *ly, const pk_side *s, double *feat, double *work)
 {
-  size_t np = npos(ly), Co = ly->oshape.c, F = ly->fan_in, R = row_len(ly), i0, i, k, c, p;
+  size_t np = npos(ly), Co = ly->oshape.c, F = ly->fan_in, R = row_len(ly), i0, i, k, c, p, f;
+  int pairs = by_pairs(ly);
   for (i0 = 0; i0 < s->n; i0 += chunk(ly, s->n)) {
     size_t m = s->n - i0 < chunk(ly, s->n) ? s->n - i0 : chunk(ly, s->n);
     im2col(ly, s->V + i0 * ly->in, m, work);
-    for (i = 0; i < m; i++)
+    for (i = 0; i < m; i++) {
+      if (pairs) {
+        size_t Rp = pos_len(ly, s->per);
+        double *x = feat + (i0 + i) * np * Rp;
+        for (p = 0; p < np; p++)
+          for (f = 0; f < F; f++) x[p * Rp + f] = work[f * m * np + i * np + p];
+        for (k = 0; k < s->per; k++) {
+          const double *u = s->U + ((i0 + i) * s->per + k) * ly->out;
+          for (c = 0; c < Co; c++)
+            for (p = 0; p < np; p++) x[p * Rp + F + k * Co + c] = u[c * np + p];
+        }
+        continue;
+      }
       for (k = 0; k < s->per; k++) {
         size_t r = (i0 + i) * s->per + k;
         const double *u = s->U + r * ly->out;
@@ -224,7 +261,82 @@ static void conv_feat(const pk_layer *ly, const pk_side *s, double *feat, double
           g[ly->nw + c] = ly->sb * t;
         }
       }
+    }
   }
+}
+
+/* pairs: the side-2 examples a block takes, so that its two npos-square
+ * products of n1 examples against them stay near CONV_WORK doubles */
+static size_t pair_block(const pk_layer *ly, size_t n1, size_t n2)
+{
+  size_t np = npos(ly), jb = CONV_WORK / 2 / (n1 * np * np + 1);
+  if (jb < 1) jb = 1;
+  return jb < n2 ? jb : n2;
+}
+
+static size_t conv_gram_work(const pk_layer *ly, size_t n1, size_t per1, size_t n2, size_t per2,
+                             pk_outputs mode)
+{
+  size_t np = npos(ly);
+  (void)per1; (void)per2; (void)mode;
+  if (!by_pairs(ly) || n1 == 0 || n2 == 0) return 0;
+  return 2 * n1 * np * pair_block(ly, n1, n2) * np;
+}
+
+/* out[i ldo + j stride] += sum over each npos x npos block (i, j) of Q o V,
+ * for the m1 x mj examples of the products Q, V ((m1 npos) x (mj npos)) */
+static void block_sums(const double *Q, const double *V, size_t m1, size_t mj, size_t np,
+                       double *out, size_t ldo, size_t stride)
+{
+  size_t i, j, p, q, ld = mj * np;
+  for (i = 0; i < m1; i++)
+    for (j = 0; j < mj; j++) {
+      double t = 0;
+      for (p = 0; p < np; p++) {
+        const double *qr = Q + (i * np + p) * ld + j * np, *vr = V + (i * np + p) * ld + j * np;
+        for (q = 0; q < np; q++) t += qr[q] * vr[q];
+      }
+      out[i * ldo + j * stride] += t;
+    }
+}
+
+static void gram_pairs(const pk_layer *ly, const pk_side *s1, const pk_side *s2, pk_outputs mode,
+                       int sym, double alpha, double *out, size_t ldo, double *work)
+{
+  size_t np = npos(ly), Co = ly->oshape.c, F = ly->fan_in, p1 = s1->per, p2 = s2->per;
+  size_t R1 = np * pos_len(ly, p1), R2 = np * pos_len(ly, p2), L1 = pos_len(ly, p1);
+  size_t L2 = pos_len(ly, p2), jb = pair_block(ly, s1->n, s2->n), j0, k, k2, i;
+  double c = alpha * ly->sw * ly->sw, b = alpha * ly->sb * ly->sb;
+  for (j0 = 0; j0 < s2->n; j0 += jb) {
+    size_t mj = s2->n - j0 < jb ? s2->n - j0 : jb, ld = mj * np;
+    /* with sym, side 1's examples past this block have nothing above the
+     * diagonal in it */
+    size_t m1 = sym && j0 + mj < s1->n ? j0 + mj : s1->n;
+    const double *f1 = s1->feat, *f2 = s2->feat + j0 * R2;
+    double *V = work, *Q = work + m1 * np * ld;
+    if (m1 == 0) continue;
+    /* V = c P1 P2^T + b over every pair of positions */
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(m1 * np), (int)ld, (int)F, c, f1,
+                (int)L1, f2, (int)L2, 0.0, V, (int)ld);
+    for (i = 0; i < m1 * np * ld; i++) V[i] += b;
+    if (mode == PK_OUTPUTS_TRACE) {
+      cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(m1 * np), (int)ld, (int)(p1 * Co),
+                  1.0, f1 + F, (int)L1, f2 + F, (int)L2, 0.0, Q, (int)ld);
+      block_sums(Q, V, m1, mj, np, out + j0, ldo, 1);
+    } else {
+      for (k = 0; k < p1; k++)
+        for (k2 = 0; k2 < p2; k2++) {
+          if (mode == PK_OUTPUTS_DIAGONAL && k2 != k) continue;
+          cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(m1 * np), (int)ld, (int)Co, 1.0,
+                      f1 + F + k * Co, (int)L1, f2 + F + k2 * Co, (int)L2, 0.0, Q, (int)ld);
+          if (mode == PK_OUTPUTS_BLOCK)
+            block_sums(Q, V, m1, mj, np, out + k * ldo + j0 * p2 + k2, p1 * ldo, p2);
+          else
+            block_sums(Q, V, m1, mj, np, out + k * ldo + j0, p1 * ldo, 1);
+        }
+    }
+  }
+  (void)R1;
 }
 
 static void conv_gram(const pk_layer *ly, const pk_side *s1, const pk_side *s2, pk_outputs mode,
@@ -233,9 +345,10 @@ static void conv_gram(const pk_layer *ly, const pk_side *s1, const pk_side *s2, 
 {
   size_t R = row_len(ly), p1 = s1->per, p2 = s2->per, k;
   (void)vprod;
-  (void)work;
   if (s1->n == 0 || s2->n == 0) return;
-  if (mode == PK_OUTPUTS_BLOCK) {
+  if (by_pairs(ly)) {
+    gram_pairs(ly, s1, s2, mode, sym, alpha, out, ldo, work);
+  } else if (mode == PK_OUTPUTS_BLOCK) {
     pk_prod_nt(s1->feat, s1->n * p1, s2->feat, s2->n * p2, R, R, alpha, 1.0, out, ldo, sym);
   } else if (mode == PK_OUTPUTS_TRACE) {
     pk_prod_nt(s1->feat, s1->n, s2->feat, s2->n, p1 * R, p1 * R, alpha, 1.0, out, ldo, sym);
@@ -247,9 +360,34 @@ static void conv_gram(const pk_layer *ly, const pk_side *s1, const pk_side *s2, 
   }
 }
 
+/* pairs: the dot of the npos-position rows x[p] and y[q] over n values */
+static double dotn(const double *x, const double *y, size_t n)
+{
+  size_t i;
+  double t = 0;
+  for (i = 0; i < n; i++) t += x[i] * y[i];
+  return t;
+}
+
 static void conv_sqnorm(const pk_layer *ly, const pk_side *s, double *out)
 {
   size_t R = row_len(ly), r, j;
+  if (by_pairs(ly)) {
+    size_t np = npos(ly), Co = ly->oshape.c, F = ly->fan_in, Lp = pos_len(ly, s->per), i, k, p, q;
+    double c = ly->sw * ly->sw, b = ly->sb * ly->sb;
+    for (i = 0; i < s->n; i++) {
+      const double *x = s->feat + i * np * Lp;
+      for (k = 0; k < s->per; k++) {
+        double t = 0;
+        for (p = 0; p < np; p++)
+          for (q = 0; q < np; q++)
+            t += dotn(x + p * Lp + F + k * Co, x + q * Lp + F + k * Co, Co) *
+                 (c * dotn(x + p * Lp, x + q * Lp, F) + b);
+        out[i * s->per + k] += t;
+      }
+    }
+    return;
+  }
   for (r = 0; r < s->n * s->per; r++) {
     const double *g = s->feat + r * R;
     double t = 0;
@@ -263,6 +401,19 @@ static void conv_dot_params(const pk_layer *ly, const pk_side *s, const double *
 {
   size_t R = row_len(ly), r, j;
   (void)work;
+  if (by_pairs(ly)) {
+    /* s_w sum_p U_r[., p] . (W P_i[p]) + s_b sum_p U_r[., p] . b */
+    size_t np = npos(ly), Co = ly->oshape.c, F = ly->fan_in, Lp = pos_len(ly, s->per), i, k, p, c;
+    for (i = 0; i < s->n; i++) {
+      const double *x = s->feat + i * np * Lp;
+      for (p = 0; p < np; p++)
+        for (c = 0; c < Co; c++) {
+          double t = ly->sw * dotn(W + c * F, x + p * Lp, F) + ly->sb * b[c];
+          for (k = 0; k < s->per; k++) out[i * s->per + k] += alpha * x[p * Lp + F + k * Co + c] * t;
+        }
+    }
+    return;
+  }
   for (r = 0; r < s->n * s->per; r++) {
     const double *g = s->feat + r * R;
     double tw = 0, tb = 0;
@@ -308,7 +459,20 @@ static void conv_grad_rows(const pk_layer *ly, const pk_side *s, double weight, 
   size_t R = row_len(ly), r, j, nr = s->n * s->per;
   for (r = 0; r < nr; r++) {
     double *ow = out + r * ldo + ly->woff, *ob = out + r * ldo + ly->boff;
-    if (s->feat) {
+    if (s->feat && by_pairs(ly)) {
+      /* weight s_w U_r P_i straight into the row: U by position is npos x
+       * C_out, the patches npos x F, both with the position rows' stride */
+      size_t np = npos(ly), Co = ly->oshape.c, F = ly->fan_in, Lp = pos_len(ly, s->per), p, c;
+      size_t i = r / s->per, k = r % s->per;
+      const double *x = s->feat + i * np * Lp;
+      cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)Co, (int)F, (int)np, weight * ly->sw,
+                  x + F + k * Co, (int)Lp, x, (int)Lp, 1.0, ow, (int)F);
+      for (c = 0; c < Co; c++) {
+        double t = 0;
+        for (p = 0; p < np; p++) t += x[p * Lp + F + k * Co + c];
+        ob[c] += weight * ly->sb * t;
+      }
+    } else if (s->feat) {
       const double *g = s->feat + r * R;
       for (j = 0; j < ly->nw; j++) ow[j] += weight * g[j];
       for (j = 0; j < ly->oshape.c; j++) ob[j] += weight * g[ly->nw + j];
@@ -320,7 +484,7 @@ static void conv_grad_rows(const pk_layer *ly, const pk_side *s, double weight, 
 
 const pk_layer_vt pk_conv_vt = {
   "conv", PK_LAYER_CONV, 0,
-  conv_work, no_gram_work, no_dot_work, conv_feat_size, conv_feat,
+  conv_work, conv_gram_work, no_dot_work, conv_feat_size, conv_feat,
   conv_forward, conv_backward_input, conv_backward_params,
   conv_gram, conv_sqnorm, conv_dot_params, conv_grad_rows
 };

@@ -270,6 +270,22 @@ describe("the kernel machine of conv networks", function()
   end
 end)
 
+describe("conv networks with loss weights", function()
+  it("decompose exactly, a weight-0 example contributing exactly 0", function()
+    local c = NETS[1]
+    local net = build(c, "tanh", "ntk", 2)
+    local X, Xq = inputs(c, 6, 3), inputs(c, 2, 4)
+    local W = pk.matrix{1, 0, 2, 0.5, 1, 1}
+    local traj = net:train{ X = X, Y = pk.randn(6, 2, 5), weights = W, lr = 0.1, steps = 5, record = true,
+                            progress = false, seed = 1 }
+    local km = pk.machine.from_trajectory(traj)
+    local _, maxrel = km:verify(Xq)
+    assert.is_true(maxrel <= 1e-10, tostring(maxrel))
+    local C = km:contributions(Xq)
+    for k = 1, 2 do for q = 1, 2 do assert.are.equal(0, C[k]:get(q, 2)) end end
+  end)
+end)
+
 describe("conv network objects", function()
   local c = NETS[2]
   it("save, load and clone bit for bit, in format version 2", function()

@@ -27,6 +27,9 @@
  *   are parameter-shaped (the layer's slices of theta, or of a direction:
  *   forward(D_W, D_b, a) is the R-op term of a step direction, and
  *   forward(W, NULL, da, beta = 1) adds the term of an input direction).
+ *   A parameterless layer (nw = nb = 0) ignores W and b: it is a fixed
+ *   linear map of its input, so its R-op is forward(NULL, NULL, da) alone
+ *   and a caller skips the step-direction term for it.
  * - backward_input: Gin = s_w W^T (*) G, n rows (n may be rows * per:
  *   the walker pushes sensitivities of every output through it).
  * - backward_params: gW = scale s_w sum_i G_i (*)^T A_i, gb = scale s_b

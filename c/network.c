@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include "pk_net.h"
+#include "pk_train.h"
 
 static const char *const act_names[] = {
   "identity", "relu", "tanh", "sigmoid", "softplus", "gelu", "erf", "sin", "leaky_relu"
@@ -111,6 +112,7 @@ static const pk_layer_vt *kind_vt(pk_layer_type t)
 void pk_network_free(pk_network *n)
 {
   if (!n) return;
+  pk_train_ws_free(n->train_ws);
   free(n->layer);
   free(n->theta);
   free(n);
@@ -407,6 +409,7 @@ pk_status pk_network_clone(pk_network **out, const pk_network *src)
   *n = *src;
   n->layer = NULL;
   n->theta = NULL;
+  n->train_ws = NULL;
   if (!(n->layer = malloc(src->L * sizeof *n->layer))) {
     pk_network_free(n);
     return pk_fail(PK_ENOMEM, "network: out of memory");

@@ -18,6 +18,10 @@ struct pk_network {
   size_t P;
   double *theta;
   uint64_t version;
+  /* the last training's workspace (train.c), kept for the next run: a
+   * fresh workspace costs a page fault per page on first touch, which on
+   * a virtual machine is a fixed cost of the order of a few steps */
+  struct pk_train_ws *train_ws;
 };
 
 /* values per example going in (d_0) and coming out (K) */

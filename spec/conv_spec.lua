@@ -357,6 +357,19 @@ describe("conv network objects", function()
     H.raises("network: no dense or conv layer", net{ input = {1, 4, 4}, layers = { {"avgpool", size = 2} } })
     H.raises("network: 'input' must be {C, H, W}", net{ input = {1, 4}, layers = { {"dense", 1} } })
     H.raises("network: give 'sizes' or 'layers', not both", net{ sizes = {2, 1}, layers = { {"dense", 1} } })
+    -- the options of the list form, each named
+    H.raises("network: option 'layers' must be a list of layers", net{ input = 4, layers = "conv" })
+    H.raises("network: 'input' is required with 'layers'", net{ layers = { {"dense", 1} } })
+    H.raises("network: 'input' goes with 'layers'", net{ sizes = {2, 1}, input = 2 })
+    H.raises("network: 'input' must be {C, H, W}", net{ input = {1, 4, 4.5}, layers = { {"dense", 1} } })
+    H.raises("network: 'layers' is empty", net{ input = 4, layers = {} })
+    H.raises("network: layer 1 (conv): 'padding' must be a non-negative integer or a pair {h, w} of them",
+      net{ input = {1, 4, 4}, layers = { {"conv", channels = 2, size = 2, padding = {1, "1"}} } })
+    H.raises("network: layer 1 (dense): unknown entry 'activation'",
+      net{ input = 4, layers = { {"dense", 1, activation = "relu"} } })
+    H.raises("network: 'slope' lists 2 numbers, the network has 1 activated layers (conv and dense, not the last)",
+      net{ input = {1, 4, 4}, layers = { {"conv", channels = 2, size = 2}, {"dense", 1} }, slope = {0.1, 0.2} })
+    H.raises("network: unknown option 'layer'", net{ input = 4, layer = { {"dense", 1} } })
     H.raises("network: 'activation' lists 1 names, the network has 2 activated layers (conv and dense, not the last)",
       net{ input = {1, 4, 4}, layers = { {"conv", channels = 2, size = 2}, {"avgpool", size = 1}, {"dense", 3},
         {"dense", 1} }, activation = {"tanh"} })

@@ -419,6 +419,10 @@ local function zoo()
     { input = { 2, 3, 3 }, layers = { { "avgpool", size = 2 }, { "conv", channels = 2, size = 1, stride = 0 } } },
     { input = { 1, 2 }, layers = { { "dense", 1 } } }, { input = { 1, 1, 2 }, layers = {} },
     { layers = { { "conv" } } }, { input = { 2^40, 2^40, 2 }, layers = { { "dense", 1 } } },
+    { input = 4, layers = "conv" }, { layers = { { "dense", 1 } } }, { input = { 1, 4, 4.5 }, layers = { { "dense", 1 } } },
+    { input = { 1, 4, 4 }, layers = { { "conv", channels = 2, size = { 1, "1" }, padding = { 2^40, 0 } } } },
+    { input = { 1, 2^20, 2^20 }, layers = { { "conv", channels = 2^20, size = 2^19 }, { "dense", 1 } } },
+    { input = 4, layers = { { "dense", 1, activation = "relu" }, { 1 }, { "avgpool" } } },
     { steps = 2^40 }, { lr = 0 / 0 }, { [1] = "positional" }, { unknown_option = true },
     -- pk.split, A:std, pk.hstack / vstack (lists of pool objects)
     { test = 0.2 }, { test = 3 }, { test = 1.0 }, { test = 2^40 }, { shuffle = false, test = 1 },

@@ -378,3 +378,49 @@ describe("conv network objects", function()
       cnn.forward, cnn, pk.zeros(2, 15))
   end)
 end)
+
+describe("conv networks under the exact rule", function()
+  -- relu and leaky_relu conv nets: the kink search needs only that each
+  -- layer is linear in its weights (layer.h), so the decomposition of a
+  -- conv net is exact to rounding too, offline and online
+  local ARCHS = {
+    { input = {1, 5, 5}, layers = { {"conv", channels = 3, size = 3, padding = 1}, {"dense", 2} } },
+    { input = {2, 6, 5}, layers = { {"conv", channels = 3, size = {3, 2}, stride = 2, padding = {1, 0}},
+                                    {"avgpool", size = 2}, {"dense", 4}, {"dense", 2} } },
+    { input = {1, 6, 6}, layers = { {"conv", channels = 4, size = 3}, {"conv", channels = 3, size = 2, stride = 2},
+                                    {"dense", 3} } },
+    { input = {1, 4, 4}, layers = { {"avgpool", size = 2}, {"conv", channels = 2, size = 2},
+                                    {"conv", channels = 2, size = 1} } },
+  }
+  for i, a in ipairs(ARCHS) do
+    for _, act in ipairs{ "relu", "leaky_relu" } do
+      it(("reproduces a %s conv net to 1e-10 where the gauss rule cannot (%d)"):format(act, i), function()
+        local d = a.input[1] * a.input[2] * a.input[3]
+        local X, Xq = pk.randn(12, d, 10 + i), pk.randn(4, d, 20 + i)
+        local opt = ({ "gd", "adam", "sgd", "momentum" })[i]
+        local function run(explain)
+          local net = pk.network{ input = a.input, layers = a.layers, activation = act, slope = 0.1, seed = i }
+          local K = net:forward(Xq):cols()
+          return net, net:train{ X = X, Y = pk.randn(12, K, 30 + i), optimizer = opt, lr = 0.1, steps = 15, seed = 1,
+                            batch_size = opt == "sgd" and 5 or nil, record = not explain or nil,
+                            explain = explain and Xq or nil, rule = "exact", progress = false }
+        end
+        local _, traj = run(false)
+        local km = pk.machine.from_trajectory(traj, { rule = "exact" })
+        local _, maxrel = km:verify(Xq)
+        assert.is_true(maxrel <= 1e-10, ("%s %s: %g"):format(act, opt, maxrel))
+        -- the run crosses kinks: a fixed rule misses them by far more
+        local _, gauss = pk.machine.from_trajectory(traj, { rule = "gauss", nodes = 4 }):verify(Xq)
+        assert.is_true(gauss > 1e-8, ("gauss %g"):format(gauss))
+        -- the online machine agrees, and its certificate bounds its error
+        local net2, _, km2 = run(true)
+        assert.is_true(H.max_rel(km2:predict(Xq), km:predict(Xq)) < 1e-12)
+        local C = km2:certificate(Xq)
+        local E = km2:predict(Xq) - net2:forward(Xq)
+        for q = 1, E:rows() do
+          for k = 1, E:cols() do assert.is_true(math.abs(E:get(q, k)) <= C:get(q, k) * (1 + 1e-12) + 1e-300) end
+        end
+      end)
+    end
+  end
+end)

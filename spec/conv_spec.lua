@@ -424,3 +424,87 @@ describe("conv networks under the exact rule", function()
     end
   end
 end)
+
+describe("attribution on conv networks", function()
+  -- pk.attribute goes through the layer seam (forward, backward, R-op), so
+  -- a conv net's scores are checked as a dense net's are: against
+  -- retraining, against identities between the methods, and against the
+  -- dense network a whole-image kernel is
+  local A = { input = {2, 5, 4}, layers = { {"conv", channels = 3, size = {3, 2}, stride = {2, 1}, padding = 1},
+                                            {"avgpool", size = 2}, {"dense", 4}, {"dense", 2} } }
+  local m, EPS = 8, 2.220446049250313e-16
+  local X, Y, Xq = pk.randn(m, 40, 41), pk.randn(m, 2, 42), pk.randn(2, 40, 43)
+  local function mk() return pk.network{ input = A.input, layers = A.layers, activation = "tanh", seed = 6 } end
+  local function as_list(S) return type(S) == "table" and S or { S } end
+
+  for _, o in ipairs{ { optimizer = "gd", lr = 0.2 }, { optimizer = "adam", lr = 0.02, weight_decay = 0.02 },
+                      { optimizer = "sgd", lr = 0.2, batch_size = 3 } } do
+    it("metagradients agree with central differences of retraining, shares sum to the change: " .. o.optimizer,
+       function()
+      local function run(extra)
+        local t = { X = X, Y = Y, steps = 10, seed = 3, progress = false }
+        for k, v in pairs(o) do t[k] = v end
+        for k, v in pairs(extra or {}) do t[k] = v end
+        local net = mk()
+        local r = net:train(t)
+        return net, r
+      end
+      local net_end, traj = run{ record = { every = 3 } }
+      local M = as_list(pk.attribute.metagradient(traj, Xq))
+      -- D(h) = M + a h^2 + ...: D(h) - D(h/2) bounds the truncation of D(h/2)
+      local function D(i, h)
+        local Wp, Wm = pk.ones(m, 1), pk.ones(m, 1)
+        Wp:set(i, 1, 1 + h)
+        Wm:set(i, 1, 1 - h)
+        local Fp = run{ weights = Wp }:forward(Xq)
+        return (Fp - run{ weights = Wm }:forward(Xq)) / (2 * h), Fp
+      end
+      for _, i in ipairs{ 1, 5, 8 } do
+        local D1 = D(i, 1e-4)
+        local D2, F = D(i, 5e-5)
+        for k = 1, #M do
+          for q = 1, Xq:rows() do
+            local mg, d1, d2 = M[k]:get(q, i), D1:get(q, k), D2:get(q, k)
+            local tol = 2 * math.abs(d1 - d2) / 3 + 40 * EPS * math.max(1, math.abs(F:get(q, k))) / 5e-5
+            assert(math.abs(mg - d2) <= tol, ("example %d query %d output %d: %.12g vs %.12g (tol %.3g)")
+              :format(i, q, k, mg, d2, tol))
+          end
+        end
+      end
+      local S, decay = pk.attribute.weights(traj)
+      local change = net_end:params() - mk():params()
+      assert.is_true(((S:sum(1) + decay):t() - change):max_abs() <= 1e-13 * math.max(1, change:max_abs()))
+    end)
+  end
+
+  it("TracIn at every step of gd is the left rule's decomposition", function()
+    local traj = mk():train{ X = X, Y = Y, steps = 6, lr = 0.2, record = true, progress = false }
+    local T = as_list(pk.attribute.tracin(traj, Xq, { every = 1 }))
+    local C = as_list(pk.machine.from_trajectory(traj, { rule = "left" }):contributions(Xq))
+    for k = 1, #T do assert.is_true(H.max_rel(T[k], C[k]) < 1e-12) end
+  end)
+
+  it("influence and representer values of a whole-image kernel are the dense network's", function()
+    -- conv 4 with a 5x4 kernel over 2x5x4 is dense 4 over the 40 pixels:
+    -- the same parameters in the same order
+    local conv = pk.network{ input = {2, 5, 4}, layers = { {"conv", channels = 4, size = {5, 4}}, {"dense", 2} },
+                             seed = 2 }
+    local dense = pk.network{ sizes = {40, 4, 2}, seed = 2 }
+    dense:set_params(conv:params())
+    assert.is_true(H.max_rel(conv:forward(Xq), dense:forward(Xq)) < 1e-14)
+    for _, solver in ipairs{ "exact", "cg" } do
+      local a = as_list(pk.attribute.influence(conv, X, Y, Xq, { damping = 0.5, solver = solver, tol = 1e-13 }))
+      local b = as_list(pk.attribute.influence(dense, X, Y, Xq, { damping = 0.5, solver = solver, tol = 1e-13 }))
+      for k = 1, #a do assert.is_true(H.max_rel(a[k], b[k]) < 1e-10, solver) end
+    end
+    local a = as_list(pk.attribute.representer(conv, X, Y, Xq))
+    local b = as_list(pk.attribute.representer(dense, X, Y, Xq))
+    for k = 1, #a do assert.is_true(H.max_rel(a[k], b[k]) < 1e-10) end
+  end)
+
+  it("representer values need a dense last layer", function()
+    local net = pk.network{ input = {1, 5, 5}, layers = { {"conv", channels = 2, size = 3}, {"conv", channels = 1, size = 3} } }
+    H.raises("representer: the last layer must be dense (it is conv)", pk.attribute.representer, net,
+             pk.randn(4, 25, 1), pk.randn(4, 1, 2), pk.randn(2, 25, 3))
+  end)
+end)

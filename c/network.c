@@ -112,7 +112,7 @@ static const pk_layer_vt *kind_vt(pk_layer_type t)
 void pk_network_free(pk_network *n)
 {
   if (!n) return;
-  pk_train_ws_free(n->train_ws);
+  if (n->train_ws) n->train_ws_free(n->train_ws);
   free(n->layer);
   free(n->theta);
   free(n);

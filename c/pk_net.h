@@ -20,8 +20,11 @@ struct pk_network {
   uint64_t version;
   /* the last training's workspace (train.c), kept for the next run: a
    * fresh workspace costs a page fault per page on first touch, which on
-   * a virtual machine is a fixed cost of the order of a few steps */
+   * a virtual machine is a fixed cost of the order of a few steps; freed
+   * through the function train.c leaves with it, so the network's room
+   * does not call up into training's */
   struct pk_train_ws *train_ws;
+  void (*train_ws_free)(struct pk_train_ws *);
 };
 
 /* values per example going in (d_0) and coming out (K) */

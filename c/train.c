@@ -436,8 +436,12 @@ static pk_status train_kept(pk_network *net, const pk_matrix *X, const pk_matrix
     return st;
   }
   st = train_loop(net, X, Y, o, hk, losses, done, total, ws);
-  if (pk_acts_bytes(net, ws->w.cap, 1) <= KEEP_WS) net->train_ws = ws;
-  else pk_train_ws_free(ws);
+  if (pk_acts_bytes(net, ws->w.cap, 1) <= KEEP_WS) {
+    net->train_ws = ws;
+    net->train_ws_free = pk_train_ws_free;
+  } else {
+    pk_train_ws_free(ws);
+  }
   return st;
 }
 

@@ -49,8 +49,8 @@ void pk_act_apply(pk_activation act, double slope, const double *z, double *a, s
   size_t i;
   switch (act) {
   case PK_ACT_IDENTITY: if (a != z) memcpy(a, z, n * sizeof *a); break;
-  case PK_ACT_RELU: for (i = 0; i < n; i++) a[i] = z[i] > 0 ? z[i] : 0.0; break;
-  case PK_ACT_LEAKY_RELU: for (i = 0; i < n; i++) a[i] = z[i] > 0 ? z[i] : slope * z[i]; break;
+  case PK_ACT_RELU: pk_vrelu(z, a, n); break;
+  case PK_ACT_LEAKY_RELU: pk_vleaky(z, a, n, slope); break;
   case PK_ACT_TANH: pk_vtanh(z, a, n); break;
   case PK_ACT_SIGMOID: pk_vsigmoid(z, a, n); break;
   case PK_ACT_SOFTPLUS:
@@ -74,9 +74,9 @@ void pk_act_mul_deriv(pk_activation act, double slope, const double *z, const do
   const double c_erf = 2.0 / sqrt(PK_PI), c_pdf = 1.0 / sqrt(2.0 * PK_PI);
   switch (act) {
   case PK_ACT_IDENTITY: break;
-  case PK_ACT_RELU: for (i = 0; i < n; i++) g[i] = z[i] > 0 ? g[i] : 0.0; break;
-  case PK_ACT_LEAKY_RELU: for (i = 0; i < n; i++) g[i] = z[i] > 0 ? g[i] : slope * g[i]; break;
-  case PK_ACT_TANH: for (i = 0; i < n; i++) g[i] *= 1.0 - a[i] * a[i]; break;
+  case PK_ACT_RELU: pk_vrelu_deriv(z, g, n); break;
+  case PK_ACT_LEAKY_RELU: pk_vleaky_deriv(z, g, n, slope); break;
+  case PK_ACT_TANH: pk_vtanh_deriv(a, g, n); break;
   case PK_ACT_SIGMOID: for (i = 0; i < n; i++) g[i] *= a[i] * (1.0 - a[i]); break;
   case PK_ACT_SOFTPLUS: for (i = 0; i < n; i++) g[i] *= sigmoid(z[i]); break;
   case PK_ACT_GELU:

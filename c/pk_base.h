@@ -88,5 +88,10 @@ int pk_all_finite(const double *x, size_t n);
  * x and y must not overlap */
 void pk_vtanh(const double *x, double *y, size_t n);
 void pk_vsigmoid(const double *x, double *y, size_t n);
+void pk_vrelu(const double *z, double *a, size_t n);
+void pk_vleaky(const double *z, double *a, size_t n, double slope);
+void pk_vrelu_deriv(const double *z, double *g, size_t n);
+void pk_vleaky_deriv(const double *z, double *g, size_t n, double slope);
+void pk_vtanh_deriv(const double *a, double *g, size_t n);
 
 #endif

@@ -108,3 +108,39 @@ PK_VEC void pk_vtanh_deriv(const double *a, double *g, size_t n)
   size_t i;
   for (i = 0; i < n; i++) g[i] *= 1.0 - a[i] * a[i];
 }
+
+/* The kink search's pattern test for w units (decomp.c): the samples of
+ * unit u at N points are z[i * stride + u]; zm[u] = max |sample| and
+ * bmn[u], bmx[u] the least and largest of its N Bernstein coefficients
+ * b_k = sum_i vi[k N + i] z_i (in the order of i), bk scratch of w. */
+PK_VEC void pk_bernstein_range(const double *restrict z, size_t stride, int N,
+                               const double *restrict vi, size_t w, double *restrict zm,
+                               double *restrict bmn, double *restrict bmx, double *restrict bk)
+{
+  size_t u;
+  int i, k;
+  for (u = 0; u < w; u++) {
+    zm[u] = 0;
+    bmn[u] = INFINITY;
+    bmx[u] = -INFINITY;
+  }
+  for (i = 0; i < N; i++) {
+    const double *zi = z + (size_t)i * stride;
+    for (u = 0; u < w; u++) {
+      double a = fabs(zi[u]);
+      zm[u] = a > zm[u] ? a : zm[u];
+    }
+  }
+  for (k = 0; k < N; k++) {
+    for (u = 0; u < w; u++) bk[u] = 0;
+    for (i = 0; i < N; i++) {
+      const double *zi = z + (size_t)i * stride;
+      double v = vi[k * N + i];
+      for (u = 0; u < w; u++) bk[u] += v * zi[u];
+    }
+    for (u = 0; u < w; u++) {
+      bmn[u] = bk[u] < bmn[u] ? bk[u] : bmn[u];
+      bmx[u] = bk[u] > bmx[u] ? bk[u] : bmx[u];
+    }
+  }
+}

@@ -1187,27 +1187,21 @@ static pk_status pattern_test(pk_decomp *dc, size_t q0, const uint32_t *qs, size
 {
   const pk_network *net = dc->net;
   const pk_rows *rw = &dc->rows;
-  int N = dc->ns[n], i;
+  int N = dc->ns[n], i, node[PK_KINK_MAXDEG + 1];
   size_t zw = dc->zw, p, l, u;
-  const double *pt = dc->spt[n], *vi = dc->vinv[n];
+  const double *pt = dc->spt[n], *vi = dc->vinv[n], *zp[PK_KINK_MAXDEG + 1];
   double tau = 1e-13 * dc->vnorm[n];
   pk_status st;
-  /* the samples, point by point: zs[i] is nqs x zw */
+  /* the samples: t = 0 and 1 from the ends' forward passes, the nodes
+   * from the node rows, read where they are (node[i] says which); the
+   * forward passes at extra points into zs[i] (nqs x zw) */
   for (i = 0; i < N; i++) {
     double *zi = dc->zs + (size_t)i * nqs * zw;
-    int node = -1, j;
+    int j;
+    node[i] = -1;
     for (j = 0; j < n; j++)
-      if (pt[i] == dc->gt[n][j]) node = j;
-    if (i == 0) {
-      for (p = 0; p < nqs; p++) memcpy(zi + p * zw, dc->z0 + (q0 + qs[p]) * zw, zw * sizeof(double));
-    } else if (i == N - 1) {
-      for (p = 0; p < nqs; p++) memcpy(zi + p * zw, dc->z1 + (q0 + qs[p]) * zw, zw * sizeof(double));
-    } else if (node >= 0) {
-      for (p = 0; p < nqs; p++)
-        for (l = 0; l < dc->npl; l++)
-          memcpy(zi + p * zw + dc->zoff[l], rw->a.Z[l] + (r0 + (size_t)node * nqs + p) * net->layer[l].out,
-                 net->layer[l].out * sizeof(double));
-    } else {
+      if (pt[i] == dc->gt[n][j]) node[i] = j;
+    if (i > 0 && i < N - 1 && node[i] < 0) {
       /* an extra point: the queries' forward pass there (node 0's rows
        * hold their inputs in order) */
       size_t P = net->P, x;
@@ -1221,22 +1215,26 @@ static pk_status pattern_test(pk_decomp *dc, size_t q0, const uint32_t *qs, size
     }
   }
   /* a layer of a query at once, the units innermost (vectorized in
-   * fastmath.c): the samples of a unit are nqs zw doubles apart, so a loop
-   * over them per unit touched N cache lines for one unit's test. Same
-   * sums in the same order as one unit at a time. */
+   * fastmath.c): a unit's samples are in N arrays, so a loop over them per
+   * unit touched N cache lines for one unit's test. Same sums in the same
+   * order as one unit at a time. */
   for (p = 0; p < nqs; p++) {
     fail[p] = 0;
     for (l = 0; l < dc->npl && !fail[p]; l++) {
       double neg, *zm = dc->T, *bmn, *bmx, *bk;
-      const double *z0 = dc->zs + p * zw + dc->zoff[l];
-      size_t w = net->layer[l].out, step = nqs * zw;
+      size_t w = net->layer[l].out;
       int kinked;
       layer_pl(net, l, &neg, &kinked);
       if (!kinked) continue;
+      for (i = 0; i < N; i++)
+        zp[i] = i == 0 ? dc->z0 + (q0 + qs[p]) * zw + dc->zoff[l]
+                : i == N - 1 ? dc->z1 + (q0 + qs[p]) * zw + dc->zoff[l]
+                : node[i] >= 0 ? rw->a.Z[l] + (r0 + (size_t)node[i] * nqs + p) * w
+                : dc->zs + ((size_t)i * nqs + p) * zw + dc->zoff[l];
       bmn = zm + w;
       bmx = bmn + w;
       bk = bmx + w;
-      pk_bernstein_range(z0, step, N, vi, w, zm, bmn, bmx, bk);
+      pk_bernstein_range(zp, N, vi, w, zm, bmn, bmx, bk);
       for (u = 0; u < w; u++) {
         if (zm[u] == 0) continue;      /* a polynomial with N zeros: none at all */
         if (!(bmn[u] > tau * zm[u]) && !(bmx[u] < -tau * zm[u])) { fail[p] = 1; break; }

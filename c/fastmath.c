@@ -110,10 +110,10 @@ PK_VEC void pk_vtanh_deriv(const double *a, double *g, size_t n)
 }
 
 /* The kink search's pattern test for w units (decomp.c): the samples of
- * unit u at N points are z[i * stride + u]; zm[u] = max |sample| and
+ * unit u at N points are z[i][u]; zm[u] = max |sample| and
  * bmn[u], bmx[u] the least and largest of its N Bernstein coefficients
  * b_k = sum_i vi[k N + i] z_i (in the order of i), bk scratch of w. */
-PK_VEC void pk_bernstein_range(const double *restrict z, size_t stride, int N,
+PK_VEC void pk_bernstein_range(const double *const *z, int N,
                                const double *restrict vi, size_t w, double *restrict zm,
                                double *restrict bmn, double *restrict bmx, double *restrict bk)
 {
@@ -125,7 +125,7 @@ PK_VEC void pk_bernstein_range(const double *restrict z, size_t stride, int N,
     bmx[u] = -INFINITY;
   }
   for (i = 0; i < N; i++) {
-    const double *zi = z + (size_t)i * stride;
+    const double *restrict zi = z[i];
     for (u = 0; u < w; u++) {
       double a = fabs(zi[u]);
       zm[u] = a > zm[u] ? a : zm[u];
@@ -134,7 +134,7 @@ PK_VEC void pk_bernstein_range(const double *restrict z, size_t stride, int N,
   for (k = 0; k < N; k++) {
     for (u = 0; u < w; u++) bk[u] = 0;
     for (i = 0; i < N; i++) {
-      const double *zi = z + (size_t)i * stride;
+      const double *restrict zi = z[i];
       double v = vi[k * N + i];
       for (u = 0; u < w; u++) bk[u] += v * zi[u];
     }

@@ -95,7 +95,7 @@ void pk_vleaky_deriv(const double *z, double *g, size_t n, double slope);
 void pk_vtanh_deriv(const double *a, double *g, size_t n);
 /* the pattern test of the kink search: per unit, max |sample| and the
  * range of its Bernstein coefficients (fastmath.c; decomp.c says more) */
-void pk_bernstein_range(const double *z, size_t stride, int N, const double *vi, size_t w,
+void pk_bernstein_range(const double *const *z, int N, const double *vi, size_t w,
                         double *zm, double *bmn, double *bmx, double *bk);
 
 #endif

@@ -1188,7 +1188,7 @@ static pk_status pattern_test(pk_decomp *dc, size_t q0, const uint32_t *qs, size
   const pk_network *net = dc->net;
   const pk_rows *rw = &dc->rows;
   int N = dc->ns[n], i, node[PK_KINK_MAXDEG + 1];
-  size_t zw = dc->zw, p, l, u;
+  size_t zw = dc->zw, p, l;
   const double *pt = dc->spt[n], *vi = dc->vinv[n], *zp[PK_KINK_MAXDEG + 1];
   double tau = 1e-13 * dc->vnorm[n];
   pk_status st;
@@ -1234,11 +1234,7 @@ static pk_status pattern_test(pk_decomp *dc, size_t q0, const uint32_t *qs, size
       bmn = zm + w;
       bmx = bmn + w;
       bk = bmx + w;
-      pk_bernstein_range(zp, N, vi, w, zm, bmn, bmx, bk);
-      for (u = 0; u < w; u++) {
-        if (zm[u] == 0) continue;      /* a polynomial with N zeros: none at all */
-        if (!(bmn[u] > tau * zm[u]) && !(bmx[u] < -tau * zm[u])) { fail[p] = 1; break; }
-      }
+      fail[p] = (unsigned char)pk_bernstein_test(zp, N, vi, w, tau, zm, bmn, bmx, bk);
     }
   }
   return PK_OK;

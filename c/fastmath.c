@@ -110,15 +110,17 @@ PK_VEC void pk_vtanh_deriv(const double *a, double *g, size_t n)
 }
 
 /* The kink search's pattern test for w units (decomp.c): the samples of
- * unit u at N points are z[i][u]; zm[u] = max |sample| and
- * bmn[u], bmx[u] the least and largest of its N Bernstein coefficients
- * b_k = sum_i vi[k N + i] z_i (in the order of i), bk scratch of w. */
-PK_VEC void pk_bernstein_range(const double *const *z, int N,
-                               const double *restrict vi, size_t w, double *restrict zm,
-                               double *restrict bmn, double *restrict bmx, double *restrict bk)
+ * unit u at N points are z[i][u]; its N Bernstein coefficients are
+ * b_k = sum_i vi[k N + i] z_i (in the order of i). Returns 1 when some
+ * unit with a nonzero sample has coefficients of neither strict sign
+ * beyond tau max_i |z_i| (it may cross zero), else 0. zm, bmn, bmx, bk:
+ * scratch of w each. */
+PK_VEC int pk_bernstein_test(const double *const *z, int N, const double *restrict vi, size_t w,
+                             double tau, double *restrict zm, double *restrict bmn,
+                             double *restrict bmx, double *restrict bk)
 {
   size_t u;
-  int i, k;
+  int i, k, bad = 0;
   for (u = 0; u < w; u++) {
     zm[u] = 0;
     bmn[u] = INFINITY;
@@ -143,4 +145,8 @@ PK_VEC void pk_bernstein_range(const double *const *z, int N,
       bmx[u] = bk[u] > bmx[u] ? bk[u] : bmx[u];
     }
   }
+  /* a polynomial with N zeros has none at all (zm = 0) */
+  for (u = 0; u < w; u++)
+    bad |= zm[u] != 0 && !(bmn[u] > tau * zm[u]) && !(bmx[u] < -tau * zm[u]);
+  return bad;
 }

@@ -93,9 +93,9 @@ void pk_vleaky(const double *z, double *a, size_t n, double slope);
 void pk_vrelu_deriv(const double *z, double *g, size_t n);
 void pk_vleaky_deriv(const double *z, double *g, size_t n, double slope);
 void pk_vtanh_deriv(const double *a, double *g, size_t n);
-/* the pattern test of the kink search: per unit, max |sample| and the
- * range of its Bernstein coefficients (fastmath.c; decomp.c says more) */
-void pk_bernstein_range(const double *const *z, int N, const double *vi, size_t w,
-                        double *zm, double *bmn, double *bmx, double *bk);
+/* the pattern test of the kink search: whether some unit may cross zero
+ * (fastmath.c; decomp.c says more) */
+int pk_bernstein_test(const double *const *z, int N, const double *vi, size_t w, double tau,
+                      double *zm, double *bmn, double *bmx, double *bk);
 
 #endif

@@ -129,9 +129,11 @@ describe("SIGINT", function()
 
   it("stops a tangent kernel's Gram in the middle of its one big tile", function()
     local c = spawn(PRELUDE .. [[
-      local net = pk.network{ sizes = { 8, 512, 512, 1 }, seed = 1 }
+      -- about 4 s here in one tile (3000 rows through 512-wide layers took
+      -- 1.3 s: too close to the 0.5 s before the signal on a faster machine)
+      local net = pk.network{ sizes = { 8, 1024, 1024, 1 }, seed = 1 }
       local K = pk.kernel.tangent(net)
-      local X = pk.randn(3000, 8, 2)
+      local X = pk.randn(4000, 8, 2)
       print("ready")
       try(K.gram, K, X)
       print("after " .. K:gram(X:slice(1, 2)):rows())
@@ -145,10 +147,12 @@ describe("SIGINT", function()
 
   it("stops the classical kernels' Grams, in BLAS products and in threaded passes, and a fit", function()
     local c = spawn(PRELUDE .. [[
-      -- about 2 s for the product X1 X2^T, 4 s for the L1 distances
-      local X1 = pk.randn(2500, 2000, 1)
+      -- about 4 s for the product X1 X2^T and 15 s for the L1 distances
+      -- here: work that a faster machine still cannot finish in the 0.5 s
+      -- before the signal (2500 x 2000 took 0.96 s here)
+      local X1 = pk.randn(4000, 3000, 1)
       local X2 = pk.matrix(X1)
-      local Y = pk.randn(2500, 1, 2)
+      local Y = pk.randn(4000, 1, 2)
       local rbf, lap = pk.kernel.rbf{ gamma = 1e-3 }, pk.kernel.laplacian{ gamma = 1e-3 }
       print("ready")
       try(rbf.gram, rbf, X1, X2)

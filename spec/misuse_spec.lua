@@ -47,7 +47,9 @@ describe("the misuse fuzzer", function()
     for _, t in ipairs{ "Matrix", "Network", "Trajectory", "KernelMachine", "Kernel", "Regressor" } do
       assert.truthy(out:find("pathkernel." .. t .. "[ %]]"), t .. " not reached: " .. out)
     end
-    assert.is_true(tonumber(out:match("(%d+) trainings ran")) > 0, out)
+    -- about 0.7% of the calls train: at 3000 calls some always do; the 300
+    -- calls of the valgrind run (PK_MISUSE_COUNT) train none for some seeds
+    if COUNT >= 2000 then assert.is_true(tonumber(out:match("(%d+) trainings ran")) > 0, out) end
   end)
 
   it("stops the trainings it starts after a few steps, whatever steps they ask for", function()

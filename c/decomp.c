@@ -131,16 +131,6 @@ static int moves(const pk_layer *ly) { return ly->nw + ly->nb > 0; }
 #define LW(ly, th) ((th) + (ly)->woff)
 #define LB(ly, th) ((ly)->nb ? (th) + (ly)->boff : NULL)
 
-static size_t max_width(const pk_network *net)
-{
-  size_t l, w = 0;
-  for (l = 0; l < net->L; l++) {
-    if (net->layer[l].in > w) w = net->layer[l].in;
-    if (net->layer[l].out > w) w = net->layer[l].out;
-  }
-  return w;
-}
-
 /* the layers' scratch (doubles): forward and backward on a block of node
  * rows (K sensitivity rows each), the products of a block against a chunk
  * of training rows and of a tile's presums, for the contributions and the
@@ -271,7 +261,7 @@ static double ws_bytes(const pk_decomp *dc, size_t qt, size_t bc)
   const pk_network *net = dc->net;
   size_t Rs = rows_cap(dc, qt, bc);
   double d = sizeof(double), K = (double)dc->K, R = (double)Rs, b;
-  double W = (double)max_width(net), big = R > (double)qt ? R : (double)qt;
+  double W = (double)pk_net_max_width(net), big = R > (double)qt ? R : (double)qt;
   double d0 = (double)PK_NET_IN(net), kb = dc->want_kp ? (double)(dc->m > bc ? dc->m : bc) : 0;
   b = (double)pk_acts_bytes(net, Rs, 0) + (double)pk_deltas_bytes(net, Rs);
   b += R * (d0 + K * W + 3) * d + R * (sizeof(uint32_t) + sizeof(size_t));
@@ -384,7 +374,7 @@ pk_status pk_decomp_init(pk_decomp *dc, const pk_network *net, const pk_matrix *
                          const pk_hyper *hyper, const char *who, double extra,
                          const char *extra_what)
 {
-  size_t K = PK_NET_OUT(net), nq = Xq->rows, N, qt, bc, l, W = max_width(net);
+  size_t K = PK_NET_OUT(net), nq = Xq->rows, N, qt, bc, l, W = pk_net_max_width(net);
   static const char *const fewer = "explain fewer queries at a time";
   char what[200], kwhat[160];
   double tq[PK_MAX_NODES], wq[PK_MAX_NODES];

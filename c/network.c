@@ -525,8 +525,8 @@ pk_status pk_check_input(const pk_network *n, const pk_matrix *X, const char *wh
 
 /* ---- workspaces ------------------------------------------------------------ */
 
-/* the most scratch any layer wants for its passes over n rows */
-static size_t max_work(const pk_network *n, size_t rows)
+/* the most scratch (doubles) any layer wants for its passes over rows rows */
+size_t pk_net_max_work(const pk_network *n, size_t rows)
 {
   size_t l, m = 0;
   for (l = 0; l < n->L; l++) {
@@ -534,6 +534,17 @@ static size_t max_work(const pk_network *n, size_t rows)
     if (w > m) m = w;
   }
   return m;
+}
+
+/* the widest layer side, values per example going in or coming out */
+size_t pk_net_max_width(const pk_network *n)
+{
+  size_t l, w = 0;
+  for (l = 0; l < n->L; l++) {
+    if (n->layer[l].in > w) w = n->layer[l].in;
+    if (n->layer[l].out > w) w = n->layer[l].out;
+  }
+  return w;
 }
 
 size_t pk_acts_bytes(const pk_network *n, size_t cap, int with_grad)
@@ -544,7 +555,7 @@ size_t pk_acts_bytes(const pk_network *n, size_t cap, int with_grad)
     tot += cap * out * (with_grad ? 2 : 1);     /* Z, G */
     if (l + 1 < n->L) tot += cap * out;         /* A[l+1] */
   }
-  return (tot + max_work(n, cap)) * sizeof(double);
+  return (tot + pk_net_max_work(n, cap)) * sizeof(double);
 }
 
 pk_status pk_acts_init(pk_acts *w, const pk_network *n, size_t cap, int with_grad)
@@ -596,7 +607,7 @@ static size_t max_in(const pk_network *n)
 
 size_t pk_deltas_bytes(const pk_network *n, size_t cap)
 {
-  size_t l, K = PK_NET_OUT(n), tot = cap * max_in(n) + max_work(n, cap * K);
+  size_t l, K = PK_NET_OUT(n), tot = cap * max_in(n) + pk_net_max_work(n, cap * K);
   for (l = 0; l < n->L; l++) tot += cap * K * n->layer[l].out;
   return tot * sizeof(double);
 }
@@ -657,7 +668,7 @@ static size_t lfeat_doubles(const pk_network *n, size_t cap, size_t per)
 size_t pk_lfeats_bytes(const pk_network *n, size_t cap, size_t per)
 {
   size_t f = lfeat_doubles(n, cap, per);
-  return f ? (f + max_work(n, cap)) * sizeof(double) : 0;
+  return f ? (f + pk_net_max_work(n, cap)) * sizeof(double) : 0;
 }
 
 pk_status pk_lfeats_init(pk_lfeats *f, const pk_network *n, size_t cap, size_t per)
@@ -669,7 +680,7 @@ pk_status pk_lfeats_init(pk_lfeats *f, const pk_network *n, size_t cap, size_t p
   if (!nf) return PK_OK;
   if (!(f->feat = calloc(n->L, sizeof *f->feat)))
     return pk_fail(PK_ENOMEM, "network workspace: out of memory");
-  if ((st = pk_alloc((void **)&f->buf, nf + max_work(n, cap), sizeof(double),
+  if ((st = pk_alloc((void **)&f->buf, nf + pk_net_max_work(n, cap), sizeof(double),
                      "the layers' features"))) {
     pk_lfeats_free(f);
     return st;

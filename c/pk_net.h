@@ -72,6 +72,10 @@ void pk_deltas_free(pk_deltas *dl);
 void pk_net_deltas(const pk_network *net, const double *theta, const pk_acts *w, size_t n,
                    pk_deltas *dl);
 /* bytes of pk_acts / pk_deltas for cap rows */
+/* the most scratch (doubles) any layer's passes want over rows rows; the
+ * widest layer side */
+size_t pk_net_max_work(const pk_network *n, size_t rows);
+size_t pk_net_max_width(const pk_network *n);
 size_t pk_acts_bytes(const pk_network *net, size_t cap, int with_grad);
 size_t pk_deltas_bytes(const pk_network *net, size_t cap);
 

@@ -40,28 +40,8 @@ static void act_second(pk_activation act, const double *z, const double *a, doub
 
 /* ---- the workspace ----------------------------------------------------------- */
 
-static size_t max_width(const pk_network *net)
-{
-  size_t l, w = 0;
-  for (l = 0; l < net->L; l++) {
-    if (net->layer[l].in > w) w = net->layer[l].in;
-    if (net->layer[l].out > w) w = net->layer[l].out;
-  }
-  return w;
-}
-
-/* doubles of the layers' scratch for calls on up to n rows, and of one
- * layer's parameters (the products that add into a layer's slice) */
-static size_t layer_work(const pk_network *net, size_t n)
-{
-  size_t l, w = 0;
-  for (l = 0; l < net->L; l++) {
-    size_t k = net->layer[l].vt->work(&net->layer[l], n);
-    if (k > w) w = k;
-  }
-  return w;
-}
-
+/* doubles of one layer's parameters (the products that add into a layer's
+ * slice); the layers' scratch is pk_net_max_work */
 static size_t max_params(const pk_network *net)
 {
   size_t l, w = 0;
@@ -75,7 +55,7 @@ static size_t max_params(const pk_network *net)
 static void sizes(const pk_network *net, double *primal, double *tangent)
 {
   size_t l, L = net->L, K = PK_NET_OUT(net);
-  double p = (double)K + 1, t = 4.0 * (double)max_width(net);
+  double p = (double)K + 1, t = 4.0 * (double)pk_net_max_width(net);
   for (l = 0; l < L; l++) {
     double out = (double)net->layer[l].out, in = (double)net->layer[l].in;
     p += 3.0 * out;                                      /* Z, D, Dw */
@@ -93,12 +73,12 @@ double pk_rop_bytes(const pk_network *net, size_t cap, size_t rcap)
   double p, t;
   sizes(net, &p, &t);
   return sizeof(double) * ((double)cap * p + (double)cap * (double)rcap * t +
-                           (double)layer_work(net, cap * rcap) + (double)max_params(net));
+                           (double)pk_net_max_work(net, cap * rcap) + (double)max_params(net));
 }
 
 pk_status pk_rop_init(pk_rop *r, const pk_network *net, pk_loss loss, size_t cap, size_t rcap)
 {
-  size_t l, L = net->L, K = PK_NET_OUT(net), mw = max_width(net), np, nt;
+  size_t l, L = net->L, K = PK_NET_OUT(net), mw = pk_net_max_width(net), np, nt;
   double p, t, *q;
   pk_status st;
   memset(r, 0, sizeof *r);
@@ -121,7 +101,7 @@ pk_status pk_rop_init(pk_rop *r, const pk_network *net, pk_loss loss, size_t cap
   r->Zd = r->F2 + L;
   r->Ad = r->Zd + L;
   np = (size_t)p * cap;
-  nt = (size_t)t * cap * rcap + layer_work(net, cap * rcap) + max_params(net);
+  nt = (size_t)t * cap * rcap + pk_net_max_work(net, cap * rcap) + max_params(net);
   if ((st = pk_alloc((void **)&r->buf, np ? np : 1, sizeof(double),
                      "the second-order products' activations")) ||
       (st = pk_alloc((void **)&r->tbuf, nt ? nt : 1, sizeof(double),

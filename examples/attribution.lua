@@ -18,26 +18,11 @@
 -- version (used by the specs).
 local pk = require "pathkernel"
 
-local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-local okdir, outdir = pcall(pk.plot.folder, arg and arg[1] or (here .. "/out"))
-if not okdir then
-  io.stderr:write("attribution: " .. outdir .. "\n")
-  os.exit(1)
-end
-local quick = os.getenv("PATHKERNEL_QUICK") == "1"
-local t0 = pk.clock()
-
-local path = os.getenv("PATHKERNEL_DIGITS") or (here .. "/data/digits.csv")
-local D, err = pk.read_csv(path)
-if not D then
-  io.stderr:write(("attribution: cannot read the digits data: %s\n"):format(err))
-  os.exit(1)
-end
-if D:cols() ~= 65 or D:rows() < 600 then
-  io.stderr:write(("attribution: %s has %d rows of %d values; expected 1797 rows of 64 pixels and a label\n")
-    :format(path, D:rows(), D:cols()))
-  os.exit(1)
-end
+-- the output folder, quick mode and the digits data, as every digits example
+local ex = dofile(((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/digits_data.lua")
+  .start("attribution")
+local outdir, quick = ex.out, ex.quick
+local D = ex:digits()
 
 local m = quick and 150 or 300            -- training digits
 local nq = quick and 8 or 30              -- test digits to explain
@@ -171,8 +156,7 @@ local file, note = pk.plot.line{
   xlabel = "method", ylabel = "LDS (Spearman, mean over queries)", legend = "bottom left",
 }
 print("pictures:")
-if file then print(("  wrote %s"):format(file)) end
-if note then print((file and "  note: " or "  could not draw it: ") .. note) end
+ex.picture(file, note)
 
 -- ---- the weights as a superposition of the training digits ---------------------
 local S, decay = pk.attribute.weights(traj, { layer = 1, progress = false })
@@ -227,6 +211,5 @@ file, note = pk.plot.images{
   title = ("A first-layer unit's weight change (scaled), then the %d digits whose exact shares "
     .. "carry most of it"):format(ntop),
 }
-if file then print(("  wrote %s"):format(file)) end
-if note then print((file and "  note: " or "  could not draw it: ") .. note) end
-print(("done in %.1f s"):format(pk.clock() - t0))
+ex.picture(file, note)
+ex:done()

@@ -12,27 +12,11 @@
 -- label 0..9). PATHKERNEL_QUICK=1 trains on fewer digits (used by the specs).
 local pk = require "pathkernel"
 
-local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
-local okdir, outdir = pcall(pk.plot.folder, arg and arg[1] or (here .. "/out"))
-if not okdir then
-  io.stderr:write("digits_explain: " .. outdir .. "\n")
-  os.exit(1)
-end
-local quick = os.getenv("PATHKERNEL_QUICK") == "1"
-local t0 = pk.clock()
-
-local path = os.getenv("PATHKERNEL_DIGITS") or (here .. "/data/digits.csv")
-local D, err = pk.read_csv(path)
-if not D then
-  io.stderr:write(("digits_explain: cannot read the digits data: %s\n"):format(err))
-  io.stderr:write("  it ships with pathkernel as examples/data/digits.csv (1797 rows of 64 pixels and a label)\n")
-  os.exit(1)
-end
-if D:cols() ~= 65 or D:rows() < 600 then
-  io.stderr:write(("digits_explain: %s has %d rows of %d values; expected 1797 rows of 64 pixels and a label\n")
-    :format(path, D:rows(), D:cols()))
-  os.exit(1)
-end
+-- the output folder, quick mode and the digits data, as every digits example
+local ex = dofile(((arg and arg[0] or ""):match("^(.*)/[^/]*$") or ".") .. "/digits_data.lua")
+  .start("digits_explain")
+local outdir, quick = ex.out, ex.quick
+local D = ex:digits()
 
 -- pixels scaled to [0, 1], labels 0..9 as classes 1..10; the first m
 -- digits train, the rest test
@@ -122,6 +106,5 @@ local file, note = pk.plot.images{
   images = images, columns = 2 * k + 1, range = { 0, 1 }, palette = "gray_r",
 }
 print("pictures:")
-if file then print(("  wrote %s"):format(file)) end
-if note then print((file and "  note: " or "  could not draw it: ") .. note) end
-print(("done in %.1f s"):format(pk.clock() - t0))
+ex.picture(file, note)
+ex:done()
